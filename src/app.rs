@@ -1,0 +1,165 @@
+//! Builds the application — state, router, layers — and runs it until shutdown.
+//! This is the one place that knows every part; `main.rs` and the tests both start here.
+
+use crate::clock::SharedClock;
+use crate::config::{AppConfig, Config};
+use crate::error::ApiError;
+use crate::login::LoginService;
+use crate::session::{SessionPolicy, Sessions};
+use crate::store::SharedStore;
+use crate::wechat::WechatClient;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::{Layer, ServiceBuilder};
+use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub apps: Vec<AppConfig>,
+    pub store: SharedStore,
+    pub sessions: Sessions,
+    pub login: Arc<LoginService>,
+    pub clock: SharedClock,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Opens the store and wires the services.
+    pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+        if config.apps.is_empty() {
+            anyhow::bail!("no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml)");
+        }
+        let store = crate::store::connect(config.database_url.expose()).await?;
+        Self::with_store(config, clock, store)
+    }
+
+    pub fn with_store(
+        config: &Config,
+        clock: SharedClock,
+        store: SharedStore,
+    ) -> anyhow::Result<Self> {
+        let policy = SessionPolicy {
+            idle_timeout: config.session_idle_timeout,
+            max_lifetime: config.session_max_lifetime,
+        };
+        let wechat = WechatClient::new(config.wechat_api_base.clone(), config.wechat_timeout)?;
+        let sessions = Sessions::new(store.clone(), clock.clone(), policy);
+        let login = LoginService::new(store.clone(), wechat, clock.clone(), policy);
+        Ok(Self(Arc::new(Inner {
+            apps: config.apps.clone(),
+            store,
+            sessions,
+            login,
+            clock,
+        })))
+    }
+
+    /// The app a login is for: the named one, or the only one.
+    pub fn app_for(&self, appid: Option<&str>) -> Result<&AppConfig, ApiError> {
+        match appid.filter(|a| !a.is_empty()) {
+            Some(id) => self
+                .apps
+                .iter()
+                .find(|a| a.appid.as_str() == id)
+                .ok_or_else(|| {
+                    ApiError::UnknownApp("this appid is not configured on the server".into())
+                }),
+            None if self.apps.len() == 1 => Ok(&self.apps[0]),
+            None => Err(ApiError::UnknownApp(
+                "several apps are configured: send appid with the code".into(),
+            )),
+        }
+    }
+}
+
+/// The API router with its layers. `extra` adds routes (the simulator's controls in dev mode).
+pub fn router(state: AppState, extra: Option<Router>) -> Router {
+    let mut router = crate::routes::router(state);
+    if let Some(extra) = extra {
+        router = router.merge(extra);
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(
+                // Path only: a query string is never logged, whatever a client puts there.
+                TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }),
+            )
+            .layer(PropagateRequestIdLayer::x_request_id())
+            // Replies carry tokens and personal data: no cache may keep them.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            )),
+    )
+}
+
+/// A server running in this process: its address and a handle to stop it. Dropping the
+/// handle leaves the server running until the process's shutdown signal.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Waits until the server has stopped (after its shutdown signal).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// Graceful stop: in-flight requests finish (up to `drain`), then the server returns.
+    pub async fn stop(self, drain: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(drain, self.task).await;
+    }
+}
+
+/// Serves `router` on `listener` until `Running::stop` (or `shutdown`) is called.
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    // A trailing slash is accepted on every route, as Django clients send `login/`.
+    let service = NormalizePathLayer::trim_trailing_slash().layer(router);
+    let make =
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
+    let signal = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            // Dropping `Running` detaches the server; only `stop()` stops it.
+            Ok(()) = stopped.changed() => {}
+        }
+    };
+    let task = tokio::spawn(async move {
+        axum::serve(listener, make)
+            .with_graceful_shutdown(signal)
+            .await
+    });
+    Ok(Running { addr, stop, task })
+}

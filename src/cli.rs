@@ -1,0 +1,191 @@
+//! The command line: `serve [--dev]`, `simulator`, `check-config`.
+
+use crate::app::{self, AppState};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{AppConfig, Config, ConfigError};
+use crate::simulator::{self, SimApp, SimState};
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The test app `serve --dev` simulates when no app is configured.
+pub const DEV_APPID: &str = "wxdevapp";
+const DEV_SECRET: &str = "dev-secret-not-for-production";
+/// How long a stopping server lets in-flight requests finish.
+const DRAIN: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+#[command(
+    name = "wxlogin",
+    version,
+    about = "Login and sessions for WeChat Mini Programs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the login service.
+    Serve {
+        /// Embedded defaults for trying it out: the built-in WeChat simulator stands in for WeChat.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Run the WeChat simulator alone, for your own integration tests.
+    Simulator {
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        listen: SocketAddr,
+        /// A simulated app as APPID:SECRET (repeatable).
+        #[arg(long = "app", value_name = "APPID:SECRET")]
+        apps: Vec<SimApp>,
+    },
+    /// Load and validate the configuration, print it with secrets redacted.
+    CheckConfig,
+}
+
+/// Runs a command; the returned code is the process exit status.
+pub async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Serve { dev } => serve(dev).await,
+        Command::Simulator { listen, apps } => run_simulator(listen, apps).await,
+        Command::CheckConfig => check_config(),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    }
+}
+
+fn load_config() -> anyhow::Result<Config> {
+    let (config, warnings) = Config::from_env().map_err(explain)?;
+    crate::telemetry::init(config.log_format);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+fn explain(e: ConfigError) -> anyhow::Error {
+    anyhow::anyhow!("configuration: {e}")
+}
+
+fn check_config() -> anyhow::Result<()> {
+    let (config, warnings) = Config::from_env().map_err(explain)?;
+    for w in warnings {
+        println!("warning: {w}");
+    }
+    print!("{}", config.describe());
+    if config.apps.is_empty() {
+        anyhow::bail!(
+            "WXLOGIN_APPID: no mini program configured (set WXLOGIN_APPID and WXLOGIN_SECRET)"
+        );
+    }
+    println!("configuration ok");
+    Ok(())
+}
+
+async fn serve(dev: bool) -> anyhow::Result<()> {
+    let mut config = load_config()?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let mut extra = None;
+    if dev {
+        if config.apps.is_empty() {
+            config.apps = vec![AppConfig {
+                appid: crate::domain::AppId::parse(DEV_APPID)?,
+                secret: SecretString::from(DEV_SECRET),
+            }];
+        }
+        let sim_apps = config
+            .apps
+            .iter()
+            .map(|a| SimApp {
+                appid: a.appid.to_string(),
+                secret: a.secret.expose_secret().to_owned(),
+            })
+            .collect();
+        let sim = Arc::new(SimState::new(sim_apps, clock.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        config.wechat_api_base = format!("http://{}", listener.local_addr()?).parse()?;
+        app::spawn(listener, simulator::router(sim.clone()), shutdown_signal())?;
+        extra = Some(simulator::control_router().with_state(sim));
+        tracing::warn!("dev mode: WeChat is simulated; never use --dev in production");
+    } else if config.apps.is_empty() {
+        anyhow::bail!(
+            "no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml), \
+             or run `wxlogin serve --dev` to try it with the built-in WeChat simulator"
+        );
+    }
+    let state = AppState::build(&config, clock).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("WXLOGIN_LISTEN: cannot listen on {}: {e}", config.listen))?;
+    let running = app::spawn(listener, app::router(state, extra), shutdown_signal())?;
+    tracing::info!(addr = %running.addr, database = %config.database_url.redacted(), "wxlogin listening");
+    if dev {
+        print_dev_banner(running.addr, config.apps[0].appid.as_str());
+    }
+    tokio::select! {
+        _ = running.wait() => {}
+        _ = async { shutdown_signal().await; tokio::time::sleep(DRAIN).await } => {
+            tracing::warn!("in-flight requests did not finish within {DRAIN:?}; exiting");
+        }
+    }
+    Ok(())
+}
+
+fn print_dev_banner(addr: SocketAddr, appid: &str) {
+    println!(
+        "\nwxlogin (dev) is listening on http://{addr}\n\
+         WeChat is simulated. Get a wx.login() code for test user alice, then log in:\n\n  \
+         curl -s -X POST http://{addr}/_sim/codes -H 'content-type: application/json' -d '{{\"appid\":\"{appid}\",\"user\":\"alice\"}}'\n  \
+         curl -s -X POST http://{addr}/login -H 'content-type: application/json' -d '{{\"code\":\"<code>\"}}'\n"
+    );
+}
+
+async fn run_simulator(listen: SocketAddr, mut apps: Vec<SimApp>) -> anyhow::Result<()> {
+    crate::telemetry::init(crate::config::LogFormat::Human);
+    if apps.is_empty() {
+        apps.push(SimApp {
+            appid: DEV_APPID.into(),
+            secret: DEV_SECRET.into(),
+        });
+    }
+    let names: Vec<&str> = apps.iter().map(|a| a.appid.as_str()).collect();
+    println!("WeChat simulator on http://{listen} for apps {names:?}");
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("--listen: cannot listen on {listen}: {e}"))?;
+    let state = Arc::new(SimState::new(apps, Arc::new(SystemClock)));
+    simulator::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

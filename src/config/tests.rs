@@ -1,0 +1,185 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    // Never pick up a wxlogin.toml from the working directory in unit tests.
+    m.entry("WXLOGIN_CONFIG".into())
+        .or_insert_with(|| "/nonexistent/wxlogin.toml".into());
+    m
+}
+
+fn key_of(e: ConfigError) -> String {
+    match e {
+        ConfigError::Invalid { key, .. } => key,
+        ConfigError::File { path, .. } => path.display().to_string(),
+    }
+}
+
+fn load_without_file(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut e = env(pairs);
+    e.remove("WXLOGIN_CONFIG");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxlogin.toml");
+    std::fs::write(&path, "").unwrap();
+    e.insert("WXLOGIN_CONFIG".into(), path.display().to_string());
+    Config::load(&e).map(|(c, _)| c)
+}
+
+#[test]
+fn defaults_apply_when_nothing_is_set() {
+    let c = load_without_file(&[]).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+    assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+    assert_eq!(c.wechat_api_base.as_str(), "https://api.weixin.qq.com/");
+    assert_eq!(c.session_idle_timeout, Duration::from_secs(7 * 86400));
+    assert_eq!(c.session_max_lifetime, Duration::from_secs(30 * 86400));
+    assert!(c.apps.is_empty());
+    assert!(c.admin_token.is_none());
+}
+
+#[test]
+fn a_missing_explicit_config_file_is_an_error_naming_the_file() {
+    let e = Config::load(&env(&[])).unwrap_err();
+    assert!(key_of(e).contains("/nonexistent/wxlogin.toml"));
+}
+
+#[test]
+fn env_overrides_file_and_file_secrets_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cr3t-from-file\n").unwrap();
+    let cfg = dir.path().join("wxlogin.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:9000\"\nwechat_timeout = \"2s\"\n[session]\nidle_timeout = \"1h\"\n\n\
+             [[apps]]\nappid = \"wxa\"\nsecret = \"a-secret\"\n\n[[apps]]\nappid = \"wxb\"\nsecret_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let c = Config::load(&env(&[
+        ("WXLOGIN_CONFIG", cfg.to_str().unwrap()),
+        ("WXLOGIN_LISTEN", "127.0.0.1:9001"),
+    ]))
+    .unwrap()
+    .0;
+    assert_eq!(c.listen.port(), 9001);
+    assert_eq!(c.wechat_timeout, Duration::from_secs(2));
+    assert_eq!(c.session_idle_timeout, Duration::from_secs(3600));
+    assert_eq!(c.apps.len(), 2);
+    assert_eq!(c.apps[1].secret.expose_secret(), "s3cr3t-from-file");
+}
+
+#[test]
+fn env_app_and_secret_file_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "from-file").unwrap();
+    let c = load_without_file(&[
+        ("WXLOGIN_APPID", "wx0123456789abcdef"),
+        ("WXLOGIN_SECRET_FILE", secret.to_str().unwrap()),
+    ])
+    .unwrap();
+    assert_eq!(c.apps.len(), 1);
+    assert_eq!(c.apps[0].secret.expose_secret(), "from-file");
+}
+
+#[test]
+fn bad_values_name_the_key_to_fix() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("WXLOGIN_LISTEN", "nope")], "WXLOGIN_LISTEN"),
+        (
+            &[("WXLOGIN_DATABASE_URL", "mysql://x")],
+            "WXLOGIN_DATABASE_URL",
+        ),
+        (&[("WXLOGIN_REDIS_URL", "http://x")], "WXLOGIN_REDIS_URL"),
+        (
+            &[("WXLOGIN_WECHAT_API_BASE", "ftp://x")],
+            "WXLOGIN_WECHAT_API_BASE",
+        ),
+        (
+            &[("WXLOGIN_WECHAT_TIMEOUT", "soon")],
+            "WXLOGIN_WECHAT_TIMEOUT",
+        ),
+        (
+            &[("WXLOGIN_SESSION_IDLE_TIMEOUT", "0s")],
+            "WXLOGIN_SESSION_IDLE_TIMEOUT",
+        ),
+        (&[("WXLOGIN_APPID", "wxa")], "WXLOGIN_SECRET"),
+        (&[("WXLOGIN_SECRET", "x")], "WXLOGIN_APPID"),
+        (
+            &[("WXLOGIN_APPID", "bad id!"), ("WXLOGIN_SECRET", "x")],
+            "WXLOGIN_APPID",
+        ),
+        (&[("WXLOGIN_ADMIN_TOKEN", "short")], "WXLOGIN_ADMIN_TOKEN"),
+        (&[("WXLOGIN_LOG_FORMAT", "xml")], "WXLOGIN_LOG_FORMAT"),
+        (
+            &[("WXLOGIN_SECRET", "x"), ("WXLOGIN_SECRET_FILE", "/f")],
+            "WXLOGIN_SECRET",
+        ),
+    ];
+    for (vars, key) in cases {
+        let e = load_without_file(vars).unwrap_err();
+        assert_eq!(key_of(e), *key, "{vars:?}");
+    }
+}
+
+#[test]
+fn unknown_wxlogin_variables_are_warned_about() {
+    let mut e = env(&[("WXLOGIN_APPSECRET", "x")]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.toml");
+    std::fs::write(&path, "").unwrap();
+    e.insert("WXLOGIN_CONFIG".into(), path.display().to_string());
+    let (_, warnings) = Config::load(&e).unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("WXLOGIN_APPSECRET"));
+    assert!(!warnings[0].contains("=x"));
+}
+
+#[test]
+fn invalid_toml_errors_do_not_echo_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.toml");
+    std::fs::write(
+        &path,
+        "[[apps]]\nappid = \"wxa\"\nsecret = \"TOPSECRETVALUE\" oops\n",
+    )
+    .unwrap();
+    let e = Config::load(&env(&[("WXLOGIN_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(!e.to_string().contains("TOPSECRETVALUE"), "{e}");
+}
+
+#[test]
+fn debug_and_describe_redact_every_secret() {
+    let c = load_without_file(&[
+        ("WXLOGIN_APPID", "wxa"),
+        ("WXLOGIN_SECRET", "APPSECRET123"),
+        (
+            "WXLOGIN_DATABASE_URL",
+            "postgres://u:DBPASSWORD@localhost/db",
+        ),
+        ("WXLOGIN_REDIS_URL", "redis://:REDISPASS@localhost:6379"),
+        ("WXLOGIN_ADMIN_TOKEN", "ADMINTOKEN-0123456789"),
+    ])
+    .unwrap();
+    for text in [format!("{c:?}"), c.describe()] {
+        for secret in [
+            "APPSECRET123",
+            "DBPASSWORD",
+            "REDISPASS",
+            "ADMINTOKEN-0123456789",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+    assert!(
+        c.describe()
+            .contains("postgres://u:%5Bredacted%5D@localhost/db")
+            || c.describe().contains("[redacted]")
+    );
+}

@@ -1,0 +1,233 @@
+//! Pure domain types, parse-don't-validate. No axum, sqlx or reqwest here.
+//!
+//! Every type that carries a credential (`JsCode`, `SessionKey`, `SessionToken`) has a redacting
+//! `Debug` and no `Display`, so it cannot end up in a log line or an error message by accident.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+pub type UserId = i64;
+
+/// Why a piece of client input was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(pub &'static str);
+
+/// A mini program's AppId (`wx` followed by 16 hex characters for real apps; we accept any
+/// short ASCII id so test and simulator apps can have readable names).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppId(String);
+
+impl AppId {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(ParseError(
+                "appid must be 1-64 ASCII letters, digits, '_' or '-'",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user's openid within one app. Not a secret, but personal data: log the user id instead.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct OpenId(pub String);
+
+/// A user's unionid across the apps of one Open Platform account.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct UnionId(pub String);
+
+/// The one-time `code` from `wx.login()`. A credential until WeChat has consumed it.
+#[derive(Clone)]
+pub struct JsCode(String);
+
+impl JsCode {
+    /// Real codes are 32 characters; we allow some slack but refuse anything that could not be one.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(ParseError("code is missing"));
+        }
+        if s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ParseError("code is not a wx.login() code"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What we store to remember that a code was used: never the code itself.
+    pub fn fingerprint(&self, app: &AppId) -> String {
+        let mut h = Sha256::new();
+        h.update(app.as_str().as_bytes());
+        h.update([0u8]);
+        h.update(self.0.as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+impl fmt::Debug for JsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JsCode([redacted])")
+    }
+}
+
+/// WeChat's `session_key` (base64 of 16 bytes). Never leaves the server.
+#[derive(Clone)]
+pub struct SessionKey(SecretString);
+
+impl SessionKey {
+    pub fn new(s: String) -> Self {
+        Self(SecretString::from(s))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKey([redacted])")
+    }
+}
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.expose()
+            .as_bytes()
+            .ct_eq(other.expose().as_bytes())
+            .into()
+    }
+}
+
+/// The prefix of every token we mint, so a leaked token is easy to grep for (and to revoke).
+pub const TOKEN_PREFIX: &str = "wxl_";
+const TOKEN_BYTES: usize = 32;
+const TOKEN_LEN: usize = 4 + 43; // prefix + base64url(32 bytes) without padding
+
+/// An opaque bearer token: 256 bits from the OS CSPRNG. Only its hash is ever stored.
+#[derive(Clone)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        getrandom::fill(&mut bytes).expect("the OS random number generator failed");
+        Self(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Parses what a client sent. Anything that is not one of our tokens is refused here, before
+    /// it costs a store lookup.
+    pub fn parse(s: &str) -> Option<Self> {
+        let rest = s.strip_prefix(TOKEN_PREFIX)?;
+        let ok = s.len() == TOKEN_LEN
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn hash(&self) -> TokenHash {
+        TokenHash(hex::encode(Sha256::digest(self.0.as_bytes())))
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken([redacted])")
+    }
+}
+
+/// SHA-256 of a token, hex. A fast hash is right here: the token has 256 bits of entropy, so
+/// there is nothing for a slow password hash to protect, and the check runs on every request.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct TokenHash(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_parse_back_and_are_unique() {
+        let a = SessionToken::generate();
+        let b = SessionToken::generate();
+        assert!(a.expose().starts_with("wxl_"));
+        assert_eq!(a.expose().len(), TOKEN_LEN);
+        assert!(SessionToken::parse(a.expose()).is_some());
+        assert_ne!(a.expose(), b.expose());
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused_without_a_lookup() {
+        for bad in [
+            "",
+            "wxl_",
+            "abc",
+            "wxl_!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+            "Bearer x",
+        ] {
+            assert!(SessionToken::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_of_credentials_is_redacted() {
+        let t = SessionToken::generate();
+        let c = JsCode::parse("0a1b2c3d").unwrap();
+        let k = SessionKey::new("tiihtNczf5v6AKRyjwEUhQ==".into());
+        let all = format!("{t:?} {c:?} {k:?}");
+        assert!(!all.contains(t.expose()));
+        assert!(!all.contains("0a1b2c3d"));
+        assert!(!all.contains("tiihtNczf5v6AKRyjwEUhQ=="));
+    }
+
+    #[test]
+    fn code_fingerprint_depends_on_the_app() {
+        let c = JsCode::parse("code").unwrap();
+        let a = AppId::parse("wxa").unwrap();
+        let b = AppId::parse("wxb").unwrap();
+        assert_ne!(c.fingerprint(&a), c.fingerprint(&b));
+        assert!(!c.fingerprint(&a).contains("code"));
+    }
+
+    #[test]
+    fn empty_and_oversized_codes_are_refused() {
+        assert!(JsCode::parse("").is_err());
+        assert!(JsCode::parse("   ").is_err());
+        assert!(JsCode::parse(&"x".repeat(129)).is_err());
+        assert!(JsCode::parse("has space").is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Request extractors whose rejections use the API's error shape.
+//!
+//! [`ApiBody`] reads JSON (the `wx.request` default) or a urlencoded form (what some Django-era
+//! clients send), so both kinds of existing client code work. [`Authed`] resolves the token
+//! from `Authorization: Bearer …` or a `token:` header — never from the URL.
+
+use crate::app::AppState;
+use crate::domain::SessionToken;
+use crate::error::ApiError;
+use crate::store::SessionRecord;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub(crate) struct ApiBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        })?;
+        let text = bytes.trim_ascii_start();
+        // A body that looks like JSON is JSON, whatever the header says (curl's default, and
+        // Django views that `json.loads(request.body)` taught clients not to care).
+        let looks_like_json = text.first().is_some_and(|b| *b == b'{' || *b == b'[');
+        if !looks_like_json && content_type.starts_with("application/x-www-form-urlencoded") {
+            return serde_urlencoded::from_bytes(&bytes)
+                .map(ApiBody)
+                .map_err(|_| ApiError::BadRequest("malformed form body".into()));
+        }
+        let json_type = content_type.is_empty()
+            || content_type.contains("json")
+            || content_type.starts_with("text/plain")
+            || content_type.starts_with("application/x-www-form-urlencoded");
+        if !json_type {
+            return Err(ApiError::BadRequest(
+                "send a JSON body with content-type: application/json".into(),
+            ));
+        }
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let de = &mut serde_json::Deserializer::from_slice(bytes);
+        serde_path_to_error::deserialize(de)
+            .map(ApiBody)
+            .map_err(|e| {
+                if e.inner().is_data() {
+                    wrong_shape(e.path().to_string())
+                } else {
+                    // serde_json's own text would echo input; say what is wrong, not what was sent.
+                    ApiError::BadRequest("malformed JSON body".into())
+                }
+            })
+    }
+}
+
+fn wrong_shape(path: String) -> ApiError {
+    if path == "." || path.is_empty() {
+        ApiError::BadRequest("the body must be a JSON object".into())
+    } else {
+        ApiError::BadRequest(format!("field `{path}` has the wrong type"))
+    }
+}
+
+/// The raw token text a request carries, if any.
+pub fn token_text(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, rest) = v.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
+    }
+    headers
+        .get("token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// A request with a live session.
+pub(crate) struct Authed {
+    pub session: SessionRecord,
+    pub token: SessionToken,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = token_text(&parts.headers)
+            .and_then(SessionToken::parse)
+            .ok_or(ApiError::Unauthorized)?;
+        let session = state.sessions.verify(&token).await?;
+        Ok(Self { session, token })
+    }
+}

@@ -1,0 +1,32 @@
+//! The HTTP API, one file per resource. Handlers are thin: parse, call a service, shape the reply.
+
+mod extract;
+mod login;
+mod ops;
+mod session;
+
+pub use extract::token_text;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{any, get, post};
+use axum::Router;
+
+/// Bodies are small JSON objects; anything bigger is a mistake or an attack.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/login", post(login::login))
+        .route("/me", get(session::me))
+        .route("/logout", post(session::logout))
+        // Proxies may forward the original method in their subrequest.
+        .route("/auth", any(session::auth))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

@@ -1,0 +1,58 @@
+//! Routes for a logged-in client: `GET /me`, `POST /logout`, and `GET /auth` for reverse
+//! proxies (nginx `auth_request`, Traefik ForwardAuth).
+
+use super::extract::Authed;
+use crate::app::AppState;
+use crate::clock::rfc3339;
+use crate::error::{ok, ApiError};
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use serde_json::json;
+
+pub(super) async fn me(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    let user = state
+        .store
+        .find_user(authed.session.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(ok(json!({
+        "id": user.id,
+        "appid": user.appid.as_str(),
+        "openid": user.openid.0,
+        "unionid": user.unionid.map(|u| u.0),
+        "phone": user.phone,
+        "created_at": rfc3339(user.created_at),
+        "last_login_at": rfc3339(user.last_login_at),
+    })))
+}
+
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    state.sessions.revoke(&authed.token).await?;
+    Ok(ok(json!({})))
+}
+
+/// 200 with the user's identity in headers for the proxy to forward, else 401.
+pub(super) async fn auth(authed: Authed) -> Response {
+    let s = &authed.session;
+    let mut response = ok(json!({ "user_id": s.user_id }));
+    let headers = response.headers_mut();
+    headers.insert("x-wxlogin-user-id", HeaderValue::from(s.user_id));
+    // openid and appid are ASCII by construction; a value that is not is left out, not a panic.
+    if let Ok(v) = HeaderValue::from_str(&s.openid.0) {
+        headers.insert("x-wxlogin-openid", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(s.appid.as_str()) {
+        headers.insert("x-wxlogin-appid", v);
+    }
+    if let Some(Ok(v)) = s.unionid.as_ref().map(|u| HeaderValue::from_str(&u.0)) {
+        headers.insert("x-wxlogin-unionid", v);
+    }
+    response
+}

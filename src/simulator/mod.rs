@@ -1,0 +1,130 @@
+//! A faithful stand-in for WeChat's server API (SPEC §5), used by `serve --dev`, by our tests and
+//! by users' own integration tests.
+//!
+//! WeChat-compatible routes answer with WeChat's JSON shapes and errcodes, as HTTP 200 with
+//! `errcode`, and `jscode2session` labels its JSON `text/plain` as WeChat does. Control routes
+//! under `/_sim/` play the client side (`wx.login()`), inject faults and count calls.
+//! Depends on the clock and axum only; shares no code with the client it stands in for, so a
+//! mistake in one is not mirrored in the other.
+
+mod faults;
+mod state;
+
+pub use state::{SimApp, SimState};
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// WeChat's routes plus the `/_sim/` control routes.
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/sns/jscode2session", get(jscode2session))
+        .merge(control_router())
+        .with_state(state)
+}
+
+/// Only the `/_sim/` control routes (mounted on the main server by `serve --dev`).
+pub fn control_router() -> Router<Arc<SimState>> {
+    Router::new()
+        .route("/_sim/codes", post(issue_code))
+        .route("/_sim/calls", get(calls).delete(reset_calls))
+        .route(
+            "/_sim/faults",
+            get(faults::list).post(faults::add).delete(faults::clear),
+        )
+}
+
+/// WeChat's reply: JSON labelled `text/plain`, as `jscode2session` really sends it.
+fn wechat_reply(body: Value) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain")], body.to_string()).into_response()
+}
+
+fn wechat_error(errcode: i64, errmsg: &str) -> Response {
+    wechat_reply(json!({ "errcode": errcode, "errmsg": errmsg }))
+}
+
+async fn jscode2session(
+    State(sim): State<Arc<SimState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let path = "/sns/jscode2session";
+    sim.count_call(path);
+    if let Some(reply) = faults::apply(&sim, path).await {
+        return reply;
+    }
+    let field = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+    if let Err((code, msg)) = sim.check_credentials(field("appid"), field("secret")) {
+        return wechat_error(code, msg);
+    }
+    if field("grant_type") != "authorization_code" {
+        return wechat_error(40002, "invalid grant_type");
+    }
+    if field("js_code").is_empty() {
+        return wechat_error(41008, "missing code");
+    }
+    match sim.redeem_code(field("appid"), field("js_code")) {
+        Ok(user) => {
+            let mut body = json!({ "session_key": user.session_key, "openid": user.openid });
+            if let Some(u) = user.unionid {
+                body["unionid"] = json!(u);
+            }
+            wechat_reply(body)
+        }
+        Err((code, msg)) => wechat_error(code, msg),
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeRequest {
+    appid: Option<String>,
+    user: String,
+}
+
+async fn issue_code(State(sim): State<Arc<SimState>>, body: Option<Json<CodeRequest>>) -> Response {
+    let Some(Json(req)) = body else {
+        return bad_request("send JSON {\"appid\"?: \"...\", \"user\": \"...\"}");
+    };
+    match sim.issue_code(req.appid.as_deref(), &req.user) {
+        Ok(issued) => Json(json!({
+            "code": issued.code,
+            "appid": issued.appid,
+            "openid": issued.openid,
+            "unionid": issued.unionid,
+            "session_key": issued.session_key,
+            "expires_in": state::CODE_TTL_MS / 1000,
+        }))
+        .into_response(),
+        Err(why) => bad_request(&why),
+    }
+}
+
+async fn calls(State(sim): State<Arc<SimState>>) -> Response {
+    Json(sim.calls()).into_response()
+}
+
+async fn reset_calls(State(sim): State<Arc<SimState>>) -> Response {
+    sim.reset_calls();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+fn bad_request(why: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
+}
+
+/// Runs the simulator alone until the future completes (the `simulator` subcommand and tests).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<SimState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

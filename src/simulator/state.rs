@@ -1,0 +1,215 @@
+//! The simulator's memory: apps, issued codes, test users' session keys, call counts, faults.
+
+use super::faults::Fault;
+use crate::clock::{Millis, SharedClock};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Codes expire after 5 minutes, as WeChat's do.
+pub(super) const CODE_TTL_MS: Millis = 5 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct SimApp {
+    pub appid: String,
+    pub secret: String,
+}
+
+impl std::str::FromStr for SimApp {
+    type Err = String;
+
+    /// `APPID:SECRET`, as given to `--app`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok(Self {
+                appid: a.into(),
+                secret: b.into(),
+            }),
+            _ => Err("expected APPID:SECRET".into()),
+        }
+    }
+}
+
+struct IssuedCode {
+    appid: String,
+    user: String,
+    issued_at: Millis,
+    used: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Inner {
+    codes: HashMap<String, IssuedCode>,
+    /// (appid, user) → current session_key.
+    session_keys: HashMap<(String, String), String>,
+    calls: BTreeMap<String, u64>,
+    pub(super) faults: HashMap<String, VecDeque<Fault>>,
+}
+
+pub struct SimState {
+    apps: Vec<SimApp>,
+    clock: SharedClock,
+    pub(super) inner: Mutex<Inner>,
+}
+
+/// What `wx.login()` gives the client, plus what WeChat will give the server for it.
+pub struct IssuedLogin {
+    pub code: String,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: String,
+}
+
+pub(super) struct SimUser {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: String,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).expect("OS RNG");
+    b
+}
+
+/// Stable 28-character ids like WeChat's (`o` + 27 characters).
+fn stable_id(prefix: char, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    let text = URL_SAFE_NO_PAD.encode(h.finalize());
+    format!("{prefix}{}", &text[..27])
+}
+
+impl SimState {
+    pub fn new(apps: Vec<SimApp>, clock: SharedClock) -> Self {
+        Self {
+            apps,
+            clock,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn openid(appid: &str, user: &str) -> String {
+        stable_id('o', &["openid", appid, user])
+    }
+
+    /// Every simulated app is bound to one Open Platform account: one unionid per user.
+    pub fn unionid(user: &str) -> String {
+        stable_id('u', &["unionid", user])
+    }
+
+    pub(super) fn check_credentials(
+        &self,
+        appid: &str,
+        secret: &str,
+    ) -> Result<(), (i64, &'static str)> {
+        match self.apps.iter().find(|a| a.appid == appid) {
+            None => Err((40013, "invalid appid")),
+            Some(a) if a.secret != secret => Err((40125, "invalid appsecret")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn resolve_app(&self, appid: Option<&str>) -> Result<&SimApp, String> {
+        match appid {
+            Some(id) => self
+                .apps
+                .iter()
+                .find(|a| a.appid == id)
+                .ok_or_else(|| format!("unknown appid {id:?}")),
+            None if self.apps.len() == 1 => Ok(&self.apps[0]),
+            None => Err("several apps are simulated: name the appid".into()),
+        }
+    }
+
+    /// `wx.login()` for test user `user`: a fresh code, and a new session_key for that user.
+    pub fn issue_code(&self, appid: Option<&str>, user: &str) -> Result<IssuedLogin, String> {
+        if user.is_empty() || user.len() > 64 {
+            return Err("user must be 1-64 characters".into());
+        }
+        let appid = self.resolve_app(appid)?.appid.clone();
+        let code = hex::encode(random_bytes::<16>());
+        let session_key = STANDARD.encode(random_bytes::<16>());
+        let mut inner = self.lock();
+        inner.codes.insert(
+            code.clone(),
+            IssuedCode {
+                appid: appid.clone(),
+                user: user.to_owned(),
+                issued_at: self.clock.now_ms(),
+                used: false,
+            },
+        );
+        inner
+            .session_keys
+            .insert((appid.clone(), user.to_owned()), session_key.clone());
+        Ok(IssuedLogin {
+            code,
+            openid: Self::openid(&appid, user),
+            unionid: Some(Self::unionid(user)),
+            appid,
+            session_key,
+        })
+    }
+
+    pub(super) fn redeem_code(
+        &self,
+        appid: &str,
+        code: &str,
+    ) -> Result<SimUser, (i64, &'static str)> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        let issued = match inner.codes.get_mut(code) {
+            Some(c) if c.appid == appid => c,
+            _ => return Err((40029, "invalid code")),
+        };
+        if issued.used {
+            return Err((40163, "code been used"));
+        }
+        if now - issued.issued_at >= CODE_TTL_MS {
+            return Err((40029, "invalid code"));
+        }
+        issued.used = true;
+        let user = issued.user.clone();
+        let session_key = inner
+            .session_keys
+            .get(&(appid.to_owned(), user.clone()))
+            .cloned()
+            .unwrap_or_default();
+        Ok(SimUser {
+            openid: Self::openid(appid, &user),
+            unionid: Some(Self::unionid(&user)),
+            session_key,
+        })
+    }
+
+    /// The session_key WeChat currently holds for a test user, if any.
+    pub fn session_key(&self, appid: &str, user: &str) -> Option<String> {
+        self.lock()
+            .session_keys
+            .get(&(appid.to_owned(), user.to_owned()))
+            .cloned()
+    }
+
+    pub(super) fn count_call(&self, path: &str) {
+        *self.lock().calls.entry(path.to_owned()).or_default() += 1;
+    }
+
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    pub fn reset_calls(&self) {
+        self.lock().calls.clear();
+    }
+}

@@ -1,0 +1,104 @@
+//! Storage traits and records. Business code holds an `Arc<dyn Store>` and never branches on
+//! the backend. Implementations: [`sqlite`] (embedded default) and [`postgres`] (several nodes).
+//! Depends on the domain types only; knows nothing of HTTP or WeChat.
+
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+
+use crate::clock::Millis;
+use crate::domain::{AppId, OpenId, SessionKey, TokenHash, UnionId, UserId};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or failed; the request may be retried later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The code was recorded as used by someone else first (another instance, a race).
+    #[error("code already used")]
+    CodeUsed,
+}
+
+impl StoreError {
+    pub fn unavailable(e: impl std::fmt::Display) -> Self {
+        Self::Unavailable(e.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything one successful login writes, in one transaction.
+#[derive(Debug)]
+pub struct NewLogin<'a> {
+    pub appid: &'a AppId,
+    pub openid: &'a OpenId,
+    pub unionid: Option<&'a UnionId>,
+    pub session_key: &'a SessionKey,
+    pub token_hash: &'a TokenHash,
+    pub code_hash: &'a str,
+    /// The client's previous token, revoked in the same transaction.
+    pub previous: Option<&'a TokenHash>,
+    pub now: Millis,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    pub user_id: UserId,
+    pub new_user: bool,
+}
+
+/// A live session joined with the user it belongs to: what a token check needs in one read.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub user_id: UserId,
+    pub appid: AppId,
+    pub openid: OpenId,
+    pub unionid: Option<UnionId>,
+    pub session_key: SessionKey,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: UserId,
+    pub appid: AppId,
+    pub openid: OpenId,
+    pub unionid: Option<UnionId>,
+    pub phone: Option<String>,
+    pub created_at: Millis,
+    pub last_login_at: Millis,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+    async fn is_code_used(&self, code_hash: &str) -> StoreResult<bool>;
+    /// Remembers a code WeChat told us was used, so the next try does not call WeChat.
+    async fn mark_code_used(&self, appid: &AppId, code_hash: &str, now: Millis) -> StoreResult<()>;
+    /// User upsert + new session + used code (+ revoking the previous token), atomically.
+    /// Fails with [`StoreError::CodeUsed`] if the code was recorded meanwhile.
+    async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord>;
+    async fn find_session(&self, token: &TokenHash) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()>;
+    /// Deletes the session; returns whether it existed.
+    async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool>;
+    async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+}
+
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store named by the URL scheme and applies its migrations.
+pub async fn connect(url: &str) -> anyhow::Result<SharedStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    }
+}

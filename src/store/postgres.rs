@@ -1,0 +1,30 @@
+//! The store for several instances: PostgreSQL, chosen by a `postgres://` URL.
+//! One pool serves reads and writes; PostgreSQL's row locks and the unique keys keep logins
+//! atomic across instances.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::time::Duration;
+
+pub struct PgStore {
+    writer: PgPool,
+    reader: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            // Short: when PostgreSQL is down, requests should get a 503 quickly, not queue.
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+}
+
+super::sql::impl_sql_store!(PgStore, sqlx::postgres::PgRow);

@@ -1,0 +1,201 @@
+//! The SQL both relational backends share. SQLite and PostgreSQL differ in pools and connect
+//! options, not in these statements (sqlx-sqlite accepts PostgreSQL's `$N` placeholders), so the
+//! `Store` implementation is written once here and instantiated by each backend with its own row
+//! type. Each backend struct has a `writer` and a `reader` pool (the same pool on PostgreSQL).
+
+pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.appid, s.session_key, s.created_at, \
+     s.last_seen_at, s.expires_at, u.openid, u.unionid";
+pub(crate) const USER_COLUMNS: &str =
+    "id, appid, openid, unionid, phone, created_at, last_login_at";
+
+macro_rules! impl_sql_store {
+    ($store:ty, $row:ty) => {
+        use $crate::clock::Millis;
+        use $crate::domain::{AppId, OpenId, SessionKey, TokenHash, UnionId, UserId};
+        use $crate::store::sql::{SESSION_COLUMNS, USER_COLUMNS};
+        use $crate::store::{LoginRecord, NewLogin, SessionRecord, StoreError, StoreResult, UserRecord};
+        use sqlx::Row;
+
+        fn get<'r, T>(row: &'r $row, column: &str) -> StoreResult<T>
+        where
+            T: sqlx::Decode<'r, <$row as Row>::Database> + sqlx::Type<<$row as Row>::Database>,
+        {
+            row.try_get(column).map_err(StoreError::unavailable)
+        }
+
+        fn appid_of(text: String) -> StoreResult<AppId> {
+            AppId::parse(&text).map_err(StoreError::unavailable)
+        }
+
+        fn session_from_row(row: &$row) -> StoreResult<SessionRecord> {
+            Ok(SessionRecord {
+                id: get(row, "id")?,
+                user_id: get(row, "user_id")?,
+                appid: appid_of(get(row, "appid")?)?,
+                openid: OpenId(get(row, "openid")?),
+                unionid: get::<Option<String>>(row, "unionid")?.map(UnionId),
+                session_key: SessionKey::new(get(row, "session_key")?),
+                created_at: get(row, "created_at")?,
+                last_seen_at: get(row, "last_seen_at")?,
+                expires_at: get(row, "expires_at")?,
+            })
+        }
+
+        fn user_from_row(row: &$row) -> StoreResult<UserRecord> {
+            Ok(UserRecord {
+                id: get(row, "id")?,
+                appid: appid_of(get(row, "appid")?)?,
+                openid: OpenId(get(row, "openid")?),
+                unionid: get::<Option<String>>(row, "unionid")?.map(UnionId),
+                phone: get(row, "phone")?,
+                created_at: get(row, "created_at")?,
+                last_login_at: get(row, "last_login_at")?,
+            })
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.reader)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                Ok(())
+            }
+
+            async fn is_code_used(&self, code_hash: &str) -> StoreResult<bool> {
+                let row = sqlx::query("SELECT 1 FROM used_codes WHERE code_hash = $1")
+                    .bind(code_hash)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                Ok(row.is_some())
+            }
+
+            async fn mark_code_used(&self, appid: &AppId, code_hash: &str, now: Millis) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO used_codes (code_hash, appid, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(code_hash)
+                .bind(appid.as_str())
+                .bind(now)
+                .execute(&self.writer)
+                .await
+                .map_err(StoreError::unavailable)?;
+                Ok(())
+            }
+
+            async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
+                let mut tx = self.writer.begin().await.map_err(StoreError::unavailable)?;
+                let fresh = sqlx::query(
+                    "INSERT INTO used_codes (code_hash, appid, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(l.code_hash)
+                .bind(l.appid.as_str())
+                .bind(l.now)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+                if fresh.rows_affected() == 0 {
+                    return Err(StoreError::CodeUsed);
+                }
+                let unionid = l.unionid.map(|u| u.0.as_str());
+                // Insert-or-nothing then update, rather than one upsert, so we know whether the
+                // user is new; the unique (appid, openid) key makes it one row under any race.
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO users (appid, openid, unionid, created_at, last_login_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (appid, openid) DO NOTHING RETURNING id",
+                )
+                .bind(l.appid.as_str())
+                .bind(&l.openid.0)
+                .bind(unionid)
+                .bind(l.now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+                let (user_id, new_user) = match inserted {
+                    Some(id) => (id, true),
+                    None => {
+                        let id: i64 = sqlx::query_scalar(
+                            "UPDATE users SET last_login_at = $1, unionid = COALESCE($2, unionid) \
+                             WHERE appid = $3 AND openid = $4 RETURNING id",
+                        )
+                        .bind(l.now)
+                        .bind(unionid)
+                        .bind(l.appid.as_str())
+                        .bind(&l.openid.0)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                        (id, false)
+                    }
+                };
+                if let Some(previous) = l.previous {
+                    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                        .bind(&previous.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                }
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5, $6)",
+                )
+                .bind(&l.token_hash.0)
+                .bind(user_id)
+                .bind(l.appid.as_str())
+                .bind(l.session_key.expose())
+                .bind(l.now)
+                .bind(l.expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::unavailable)?;
+                tx.commit().await.map_err(StoreError::unavailable)?;
+                Ok(LoginRecord { user_id, new_user })
+            }
+
+            async fn find_session(&self, token: &TokenHash) -> StoreResult<Option<SessionRecord>> {
+                let sql = format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
+                );
+                let row = sqlx::query(&sql)
+                    .bind(&token.0)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                row.as_ref().map(session_from_row).transpose()
+            }
+
+            async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()> {
+                sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                Ok(())
+            }
+
+            async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(&token.0)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+                let row = sqlx::query(&sql)
+                    .bind(id)
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                row.as_ref().map(user_from_row).transpose()
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_store;

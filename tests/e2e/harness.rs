@@ -1,0 +1,273 @@
+//! `spawn_app()`: the real app on port 0 with its own database, the simulator as WeChat, and a
+//! manual clock shared by both. Store choice: SQLite in a temp dir by default; a fresh PostgreSQL
+//! database per test when `WXLOGIN_TEST_POSTGRES_URL` is set (CI runs the suite both ways).
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use wxlogin::app::{self, AppState, Running};
+use wxlogin::clock::{Clock, ManualClock, SharedClock, SystemClock};
+use wxlogin::config::Config;
+use wxlogin::simulator::{self, SimApp, SimState};
+
+pub const APPID: &str = "wxtestapp";
+pub const SECRET: &str = "test-app-secret-0123456789";
+
+pub struct Options {
+    pub apps: Vec<(&'static str, &'static str)>,
+    pub wechat_timeout: &'static str,
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            apps: vec![(APPID, SECRET)],
+            wechat_timeout: "2s",
+            env: vec![],
+        }
+    }
+}
+
+/// Where a test's data lives; kept across `restart`.
+struct Db {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fresh_db() -> Db {
+    match std::env::var("WXLOGIN_TEST_POSTGRES_URL") {
+        Ok(base) if !base.is_empty() => {
+            let name = format!("wxl_test_{}", uuid::Uuid::new_v4().simple());
+            let admin = sqlx::PgPool::connect(&base)
+                .await
+                .expect("connect to WXLOGIN_TEST_POSTGRES_URL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create test database");
+            admin.close().await;
+            let mut url = url::Url::parse(&base).unwrap();
+            url.set_path(&name);
+            Db {
+                url: url.to_string(),
+                _dir: None,
+            }
+        }
+        _ => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/wxlogin.db", dir.path().display());
+            Db {
+                url,
+                _dir: Some(dir),
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub sim_addr: std::net::SocketAddr,
+    #[allow(dead_code)]
+    pub sim: Arc<SimState>,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    config: Config,
+    db: Db,
+    running: Running,
+    sim_running: Running,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Options::default()).await
+}
+
+pub async fn spawn_with(opts: Options) -> TestApp {
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let shared: SharedClock = clock.clone();
+    let sim_apps = opts
+        .apps
+        .iter()
+        .map(|(a, s)| SimApp {
+            appid: a.to_string(),
+            secret: s.to_string(),
+        })
+        .collect();
+    let sim = Arc::new(SimState::new(sim_apps, shared.clone()));
+    let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_addr = sim_listener.local_addr().unwrap();
+    let sim_running = app::spawn(
+        sim_listener,
+        simulator::router(sim.clone()),
+        std::future::pending(),
+    )
+    .unwrap();
+
+    let db = fresh_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = String::new();
+    for (appid, secret) in &opts.apps {
+        file.push_str(&format!(
+            "[[apps]]\nappid = \"{appid}\"\nsecret = \"{secret}\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("wxlogin.toml"), file).unwrap();
+    let mut env: HashMap<String, String> = HashMap::from([
+        (
+            "WXLOGIN_CONFIG".into(),
+            dir.path().join("wxlogin.toml").display().to_string(),
+        ),
+        ("WXLOGIN_DATABASE_URL".into(), db.url.clone()),
+        (
+            "WXLOGIN_WECHAT_API_BASE".into(),
+            format!("http://{sim_addr}"),
+        ),
+        ("WXLOGIN_WECHAT_TIMEOUT".into(), opts.wechat_timeout.into()),
+    ]);
+    for (k, v) in opts.env {
+        env.insert(k.into(), v);
+    }
+    let (config, _) = Config::load(&env).expect("test config");
+    let running = start(&config, shared).await;
+    TestApp {
+        addr: running.addr,
+        sim_addr,
+        sim,
+        clock,
+        http: reqwest::Client::new(),
+        config,
+        db,
+        running,
+        sim_running,
+    }
+}
+
+async fn start(config: &Config, clock: SharedClock) -> Running {
+    let state = AppState::build(config, clock).await.expect("build app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    app::spawn(listener, app::router(state, None), std::future::pending()).unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn sim_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.sim_addr)
+    }
+
+    /// Stops the server and starts a new one on the same database and simulator.
+    pub async fn restart(mut self) -> Self {
+        self.running.stop(Duration::from_secs(5)).await;
+        self.running = start(&self.config, self.clock.clone()).await;
+        self.addr = self.running.addr;
+        self
+    }
+
+    pub async fn shutdown(self) {
+        self.running.stop(Duration::from_secs(5)).await;
+        self.sim_running.stop(Duration::from_secs(1)).await;
+        let _ = &self.db;
+    }
+
+    /// What `wx.login()` returns for test user `user` (plus what WeChat will give the server).
+    pub async fn wx_login(&self, user: &str) -> Value {
+        self.wx_login_for(APPID, user).await
+    }
+
+    pub async fn wx_login_for(&self, appid: &str, user: &str) -> Value {
+        let r = self
+            .http
+            .post(self.sim_url("/_sim/codes"))
+            .json(&json!({ "appid": appid, "user": user }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn code(&self, user: &str) -> String {
+        self.wx_login(user).await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn login(&self, code: &str) -> (StatusCode, Value) {
+        self.post("/login", json!({ "code": code }), None).await
+    }
+
+    /// Logs `user` in and returns the token.
+    pub async fn token_for(&self, user: &str) -> String {
+        let code = self.code(user).await;
+        let (status, body) = self.login(&code).await;
+        assert_eq!(status, 200, "{body}");
+        body["data"]["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn me(&self, token: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url("/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn calls(&self, api: &str) -> u64 {
+        let calls: Value = self
+            .http
+            .get(self.sim_url("/_sim/calls"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls[api].as_u64().unwrap_or(0)
+    }
+
+    pub async fn fault(&self, fault: Value) {
+        let r = self
+            .http
+            .post(self.sim_url("/_sim/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    /// Rows in a table of this test's database.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        if self.db.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.db.url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        } else {
+            let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+            let n: i64 = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}

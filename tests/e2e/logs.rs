@@ -1,0 +1,143 @@
+//! A trace-level log capture of a full run of the real binary holds no secret: no session_key,
+//! no token, no AppSecret, no code.
+
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SECRET: &str = "logtest-app-secret-5f2b9c";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_trace_level_log_of_a_full_run_contains_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log_path = dir.path().join("wxlogin.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    std::fs::write(dir.path().join("empty.toml"), "").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+        .args(["serve", "--dev"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .env("WXLOGIN_CONFIG", dir.path().join("empty.toml"))
+        .env("WXLOGIN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WXLOGIN_APPID", "wxlogtest")
+        .env("WXLOGIN_SECRET", SECRET)
+        .env(
+            "WXLOGIN_DATABASE_URL",
+            format!("sqlite://{}/db.sqlite", dir.path().display()),
+        )
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        up,
+        "server did not start: {}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
+
+    let mut secrets = vec![SECRET.to_owned()];
+    let mut run = |v: &Value, keys: &[&str]| {
+        for k in keys {
+            if let Some(s) = v[k].as_str() {
+                secrets.push(s.to_owned());
+            }
+        }
+    };
+    let wx: Value = http
+        .post(format!("{base}/_sim/codes"))
+        .json(&json!({ "user": "alice" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    run(&wx, &["code", "session_key"]);
+    let login: Value = http
+        .post(format!("{base}/login"))
+        .json(&json!({ "code": wx["code"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    run(&login["data"], &["token"]);
+    let Some(token) = login["data"]["token"].as_str().map(str::to_owned) else {
+        panic!(
+            "login failed: {login}\n{}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+    };
+    for path in ["/me", "/auth"] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // A failing exchange and a reused code log too.
+    let r = http
+        .post(format!("{base}/login"))
+        .json(&json!({ "code": wx["code"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(format!("{base}/login"))
+        .json(&json!({ "code": "bogus-code-xyz" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    secrets.push("bogus-code-xyz".into());
+    let r = http
+        .post(format!("{base}/logout"))
+        .header("token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        text.contains("TRACE") || text.contains("DEBUG"),
+        "trace logging was not on"
+    );
+    assert!(
+        text.lines().count() > 20,
+        "too little was logged to mean anything:\n{text}"
+    );
+    for s in &secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "a secret leaked into the log:\n{text}"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests: a real server on a port, a real store, the simulator as WeChat.
+//! One test binary (modules below) so the suite links once.
+
+#![allow(unreachable_pub)]
+
+mod harness;
+
+mod concurrency;
+mod errors;
+mod expiry;
+mod faults;
+mod flow;
+mod logs;
+mod restart;
