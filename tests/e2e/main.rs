@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod cli;
 mod concurrency;
 mod errors;
 mod expiry;
