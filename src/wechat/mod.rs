@@ -5,6 +5,8 @@
 //! reqwest error that embeds one is ever logged or returned: errors are built with `without_url`.
 //! Depends on the domain and config types only.
 
+pub mod crypto;
+
 use crate::config::AppConfig;
 use crate::domain::{JsCode, OpenId, SessionKey, UnionId};
 use secrecy::ExposeSecret;
