@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::login::LoginService;
 use crate::session::{SessionPolicy, Sessions};
 use crate::store::SharedStore;
+use crate::wechat::token::AccessTokens;
 use crate::wechat::WechatClient;
 use axum::extract::Request;
 use axum::http::{header, HeaderValue};
@@ -28,6 +29,8 @@ pub struct Inner {
     pub store: SharedStore,
     pub sessions: Sessions,
     pub login: Arc<LoginService>,
+    pub wechat: WechatClient,
+    pub tokens: Arc<AccessTokens>,
     pub clock: SharedClock,
 }
 
@@ -59,14 +62,25 @@ impl AppState {
         };
         let wechat = WechatClient::new(config.wechat_api_base.clone(), config.wechat_timeout)?;
         let sessions = Sessions::new(store.clone(), clock.clone(), policy);
-        let login = LoginService::new(store.clone(), wechat, clock.clone(), policy);
+        let login = LoginService::new(store.clone(), wechat.clone(), clock.clone(), policy);
+        let tokens = Arc::new(AccessTokens::new(wechat.clone(), clock.clone()));
         Ok(Self(Arc::new(Inner {
             apps: config.apps.clone(),
             store,
             sessions,
             login,
+            wechat,
+            tokens,
             clock,
         })))
+    }
+
+    /// The configuration of a session's app (it may have been removed since the login).
+    pub fn app(&self, appid: &crate::domain::AppId) -> Result<&AppConfig, ApiError> {
+        self.apps
+            .iter()
+            .find(|a| &a.appid == appid)
+            .ok_or(ApiError::Unauthorized)
     }
 
     /// The app a login is for: the named one, or the only one.

@@ -45,6 +45,27 @@ pub enum Command {
     },
     /// Load and validate the configuration, print it with secrets redacted.
     CheckConfig,
+    /// Decrypt a mini program's encryptedData offline (debugging real traffic).
+    Decrypt {
+        #[arg(long)]
+        session_key: String,
+        #[arg(long)]
+        iv: String,
+        /// The encryptedData (base64).
+        #[arg(long)]
+        data: String,
+        /// Check that watermark.appid is this app.
+        #[arg(long)]
+        appid: Option<String>,
+    },
+    /// Print the checksession / login-state signature: hex HMAC-SHA256 keyed by the session_key.
+    Sign {
+        #[arg(long)]
+        session_key: String,
+        /// What to sign (checksession signs the empty string).
+        #[arg(long, default_value = "")]
+        body: String,
+    },
 }
 
 /// Runs a command; the returned code is the process exit status.
@@ -53,6 +74,25 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Serve { dev } => serve(dev).await,
         Command::Simulator { listen, apps } => run_simulator(listen, apps).await,
         Command::CheckConfig => check_config(),
+        Command::Decrypt {
+            session_key,
+            iv,
+            data,
+            appid,
+        } => match crate::wechat::crypto::diagnose(&session_key, &data, &iv, appid.as_deref()) {
+            Ok(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                Ok(())
+            }
+            Err(why) => Err(anyhow::anyhow!("decrypt failed: {why}")),
+        },
+        Command::Sign { session_key, body } => {
+            println!(
+                "{}",
+                crate::wechat::crypto::session_signature(&session_key, &body)
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => 0,

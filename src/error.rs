@@ -25,6 +25,8 @@ pub enum ApiError {
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    InvalidPhoneCode,
+    DecryptFailed,
     RateLimited { retry_after_secs: u64 },
     WechatRateLimited,
     WechatUnavailable,
@@ -51,6 +53,8 @@ impl ApiError {
             Self::NotFound => (S::NOT_FOUND, 7, "not_found"),
             Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, 8, "method_not_allowed"),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, 9, "payload_too_large"),
+            Self::InvalidPhoneCode => (S::BAD_REQUEST, 12, "invalid_phone_code"),
+            Self::DecryptFailed => (S::BAD_REQUEST, 13, "decrypt_failed"),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, 10, "rate_limited"),
             Self::WechatRateLimited => (S::TOO_MANY_REQUESTS, 11, "wechat_rate_limited"),
             Self::WechatUnavailable => (S::SERVICE_UNAVAILABLE, 20, "wechat_unavailable"),
@@ -72,6 +76,14 @@ impl ApiError {
             Self::NotFound => "no such route".into(),
             Self::MethodNotAllowed => "method not allowed on this route".into(),
             Self::PayloadTooLarge => "request body too large".into(),
+            Self::InvalidPhoneCode => {
+                "WeChat rejected the phone code: ask the user to tap the phone button again".into()
+            }
+            Self::DecryptFailed => {
+                "could not decrypt: the session_key changed since this session logged in \
+                 (wx.login() was called again). Log in again, then collect the encrypted data"
+                    .into()
+            }
             Self::RateLimited { .. } => "too many requests: slow down".into(),
             Self::WechatRateLimited => "WeChat's rate limit was reached: retry in a minute".into(),
             Self::WechatUnavailable => "WeChat is unavailable right now: retry shortly".into(),
@@ -152,6 +164,8 @@ impl From<WechatError> for ApiError {
                 Self::WechatMisconfigured
             }
             WechatError::Busy
+            | WechatError::AccessTokenInvalid(_)
+            | WechatError::InvalidSignature
             | WechatError::Other(_)
             | WechatError::Timeout
             | WechatError::Connect

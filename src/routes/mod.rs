@@ -2,6 +2,7 @@
 
 mod extract;
 mod login;
+mod open_data;
 mod ops;
 mod session;
 
@@ -23,6 +24,10 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(session::logout))
         // Proxies may forward the original method in their subrequest.
         .route("/auth", any(session::auth))
+        .route("/phone", post(open_data::phone))
+        .route("/decrypt", post(open_data::decrypt))
+        .route("/userinfo/verify", post(open_data::verify_userinfo))
+        .route("/session/check", get(open_data::check_session))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(|| async { ApiError::NotFound })

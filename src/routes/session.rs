@@ -25,6 +25,7 @@ pub(super) async fn me(
         "openid": user.openid.0,
         "unionid": user.unionid.map(|u| u.0),
         "phone": user.phone,
+        "phone_country_code": user.phone_country_code,
         "created_at": rfc3339(user.created_at),
         "last_login_at": rfc3339(user.last_login_at),
     })))

@@ -8,6 +8,7 @@
 //! mistake in one is not mirrored in the other.
 
 mod faults;
+mod open_api;
 mod state;
 
 pub use state::{SimApp, SimState};
@@ -26,6 +27,13 @@ use std::sync::Arc;
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/sns/jscode2session", get(jscode2session))
+        .route("/cgi-bin/stable_token", post(open_api::stable_token))
+        .route("/cgi-bin/token", get(open_api::token))
+        .route(
+            "/wxa/business/getuserphonenumber",
+            post(open_api::phone_number),
+        )
+        .route("/wxa/checksession", get(open_api::check_session))
         .merge(control_router())
         .with_state(state)
 }
@@ -34,6 +42,9 @@ pub fn router(state: Arc<SimState>) -> Router {
 pub fn control_router() -> Router<Arc<SimState>> {
     Router::new()
         .route("/_sim/codes", post(issue_code))
+        .route("/_sim/phone_codes", post(open_api::issue_phone_code))
+        .route("/_sim/encrypt", post(open_api::encrypt))
+        .route("/_sim/expire_token", post(open_api::expire_token))
         .route("/_sim/calls", get(calls).delete(reset_calls))
         .route(
             "/_sim/faults",

@@ -43,9 +43,23 @@ struct IssuedCode {
 pub(super) struct Inner {
     codes: HashMap<String, IssuedCode>,
     /// (appid, user) → current session_key.
-    session_keys: HashMap<(String, String), String>,
+    pub(super) session_keys: HashMap<(String, String), String>,
     calls: BTreeMap<String, u64>,
     pub(super) faults: HashMap<String, VecDeque<Fault>>,
+    /// appid → (access_token, expires_at).
+    pub(super) access_tokens: HashMap<String, (String, Millis)>,
+    /// phone code → what it resolves to.
+    pub(super) phone_codes: HashMap<String, PhoneCode>,
+    /// openid → (appid, user).
+    pub(super) openids: HashMap<String, (String, String)>,
+}
+
+pub(super) struct PhoneCode {
+    pub(super) appid: String,
+    pub(super) phone: String,
+    pub(super) country_code: serde_json::Value,
+    pub(super) issued_at: Millis,
+    pub(super) used: bool,
 }
 
 pub struct SimState {
@@ -69,7 +83,7 @@ pub(super) struct SimUser {
     pub session_key: String,
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("OS RNG");
     b
@@ -93,6 +107,10 @@ impl SimState {
             clock,
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    pub(super) fn now(&self) -> Millis {
+        self.clock.now_ms()
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -120,7 +138,7 @@ impl SimState {
         }
     }
 
-    fn resolve_app(&self, appid: Option<&str>) -> Result<&SimApp, String> {
+    pub(super) fn resolve_app(&self, appid: Option<&str>) -> Result<&SimApp, String> {
         match appid {
             Some(id) => self
                 .apps
@@ -153,6 +171,9 @@ impl SimState {
         inner
             .session_keys
             .insert((appid.clone(), user.to_owned()), session_key.clone());
+        inner
+            .openids
+            .insert(Self::openid(&appid, user), (appid.clone(), user.to_owned()));
         Ok(IssuedLogin {
             code,
             openid: Self::openid(&appid, user),

@@ -71,6 +71,7 @@ pub struct UserRecord {
     pub openid: OpenId,
     pub unionid: Option<UnionId>,
     pub phone: Option<String>,
+    pub phone_country_code: Option<String>,
     pub created_at: Millis,
     pub last_login_at: Millis,
 }
@@ -90,6 +91,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the session; returns whether it existed.
     async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool>;
     async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+    /// Every app's user with this unionid (one person across the apps of one Open Platform account).
+    async fn find_users_by_unionid(&self, unionid: &str) -> StoreResult<Vec<UserRecord>>;
+    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

@@ -6,7 +6,7 @@
 pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.appid, s.session_key, s.created_at, \
      s.last_seen_at, s.expires_at, u.openid, u.unionid";
 pub(crate) const USER_COLUMNS: &str =
-    "id, appid, openid, unionid, phone, created_at, last_login_at";
+    "id, appid, openid, unionid, phone, phone_country_code, created_at, last_login_at";
 
 macro_rules! impl_sql_store {
     ($store:ty, $row:ty) => {
@@ -48,6 +48,7 @@ macro_rules! impl_sql_store {
                 openid: OpenId(get(row, "openid")?),
                 unionid: get::<Option<String>>(row, "unionid")?.map(UnionId),
                 phone: get(row, "phone")?,
+                phone_country_code: get(row, "phone_country_code")?,
                 created_at: get(row, "created_at")?,
                 last_login_at: get(row, "last_login_at")?,
             })
@@ -193,6 +194,27 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(StoreError::unavailable)?;
                 row.as_ref().map(user_from_row).transpose()
+            }
+
+            async fn find_users_by_unionid(&self, unionid: &str) -> StoreResult<Vec<UserRecord>> {
+                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE unionid = $1 ORDER BY id");
+                let rows = sqlx::query(&sql)
+                    .bind(unionid)
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                rows.iter().map(user_from_row).collect()
+            }
+
+            async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE users SET phone = $1, phone_country_code = $2 WHERE id = $3")
+                    .bind(phone)
+                    .bind(country_code)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                Ok(())
             }
         }
     };

@@ -70,6 +70,38 @@ pub fn decrypt(
     Ok(value)
 }
 
+/// The offline tool's version of [`decrypt`]: says exactly which step failed. Only for a
+/// developer's terminal — a server must not tell clients this (it would be a padding oracle).
+pub fn diagnose(
+    session_key: &str,
+    encrypted_data: &str,
+    iv: &str,
+    appid: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    match decrypt(session_key, encrypted_data, iv, None) {
+        Err(OpenDataError::Malformed(why)) => return Err(why.into()),
+        Err(OpenDataError::DecryptFailed) => {}
+        Ok(v) => {
+            let mark = v["watermark"]["appid"].as_str().unwrap_or("(none)");
+            return match appid {
+                Some(a) if a != mark => {
+                    Err(format!("decrypted, but watermark.appid is {mark}, not {a}"))
+                }
+                _ => Ok(v),
+            };
+        }
+    }
+    let key = b64_16(session_key, "").map_err(|e| e.to_string())?;
+    let ivb = b64_16(iv, "").map_err(|e| e.to_string())?;
+    let data = STANDARD
+        .decode(encrypted_data.trim())
+        .map_err(|e| e.to_string())?;
+    match Aes128CbcDec::new(&key.into(), &ivb.into()).decrypt_padded_vec_mut::<Pkcs7>(&data) {
+        Err(_) => Err("bad PKCS#7 padding: wrong session_key (rotated by a later wx.login?) or corrupted data".into()),
+        Ok(_) => Err("decrypted, but the result is not JSON: wrong iv, or corrupted data".into()),
+    }
+}
+
 /// Encrypts like WeChat does (the simulator uses this to hand out test data).
 pub fn encrypt(session_key: &str, plain: &[u8], iv: &[u8; 16]) -> Result<String, OpenDataError> {
     let key = b64_16(session_key, "session_key must be base64 of 16 bytes")?;
@@ -95,7 +127,8 @@ pub fn verify_raw_data(raw_data: &str, signature: &str, session_key: &str) -> bo
 /// The signature `checksession` wants: hex HMAC-SHA256 keyed by the session_key text, over `body`
 /// (the empty string for checksession).
 pub fn session_signature(session_key: &str, body: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(session_key.as_bytes()).expect("HMAC takes any key length");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(session_key.as_bytes())
+        .expect("HMAC takes any key length");
     mac.update(body.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }

@@ -6,6 +6,7 @@
 //! Depends on the domain and config types only.
 
 pub mod crypto;
+pub mod token;
 
 use crate::config::AppConfig;
 use crate::domain::{JsCode, OpenId, SessionKey, UnionId};
@@ -28,6 +29,10 @@ pub enum WechatError {
     Busy,
     #[error("WeChat refused the app credentials (errcode {0}): check the AppId and AppSecret")]
     BadCredentials(i64),
+    #[error("WeChat rejected the access_token (errcode {0})")]
+    AccessTokenInvalid(i64),
+    #[error("WeChat says the session signature is invalid (87009)")]
+    InvalidSignature,
     #[error("WeChat answered errcode {0}")]
     Other(i64),
     #[error("WeChat did not answer in time")]
@@ -49,6 +54,8 @@ impl WechatError {
             45011 => Self::RateLimited,
             -1 => Self::Busy,
             40013 | 40125 | 41002 | 41004 | 40164 => Self::BadCredentials(code),
+            40001 | 40014 | 42001 => Self::AccessTokenInvalid(code),
+            87009 => Self::InvalidSignature,
             other => Self::Other(other),
         }
     }
@@ -61,7 +68,8 @@ impl WechatError {
             Self::UserBlocked => "40226".into(),
             Self::RateLimited => "45011".into(),
             Self::Busy => "-1".into(),
-            Self::BadCredentials(c) | Self::Other(c) => c.to_string(),
+            Self::InvalidSignature => "87009".into(),
+            Self::BadCredentials(c) | Self::AccessTokenInvalid(c) | Self::Other(c) => c.to_string(),
             Self::Timeout => "timeout".into(),
             Self::Connect => "connect".into(),
             Self::HttpStatus(s) => format!("http_{s}"),
@@ -81,6 +89,60 @@ pub struct Code2Session {
     pub openid: OpenId,
     pub session_key: SessionKey,
     pub unionid: Option<UnionId>,
+}
+
+/// An access_token and how long WeChat says it lives.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// `phone_info` from getuserphonenumber. `countryCode` arrives as a number or a string.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneInfo {
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub country_code: String,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(serde::de::Error::custom(
+            "countryCode must be a string or a number",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrReply {
+    #[serde(default)]
+    errcode: i64,
+}
+
+#[derive(Deserialize)]
+struct TokenReply {
+    #[serde(default)]
+    errcode: i64,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PhoneReply {
+    #[serde(default)]
+    errcode: i64,
+    phone_info: Option<PhoneInfo>,
 }
 
 #[derive(Deserialize)]
@@ -168,6 +230,95 @@ impl WechatClient {
             }
             _ => Err(WechatError::BadReply),
         }
+    }
+
+    /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`): every caller gets
+    /// the same token while it is valid, so instances do not invalidate each other's tokens.
+    pub async fn stable_token(&self, app: &AppConfig) -> Result<AccessToken, WechatError> {
+        let body = serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": app.appid.as_str(),
+            "secret": app.secret.expose_secret(),
+            "force_refresh": false,
+        });
+        let reply: TokenReply = self
+            .bounded(self.post_json(self.endpoint("cgi-bin/stable_token"), &[], &body))
+            .await?;
+        if reply.errcode != 0 {
+            return Err(WechatError::from_errcode(reply.errcode));
+        }
+        match reply.access_token {
+            Some(token) if !token.is_empty() => Ok(AccessToken {
+                token,
+                expires_in: reply.expires_in.unwrap_or(7200),
+            }),
+            _ => Err(WechatError::BadReply),
+        }
+    }
+
+    /// `POST /wxa/business/getuserphonenumber`: a phone code from the getPhoneNumber button.
+    pub async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> Result<PhoneInfo, WechatError> {
+        let url = self.endpoint("wxa/business/getuserphonenumber");
+        let body = serde_json::json!({ "code": code });
+        let reply: PhoneReply = self
+            .bounded(self.post_json(url, &[("access_token", access_token)], &body))
+            .await?;
+        if reply.errcode != 0 {
+            return Err(WechatError::from_errcode(reply.errcode));
+        }
+        reply.phone_info.ok_or(WechatError::BadReply)
+    }
+
+    /// `GET /wxa/checksession`: is this session_key still the user's current one?
+    pub async fn check_session(
+        &self,
+        access_token: &str,
+        openid: &str,
+        signature: &str,
+    ) -> Result<bool, WechatError> {
+        let url = self.endpoint("wxa/checksession");
+        let query = [
+            ("access_token", access_token),
+            ("openid", openid),
+            ("signature", signature),
+            ("sig_method", "hmac_sha256"),
+        ];
+        let reply: ErrReply = self.bounded(self.get_json(url, &query)).await?;
+        match reply.errcode {
+            0 => Ok(true),
+            87009 => Ok(false),
+            code => Err(WechatError::from_errcode(code)),
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, WechatError>>,
+    ) -> Result<T, WechatError> {
+        tokio::time::timeout(self.budget, f)
+            .await
+            .unwrap_or(Err(WechatError::Timeout))
+    }
+
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: url::Url,
+        query: &[(&str, &str)],
+        body: &serde_json::Value,
+    ) -> Result<T, WechatError> {
+        let response = self
+            .http
+            .post(url)
+            .query(query)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e.without_url()))?;
+        decode(response).await
     }
 
     fn endpoint(&self, path: &str) -> url::Url {

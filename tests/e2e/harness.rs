@@ -231,6 +231,36 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs to a simulator control route and returns its JSON.
+    pub async fn sim(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(self.sim_url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    /// The store this test's server uses, opened separately (for assertions only).
+    pub async fn store(&self) -> wxlogin::store::SharedStore {
+        wxlogin::store::connect(&self.db.url).await.unwrap()
+    }
+
     pub async fn calls(&self, api: &str) -> u64 {
         let calls: Value = self
             .http

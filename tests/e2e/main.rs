@@ -12,4 +12,5 @@ mod expiry;
 mod faults;
 mod flow;
 mod logs;
+mod open_data;
 mod restart;

@@ -26,11 +26,30 @@ fn wechat_published_decryption_sample() {
 fn wechat_published_raw_data_sample() {
     let raw = r#"{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}"#;
     let key = "HyVFkGl5F5OQWJZZaNzBBg==";
-    assert_eq!(raw_data_signature(raw, key), "75e81ceda165f4ffa64f4068af58c64b8f54b88c");
-    assert!(verify_raw_data(raw, "75e81ceda165f4ffa64f4068af58c64b8f54b88c", key));
-    assert!(verify_raw_data(raw, "75E81CEDA165F4FFA64F4068AF58C64B8F54B88C", key));
-    assert!(!verify_raw_data(raw, "75e81ceda165f4ffa64f4068af58c64b8f54b88d", key));
-    assert!(!verify_raw_data(&raw.replace("Band", "Bend"), "75e81ceda165f4ffa64f4068af58c64b8f54b88c", key));
+    assert_eq!(
+        raw_data_signature(raw, key),
+        "75e81ceda165f4ffa64f4068af58c64b8f54b88c"
+    );
+    assert!(verify_raw_data(
+        raw,
+        "75e81ceda165f4ffa64f4068af58c64b8f54b88c",
+        key
+    ));
+    assert!(verify_raw_data(
+        raw,
+        "75E81CEDA165F4FFA64F4068AF58C64B8F54B88C",
+        key
+    ));
+    assert!(!verify_raw_data(
+        raw,
+        "75e81ceda165f4ffa64f4068af58c64b8f54b88d",
+        key
+    ));
+    assert!(!verify_raw_data(
+        &raw.replace("Band", "Bend"),
+        "75e81ceda165f4ffa64f4068af58c64b8f54b88c",
+        key
+    ));
     assert!(!verify_raw_data(raw, "", key));
 }
 
@@ -49,12 +68,28 @@ fn every_cryptographic_failure_is_the_same_error() {
     for (name, key, data, iv, appid) in [
         ("wrong key", other_key.as_str(), DATA, IV, Some(APPID)),
         ("wrong iv", KEY, DATA, other_iv.as_str(), Some(APPID)),
-        ("tampered last byte", KEY, tampered.as_str(), IV, Some(APPID)),
+        (
+            "tampered last byte",
+            KEY,
+            tampered.as_str(),
+            IV,
+            Some(APPID),
+        ),
         ("tampered early byte", KEY, early.as_str(), IV, Some(APPID)),
         ("truncated", KEY, truncated.as_str(), IV, Some(APPID)),
-        ("other app's watermark", KEY, DATA, IV, Some("wx0000000000000000")),
+        (
+            "other app's watermark",
+            KEY,
+            DATA,
+            IV,
+            Some("wx0000000000000000"),
+        ),
     ] {
-        assert_eq!(decrypt(key, data, iv, appid), Err(OpenDataError::DecryptFailed), "{name}");
+        assert_eq!(
+            decrypt(key, data, iv, appid),
+            Err(OpenDataError::DecryptFailed),
+            "{name}"
+        );
     }
 }
 
@@ -63,13 +98,16 @@ fn malformed_inputs_say_what_is_wrong() {
     for (key, data, iv) in [
         ("not base64!", DATA, IV),
         (STANDARD.encode([1u8; 24]).as_str(), DATA, IV), // 24-byte key
-        (KEY, DATA, "c2hvcnQ="),                       // short iv
+        (KEY, DATA, "c2hvcnQ="),                         // short iv
         (KEY, "%%%", IV),
         (KEY, "", IV),
         (KEY, &STANDARD.encode([0u8; 15]), IV),
         (KEY, &"A".repeat(MAX_ENCRYPTED_LEN + 4), IV),
     ] {
-        assert!(matches!(decrypt(key, data, iv, None), Err(OpenDataError::Malformed(_))));
+        assert!(matches!(
+            decrypt(key, data, iv, None),
+            Err(OpenDataError::Malformed(_))
+        ));
     }
 }
 
@@ -86,7 +124,10 @@ fn session_signature_is_hmac_sha256_of_the_key_text() {
     // Known answer: HMAC-SHA256(key = "tiihtNczf5v6AKRyjwEUhQ==", message = "").
     // Computed independently: python3 -c 'import hmac,hashlib; print(hmac.new(b"tiihtNczf5v6AKRyjwEUhQ==", b"", hashlib.sha256).hexdigest())'
     let sig = session_signature(KEY, "");
-    assert_eq!(sig, "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735");
+    assert_eq!(
+        sig,
+        "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"
+    );
     assert_ne!(sig, session_signature("HyVFkGl5F5OQWJZZaNzBBg==", ""));
 }
 
@@ -104,7 +145,8 @@ mod properties {
         fn decrypt_never_panics_on_well_shaped_random_bytes(key in any::<[u8; 16]>(), iv in any::<[u8; 16]>(), blocks in proptest::collection::vec(any::<u8>(), 16..=512)) {
             let len = blocks.len() / 16 * 16;
             let r = decrypt(&STANDARD.encode(key), &STANDARD.encode(&blocks[..len]), &STANDARD.encode(iv), Some("wxa"));
-            prop_assert!(matches!(r, Err(_)) || r.is_ok());
+            // Well-shaped input never reports a shape problem: only the one generic failure, or data.
+            prop_assert!(!matches!(r, Err(OpenDataError::Malformed(_))), "{:?}", r);
         }
 
         #[test]

@@ -1,0 +1,121 @@
+//! Routes that need the session's `session_key` or the app's access_token — which only the
+//! server holds: `POST /phone`, `POST /decrypt`, `POST /userinfo/verify`, `GET /session/check`.
+
+use super::extract::{ApiBody, Authed};
+use crate::app::AppState;
+use crate::error::{ok, ApiError};
+use crate::wechat::crypto::{self, OpenDataError};
+use crate::wechat::WechatError;
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::BadRequest(format!("`{name}` is required"))),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct PhoneBody {
+    code: Option<String>,
+}
+
+/// Exchanges the getPhoneNumber button's code for the phone number and stores it on the user.
+pub(super) async fn phone(
+    State(state): State<AppState>,
+    authed: Authed,
+    ApiBody(body): ApiBody<PhoneBody>,
+) -> Result<Response, ApiError> {
+    let code = required(&body.code, "code")?;
+    if code.len() > 128 {
+        return Err(ApiError::BadRequest("`code` is not a phone code".into()));
+    }
+    let app = state.app(&authed.session.appid)?;
+    let info = state
+        .tokens
+        .with_token(app, |token| {
+            let wechat = state.wechat.clone();
+            let code = code.to_owned();
+            async move { wechat.phone_number(&token, &code).await }
+        })
+        .await
+        .map_err(|e| match e {
+            WechatError::InvalidCode | WechatError::CodeUsed => ApiError::InvalidPhoneCode,
+            other => other.into(),
+        })?;
+    state
+        .store
+        .set_phone(
+            authed.session.user_id,
+            &info.phone_number,
+            &info.country_code,
+        )
+        .await?;
+    Ok(ok(info))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DecryptBody {
+    encrypted_data: Option<String>,
+    iv: Option<String>,
+}
+
+/// Decrypts open data with the session's own session_key and checks the watermark.
+pub(super) async fn decrypt(
+    authed: Authed,
+    ApiBody(body): ApiBody<DecryptBody>,
+) -> Result<Response, ApiError> {
+    let data = required(&body.encrypted_data, "encryptedData")?;
+    let iv = required(&body.iv, "iv")?;
+    let s = &authed.session;
+    match crypto::decrypt(s.session_key.expose(), data, iv, Some(s.appid.as_str())) {
+        Ok(value) => Ok(ok(value)),
+        Err(OpenDataError::Malformed(why)) => Err(ApiError::BadRequest(why.into())),
+        Err(OpenDataError::DecryptFailed) => Err(ApiError::DecryptFailed),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct VerifyBody {
+    raw_data: Option<String>,
+    signature: Option<String>,
+}
+
+/// Checks `wx.getUserInfo`'s rawData signature against the session's session_key.
+pub(super) async fn verify_userinfo(
+    authed: Authed,
+    ApiBody(body): ApiBody<VerifyBody>,
+) -> Result<Response, ApiError> {
+    let raw = body
+        .raw_data
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("`rawData` is required".into()))?;
+    let signature = required(&body.signature, "signature")?;
+    let valid = crypto::verify_raw_data(raw, signature, authed.session.session_key.expose());
+    Ok(ok(json!({ "valid": valid })))
+}
+
+/// Asks WeChat whether the session's session_key is still current. `valid: false` means the
+/// client called `wx.login()` since and must log in again before collecting encrypted data.
+pub(super) async fn check_session(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Result<Response, ApiError> {
+    let s = &authed.session;
+    let app = state.app(&s.appid)?;
+    let signature = crypto::session_signature(s.session_key.expose(), "");
+    let valid = state
+        .tokens
+        .with_token(app, |token| {
+            let (wechat, openid, signature) =
+                (state.wechat.clone(), s.openid.0.clone(), signature.clone());
+            async move { wechat.check_session(&token, &openid, &signature).await }
+        })
+        .await?;
+    Ok(ok(json!({ "valid": valid })))
+}
