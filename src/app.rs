@@ -3,6 +3,7 @@
 
 use crate::clock::SharedClock;
 use crate::config::{AppConfig, Config};
+use crate::coord::Coord;
 use crate::error::ApiError;
 use crate::login::LoginService;
 use crate::session::{SessionPolicy, Sessions};
@@ -31,6 +32,7 @@ pub struct Inner {
     pub login: Arc<LoginService>,
     pub wechat: WechatClient,
     pub tokens: Arc<AccessTokens>,
+    pub coord: Option<Arc<Coord>>,
     pub clock: SharedClock,
 }
 
@@ -61,9 +63,23 @@ impl AppState {
             max_lifetime: config.session_max_lifetime,
         };
         let wechat = WechatClient::new(config.wechat_api_base.clone(), config.wechat_timeout)?;
-        let sessions = Sessions::new(store.clone(), clock.clone(), policy);
-        let login = LoginService::new(store.clone(), wechat.clone(), clock.clone(), policy);
-        let tokens = Arc::new(AccessTokens::new(wechat.clone(), clock.clone()));
+        let coord = match &config.redis_url {
+            Some(url) => Some(Coord::connect(url.expose(), &config.redis_prefix)?),
+            None => None,
+        };
+        let sessions = Sessions::new(store.clone(), coord.clone(), clock.clone(), policy);
+        let login = LoginService::new(
+            store.clone(),
+            coord.clone(),
+            wechat.clone(),
+            clock.clone(),
+            policy,
+        );
+        let tokens = Arc::new(AccessTokens::new(
+            wechat.clone(),
+            coord.clone(),
+            clock.clone(),
+        ));
         Ok(Self(Arc::new(Inner {
             apps: config.apps.clone(),
             store,
@@ -71,6 +87,7 @@ impl AppState {
             login,
             wechat,
             tokens,
+            coord,
             clock,
         })))
     }

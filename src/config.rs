@@ -26,6 +26,7 @@ const KNOWN_VARS: &[&str] = &[
     "WXLOGIN_DATABASE_URL_FILE",
     "WXLOGIN_REDIS_URL",
     "WXLOGIN_REDIS_URL_FILE",
+    "WXLOGIN_REDIS_PREFIX",
     "WXLOGIN_WECHAT_API_BASE",
     "WXLOGIN_WECHAT_TIMEOUT",
     "WXLOGIN_ADMIN_TOKEN",
@@ -110,6 +111,8 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     pub database_url: ConnUrl,
     pub redis_url: Option<ConnUrl>,
+    /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
+    pub redis_prefix: String,
     pub wechat_api_base: url::Url,
     /// Total budget for one WeChat exchange, the retry included.
     pub wechat_timeout: Duration,
@@ -126,6 +129,7 @@ struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
     redis_url: Option<String>,
+    redis_prefix: Option<String>,
     wechat_api_base: Option<String>,
     wechat_timeout: Option<String>,
     admin_token: Option<String>,
@@ -193,6 +197,10 @@ impl Config {
             }
         }
 
+        let redis_prefix = get("WXLOGIN_REDIS_PREFIX")
+            .or(file.redis_prefix.clone())
+            .unwrap_or_else(|| "wxlogin:".into());
+
         let base_text = get("WXLOGIN_WECHAT_API_BASE")
             .or(file.wechat_api_base.clone())
             .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.into());
@@ -259,6 +267,7 @@ impl Config {
             apps,
             database_url: ConnUrl::new(database_url),
             redis_url: redis_url.map(ConnUrl::new),
+            redis_prefix,
             wechat_api_base,
             wechat_timeout,
             admin_token: admin_token.map(SecretString::from),

@@ -6,6 +6,7 @@ pub mod app; // state, router, layers, serve
 pub mod cli; // the command line: serve, simulator, check-config
 pub mod clock; // injected time, so expiry is testable
 pub mod config; // typed settings with redacted secrets
+pub mod coord; // Redis: shared cache and coordination, never the only copy
 pub mod domain; // pure types: AppId, JsCode, SessionToken, ...
 pub mod error; // the API error type and its JSON shape
 pub mod login; // code → WeChat → user + session, single-flight per code

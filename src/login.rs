@@ -8,6 +8,7 @@
 
 use crate::clock::SharedClock;
 use crate::config::AppConfig;
+use crate::coord::{Coord, Lock};
 use crate::domain::{JsCode, OpenId, SessionToken, TokenHash, UnionId, UserId};
 use crate::session::SessionPolicy;
 use crate::store::{NewLogin, SharedStore, StoreError};
@@ -15,6 +16,7 @@ use crate::wechat::{WechatClient, WechatError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
@@ -54,6 +56,7 @@ type Flight = Shared<BoxFuture<'static, Result<LoginOutcome, LoginError>>>;
 
 pub struct LoginService {
     store: SharedStore,
+    coord: Option<Arc<Coord>>,
     wechat: WechatClient,
     clock: SharedClock,
     policy: SessionPolicy,
@@ -64,12 +67,14 @@ pub struct LoginService {
 impl LoginService {
     pub fn new(
         store: SharedStore,
+        coord: Option<Arc<Coord>>,
         wechat: WechatClient,
         clock: SharedClock,
         policy: SessionPolicy,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            coord,
             wechat,
             clock,
             policy,
@@ -92,7 +97,7 @@ impl LoginService {
                     let this = Arc::clone(self);
                     let (app, k) = (app.clone(), key.clone());
                     let task = tokio::spawn(async move {
-                        let result = this.exchange(&app, &code, &k, previous.as_ref()).await;
+                        let result = this.exchange_once(&app, &code, &k, previous.as_ref()).await;
                         this.inflight
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -108,6 +113,46 @@ impl LoginService {
             }
         };
         flight.await
+    }
+
+    /// Across instances (with Redis): one instance at a time may exchange a given code. Others
+    /// wait for it to finish and then answer `code_used`, or try themselves if it failed
+    /// without spending the code. Without Redis, the store's unique key on used codes and
+    /// WeChat's own 40163 still keep a code from making two sessions.
+    async fn exchange_once(
+        &self,
+        app: &AppConfig,
+        code: &JsCode,
+        code_hash: &str,
+        previous: Option<&TokenHash>,
+    ) -> Result<LoginOutcome, LoginError> {
+        let Some(coord) = &self.coord else {
+            return self.exchange(app, code, code_hash, previous).await;
+        };
+        let lock = format!("code:{code_hash}");
+        let ttl = self.wechat.budget() * 2 + Duration::from_secs(5);
+        let deadline = Instant::now() + ttl;
+        loop {
+            match coord.lock(&lock, ttl).await {
+                Lock::Acquired(nonce) => {
+                    let result = self.exchange(app, code, code_hash, previous).await;
+                    coord.unlock(&lock, &nonce).await;
+                    return result;
+                }
+                Lock::Unavailable => return self.exchange(app, code, code_hash, previous).await,
+                Lock::Held => {
+                    while coord.is_locked(&lock).await == Some(true) && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if self.store.is_code_used(code_hash).await? {
+                        return Err(LoginError::CodeUsed);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(LoginError::Wechat(WechatError::Timeout));
+                    }
+                }
+            }
+        }
     }
 
     async fn exchange(
@@ -148,6 +193,9 @@ impl LoginService {
                 expires_at: self.policy.absolute_expiry(now),
             })
             .await?;
+        if let (Some(coord), Some(previous)) = (&self.coord, previous) {
+            coord.revoke(previous).await;
+        }
         tracing::info!(appid = %app.appid, user_id = record.user_id, new_user = record.new_user, "login");
         Ok(LoginOutcome {
             token,

@@ -3,11 +3,15 @@
 //! A session ends at whichever comes first: `idle_timeout` after it was last used, or
 //! `max_lifetime` after it was created. Both are checked here on every use, against the
 //! injected clock, so the server enforces them whatever the client does.
-//! Depends on the store trait and domain types; knows nothing of HTTP.
+//! With Redis configured, checks are answered from the shared cache when it has the session;
+//! revocation goes to the store first (the truth), then to the cache for every instance.
+//! Depends on the store trait, the Redis layer and domain types; knows nothing of HTTP.
 
 use crate::clock::{Millis, SharedClock};
-use crate::domain::SessionToken;
+use crate::coord::{CachedSession, Coord, Lookup};
+use crate::domain::{AppId, OpenId, SessionKey, SessionToken, TokenHash, UnionId};
 use crate::store::{SessionRecord, SharedStore, StoreError};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +42,11 @@ impl SessionPolicy {
     }
 
     pub fn is_live(&self, s: &SessionRecord, now: Millis) -> bool {
-        now < s.expires_at && now < s.last_seen_at + self.idle_ms()
+        now < s.expires_at && now < self.idle_deadline(s)
+    }
+
+    fn idle_deadline(&self, s: &SessionRecord) -> Millis {
+        s.last_seen_at + self.idle_ms()
     }
 }
 
@@ -53,14 +61,48 @@ pub enum AuthError {
 #[derive(Clone)]
 pub struct Sessions {
     store: SharedStore,
+    coord: Option<Arc<Coord>>,
     clock: SharedClock,
     policy: SessionPolicy,
 }
 
+fn to_cached(s: &SessionRecord) -> CachedSession {
+    CachedSession {
+        id: s.id,
+        user_id: s.user_id,
+        appid: s.appid.to_string(),
+        openid: s.openid.0.clone(),
+        unionid: s.unionid.as_ref().map(|u| u.0.clone()),
+        created_at: s.created_at,
+        last_seen_at: s.last_seen_at,
+        expires_at: s.expires_at,
+    }
+}
+
+fn from_cached(c: CachedSession) -> Option<SessionRecord> {
+    Some(SessionRecord {
+        id: c.id,
+        user_id: c.user_id,
+        appid: AppId::parse(&c.appid).ok()?,
+        openid: OpenId(c.openid),
+        unionid: c.unionid.map(UnionId),
+        session_key: None,
+        created_at: c.created_at,
+        last_seen_at: c.last_seen_at,
+        expires_at: c.expires_at,
+    })
+}
+
 impl Sessions {
-    pub fn new(store: SharedStore, clock: SharedClock, policy: SessionPolicy) -> Self {
+    pub fn new(
+        store: SharedStore,
+        coord: Option<Arc<Coord>>,
+        clock: SharedClock,
+        policy: SessionPolicy,
+    ) -> Self {
         Self {
             store,
+            coord,
             clock,
             policy,
         }
@@ -73,26 +115,88 @@ impl Sessions {
     /// Resolves a token to its live session, refreshing the idle deadline when due.
     pub async fn verify(&self, token: &SessionToken) -> Result<SessionRecord, AuthError> {
         let now = self.clock.now_ms();
-        let session = self
-            .store
-            .find_session(&token.hash())
-            .await?
-            .ok_or(AuthError::Unauthorized)?;
+        let hash = token.hash();
+        let cached = match &self.coord {
+            Some(coord) => coord.session(&hash).await,
+            None => None,
+        };
+        let (mut session, from_cache) = match cached {
+            Some(Lookup::Revoked) => return Err(AuthError::Unauthorized),
+            Some(Lookup::Hit(c)) => match from_cached(c) {
+                Some(s) => (s, true),
+                None => (self.load(&hash).await?, false),
+            },
+            Some(Lookup::Miss) | None => (self.load(&hash).await?, false),
+        };
         if !self.policy.is_live(&session, now) {
             return Err(AuthError::Unauthorized);
         }
-        if now - session.last_seen_at >= self.policy.touch_interval_ms() {
+        let touch = now - session.last_seen_at >= self.policy.touch_interval_ms();
+        if touch {
             self.store.touch_session(session.id, now).await?;
+            session.last_seen_at = now;
+        }
+        if touch || !from_cache {
+            self.cache(&hash, &session, now).await;
         }
         Ok(session)
     }
 
+    async fn load(&self, hash: &TokenHash) -> Result<SessionRecord, AuthError> {
+        self.store
+            .find_session(hash)
+            .await?
+            .ok_or(AuthError::Unauthorized)
+    }
+
+    async fn cache(&self, hash: &TokenHash, s: &SessionRecord, now: Millis) {
+        if let Some(coord) = &self.coord {
+            let left = s.expires_at.min(self.policy.idle_deadline(s)) - now;
+            coord
+                .put_session(
+                    hash,
+                    &to_cached(s),
+                    Duration::from_millis(left.max(1) as u64),
+                )
+                .await;
+        }
+    }
+
+    /// The session_key of a verified session (from the store when the check was cached).
+    pub async fn session_key(
+        &self,
+        token: &SessionToken,
+        s: &SessionRecord,
+    ) -> Result<SessionKey, AuthError> {
+        if let Some(k) = &s.session_key {
+            return Ok(k.clone());
+        }
+        self.load(&token.hash())
+            .await?
+            .session_key
+            .ok_or(AuthError::Unauthorized)
+    }
+
     /// Revokes the session; `Unauthorized` if there was none (already revoked or never issued).
     pub async fn revoke(&self, token: &SessionToken) -> Result<(), AuthError> {
-        if self.store.revoke_session(&token.hash()).await? {
+        let hash = token.hash();
+        let existed = self.store.revoke_session(&hash).await?;
+        self.forget(&hash).await;
+        if existed {
             Ok(())
         } else {
             Err(AuthError::Unauthorized)
+        }
+    }
+
+    /// Tells every instance's cache that this token is gone (after the store has it deleted).
+    pub async fn forget(&self, hash: &TokenHash) {
+        if let Some(coord) = &self.coord {
+            if !coord.revoke(hash).await {
+                tracing::warn!(
+                    "redis did not take a revocation; the cache epoch will be bumped on recovery"
+                );
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! from `Authorization: Bearer …` or a `token:` header — never from the URL.
 
 use crate::app::AppState;
-use crate::domain::SessionToken;
+use crate::domain::{SessionKey, SessionToken};
 use crate::error::ApiError;
 use crate::store::SessionRecord;
 use axum::body::Bytes;
@@ -112,5 +112,15 @@ impl FromRequestParts<AppState> for Authed {
             .ok_or(ApiError::Unauthorized)?;
         let session = state.sessions.verify(&token).await?;
         Ok(Self { session, token })
+    }
+}
+
+impl Authed {
+    /// The session's session_key, which only the server holds.
+    pub(crate) async fn session_key(&self, state: &AppState) -> Result<SessionKey, ApiError> {
+        Ok(state
+            .sessions
+            .session_key(&self.token, &self.session)
+            .await?)
     }
 }

@@ -66,13 +66,14 @@ pub(super) struct DecryptBody {
 
 /// Decrypts open data with the session's own session_key and checks the watermark.
 pub(super) async fn decrypt(
+    State(state): State<AppState>,
     authed: Authed,
     ApiBody(body): ApiBody<DecryptBody>,
 ) -> Result<Response, ApiError> {
     let data = required(&body.encrypted_data, "encryptedData")?;
     let iv = required(&body.iv, "iv")?;
-    let s = &authed.session;
-    match crypto::decrypt(s.session_key.expose(), data, iv, Some(s.appid.as_str())) {
+    let key = authed.session_key(&state).await?;
+    match crypto::decrypt(key.expose(), data, iv, Some(authed.session.appid.as_str())) {
         Ok(value) => Ok(ok(value)),
         Err(OpenDataError::Malformed(why)) => Err(ApiError::BadRequest(why.into())),
         Err(OpenDataError::DecryptFailed) => Err(ApiError::DecryptFailed),
@@ -88,6 +89,7 @@ pub(super) struct VerifyBody {
 
 /// Checks `wx.getUserInfo`'s rawData signature against the session's session_key.
 pub(super) async fn verify_userinfo(
+    State(state): State<AppState>,
     authed: Authed,
     ApiBody(body): ApiBody<VerifyBody>,
 ) -> Result<Response, ApiError> {
@@ -96,7 +98,8 @@ pub(super) async fn verify_userinfo(
         .as_deref()
         .ok_or_else(|| ApiError::BadRequest("`rawData` is required".into()))?;
     let signature = required(&body.signature, "signature")?;
-    let valid = crypto::verify_raw_data(raw, signature, authed.session.session_key.expose());
+    let key = authed.session_key(&state).await?;
+    let valid = crypto::verify_raw_data(raw, signature, key.expose());
     Ok(ok(json!({ "valid": valid })))
 }
 
@@ -108,7 +111,7 @@ pub(super) async fn check_session(
 ) -> Result<Response, ApiError> {
     let s = &authed.session;
     let app = state.app(&s.appid)?;
-    let signature = crypto::session_signature(s.session_key.expose(), "");
+    let signature = crypto::session_signature(authed.session_key(&state).await?.expose(), "");
     let valid = state
         .tokens
         .with_token(app, |token| {

@@ -58,7 +58,8 @@ pub struct SessionRecord {
     pub appid: AppId,
     pub openid: OpenId,
     pub unionid: Option<UnionId>,
-    pub session_key: SessionKey,
+    /// `None` when the record came from the shared cache, which never holds it.
+    pub session_key: Option<SessionKey>,
     pub created_at: Millis,
     pub last_seen_at: Millis,
     pub expires_at: Millis,

@@ -34,7 +34,7 @@ macro_rules! impl_sql_store {
                 appid: appid_of(get(row, "appid")?)?,
                 openid: OpenId(get(row, "openid")?),
                 unionid: get::<Option<String>>(row, "unionid")?.map(UnionId),
-                session_key: SessionKey::new(get(row, "session_key")?),
+                session_key: Some(SessionKey::new(get(row, "session_key")?)),
                 created_at: get(row, "created_at")?,
                 last_seen_at: get(row, "last_seen_at")?,
                 expires_at: get(row, "expires_at")?,

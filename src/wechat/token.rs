@@ -1,28 +1,51 @@
 //! The access_token manager: one cached token per app, refreshed ahead of expiry, one refresh
-//! at a time per app.
+//! at a time per app — per process, and across instances through a Redis lease when Redis is
+//! configured.
 //!
 //! Why this shape: when several callers (or instances) each fetch a token with the old
 //! `/cgi-bin/token`, each fetch invalidates the others' and everyone sees 40001. We use
 //! `stable_token` in normal mode, which hands every caller the same token while it lives, and
-//! we refresh it under a per-app lock so 200 concurrent callers cause one WeChat call. On
+//! refresh it under a per-app lock so 200 concurrent callers cause one WeChat call. On
 //! 40001/40014/42001 the cached token is dropped only if it is still the one that failed (a
 //! newer one may already be in place) and the call is retried once; we never force-refresh.
 
 use super::{WechatClient, WechatError};
 use crate::clock::{Millis, SharedClock};
 use crate::config::AppConfig;
+use crate::coord::{Coord, Lock};
 use crate::domain::AppId;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Refresh this long before WeChat's stated expiry (WeChat tokens live 7200 s).
 const REFRESH_MARGIN_MS: Millis = 5 * 60 * 1000;
+const LEASE: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 struct Cached {
     token: String,
     expires_at: Millis,
+}
+
+impl Cached {
+    fn fresh(&self, now: Millis) -> bool {
+        now + REFRESH_MARGIN_MS < self.expires_at
+    }
+
+    /// `expires_at|token`, the shared form in Redis.
+    fn encode(&self) -> String {
+        format!("{}|{}", self.expires_at, self.token)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let (exp, token) = text.split_once('|')?;
+        Some(Self {
+            token: token.to_owned(),
+            expires_at: exp.parse().ok()?,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -36,21 +59,27 @@ impl Entry {
         let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         current
             .as_ref()
-            .filter(|c| now + REFRESH_MARGIN_MS < c.expires_at)
+            .filter(|c| c.fresh(now))
             .map(|c| c.token.clone())
+    }
+
+    fn set(&self, cached: Cached) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(cached);
     }
 }
 
 pub struct AccessTokens {
     client: WechatClient,
+    coord: Option<Arc<Coord>>,
     clock: SharedClock,
     entries: Mutex<HashMap<AppId, Arc<Entry>>>,
 }
 
 impl AccessTokens {
-    pub fn new(client: WechatClient, clock: SharedClock) -> Self {
+    pub fn new(client: WechatClient, coord: Option<Arc<Coord>>, clock: SharedClock) -> Self {
         Self {
             client,
+            coord,
             clock,
             entries: Mutex::new(HashMap::new()),
         }
@@ -72,23 +101,76 @@ impl AccessTokens {
         if let Some(token) = entry.fresh(self.clock.now_ms()) {
             return Ok(token);
         }
-        let fetched = self.client.stable_token(app).await?;
-        tracing::info!(appid = %app.appid, expires_in = fetched.expires_in, "access_token refreshed");
-        let cached = Cached {
-            token: fetched.token,
-            expires_at: self.clock.now_ms() + (fetched.expires_in as Millis) * 1000,
+        let cached = match &self.coord {
+            Some(coord) => self.shared_refresh(coord, app).await?,
+            None => self.fetch(app).await?,
         };
         let token = cached.token.clone();
-        *entry.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(cached);
+        entry.set(cached);
         Ok(token)
     }
 
-    /// Drops the cached token if it is still `failed`.
-    pub fn invalidate(&self, appid: &AppId, failed: &str) {
+    async fn fetch(&self, app: &AppConfig) -> Result<Cached, WechatError> {
+        let fetched = self.client.stable_token(app).await?;
+        tracing::info!(appid = %app.appid, expires_in = fetched.expires_in, "access_token refreshed");
+        Ok(Cached {
+            token: fetched.token,
+            expires_at: self.clock.now_ms() + (fetched.expires_in as Millis) * 1000,
+        })
+    }
+
+    /// Across instances: take the token another instance stored, or hold the lease and fetch
+    /// it for everyone. Without Redis (or when it fails) each instance fetches its own, which
+    /// stable_token makes harmless.
+    async fn shared_refresh(&self, coord: &Coord, app: &AppConfig) -> Result<Cached, WechatError> {
+        let name = format!("at:{}", app.appid);
+        let deadline = Instant::now() + self.client.budget() + LEASE;
+        while Instant::now() < deadline {
+            match coord.get_value(&name).await {
+                Some(Some(text)) => {
+                    if let Some(c) = Cached::decode(&text).filter(|c| c.fresh(self.clock.now_ms()))
+                    {
+                        return Ok(c);
+                    }
+                }
+                Some(None) => {}
+                None => break,
+            }
+            match coord.lock(&name, LEASE).await {
+                Lock::Acquired(nonce) => {
+                    let fetched = self.fetch(app).await;
+                    if let Ok(c) = &fetched {
+                        let ttl = (c.expires_at - self.clock.now_ms()).max(1) as u64;
+                        coord
+                            .set_value(&name, &c.encode(), Duration::from_millis(ttl))
+                            .await;
+                    }
+                    coord.unlock(&name, &nonce).await;
+                    return fetched;
+                }
+                Lock::Held => tokio::time::sleep(Duration::from_millis(20)).await,
+                Lock::Unavailable => break,
+            }
+        }
+        self.fetch(app).await
+    }
+
+    /// Drops the cached token, here and in Redis, if it is still `failed`.
+    pub async fn invalidate(&self, appid: &AppId, failed: &str) {
         let entry = self.entry(appid);
-        let mut current = entry.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.as_ref().is_some_and(|c| c.token == failed) {
-            *current = None;
+        {
+            let mut current = entry.current.lock().unwrap_or_else(|p| p.into_inner());
+            if current.as_ref().is_some_and(|c| c.token == failed) {
+                *current = None;
+            }
+        }
+        if let Some(coord) = &self.coord {
+            let name = format!("at:{appid}");
+            if let Some(Some(text)) = coord.get_value(&name).await {
+                if Cached::decode(&text).is_some_and(|c| c.token == failed) {
+                    coord.delete_value_if(&name, &text).await;
+                }
+            }
         }
     }
 
@@ -102,7 +184,7 @@ impl AccessTokens {
         match call(token.clone()).await {
             Err(WechatError::AccessTokenInvalid(code)) => {
                 tracing::warn!(appid = %app.appid, errcode = code, "access_token rejected; refreshing once");
-                self.invalidate(&app.appid, &token);
+                self.invalidate(&app.appid, &token).await;
                 let token = self.get(app).await?;
                 call(token).await
             }

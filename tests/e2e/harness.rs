@@ -126,6 +126,15 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         ),
         ("WXLOGIN_WECHAT_TIMEOUT".into(), opts.wechat_timeout.into()),
     ]);
+    if let Ok(redis) = std::env::var("WXLOGIN_TEST_REDIS_URL") {
+        if !redis.is_empty() {
+            env.insert("WXLOGIN_REDIS_URL".into(), redis);
+            env.insert(
+                "WXLOGIN_REDIS_PREFIX".into(),
+                format!("wxl_test:{}:", uuid::Uuid::new_v4().simple()),
+            );
+        }
+    }
     for (k, v) in opts.env {
         env.insert(k.into(), v);
     }
@@ -157,6 +166,15 @@ impl TestApp {
 
     pub fn sim_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.sim_addr)
+    }
+
+    /// Another instance sharing this one's database, Redis and simulator.
+    pub async fn spawn_peer(&self) -> Running {
+        start(&self.config, self.clock.clone()).await
+    }
+
+    pub fn uses_redis(&self) -> bool {
+        self.config.redis_url.is_some()
     }
 
     /// Stops the server and starts a new one on the same database and simulator.

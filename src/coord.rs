@@ -1,0 +1,350 @@
+//! Redis as the shared cache and coordination layer for several instances — never the only
+//! copy of anything. Every operation here may answer `None` ("Redis unavailable"), and every
+//! caller then falls back to the store of record: slower, still correct.
+//!
+//! Why the pieces look the way they do:
+//! - Each operation has a 250 ms budget and a failure opens a 1 s circuit, so a hung Redis
+//!   (`kill -STOP`) costs a request at most one short wait, not a stall.
+//! - Revocation writes a tombstone instead of deleting, and fills go through a script that will
+//!   not overwrite a tombstone, so a fill racing a logout cannot resurrect the token.
+//! - Entries are tagged with a cache epoch. An instance that saw Redis fail (and so may have
+//!   missed writing a tombstone) bumps the epoch before it uses the cache again, which turns
+//!   every entry written before the outage into a miss.
+//! - The cached session never holds the `session_key`: routes that need it read the store.
+
+use crate::domain::TokenHash;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+const OP_TIMEOUT: Duration = Duration::from_millis(250);
+const OPEN_FOR: Duration = Duration::from_secs(1);
+/// How long a token check may be answered from the cache without the store.
+pub const SESSION_TTL: Duration = Duration::from_secs(30);
+const TOMBSTONE: &str = "revoked";
+
+/// Sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it holds a tombstone.
+const SET_UNLESS_REVOKED: &str = r#"
+if redis.call('GET', KEYS[1]) == 'revoked' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1"#;
+/// Deletes KEYS[1] if it still holds ARGV[1] (release a lock, drop a value we wrote).
+const DELETE_IF: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0"#;
+
+/// What a token check needs, shared between instances. No session_key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedSession {
+    pub id: i64,
+    pub user_id: i64,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+pub enum Lookup {
+    Hit(CachedSession),
+    Revoked,
+    Miss,
+}
+
+pub enum Lock {
+    Acquired(String),
+    Held,
+    Unavailable,
+}
+
+pub struct Coord {
+    conn: RwLock<Option<ConnectionManager>>,
+    prefix: String,
+    started: Instant,
+    /// Circuit breaker: milliseconds since `started` until which Redis is not tried.
+    open_until: AtomicU64,
+    must_bump_epoch: AtomicBool,
+    healthy: AtomicBool,
+}
+
+impl Coord {
+    /// Connects in the background: wxlogin starts (and serves from the store) even when Redis
+    /// is down at boot.
+    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<Arc<Self>> {
+        let client = redis::Client::open(url)?;
+        let coord = Arc::new(Self {
+            conn: RwLock::new(None),
+            prefix: prefix.to_owned(),
+            started: Instant::now(),
+            open_until: AtomicU64::new(0),
+            // Nothing written before we started can be trusted to have seen our revocations.
+            must_bump_epoch: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
+        });
+        let weak = Arc::downgrade(&coord);
+        tokio::spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Duration::from_secs(1))
+                .set_response_timeout(OP_TIMEOUT)
+                .set_number_of_retries(2);
+            loop {
+                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                    Ok(manager) => {
+                        if let Some(c) = weak.upgrade() {
+                            *c.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
+                        }
+                        return;
+                    }
+                    Err(_) if weak.strong_count() > 0 => {
+                        tracing::warn!(
+                            "redis: cannot connect yet; serving from the store meanwhile"
+                        );
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(coord)
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn trip(&self) {
+        self.must_bump_epoch.store(true, Ordering::SeqCst);
+        self.open_until.store(
+            self.elapsed_ms() + OPEN_FOR.as_millis() as u64,
+            Ordering::SeqCst,
+        );
+        if self.healthy.swap(false, Ordering::SeqCst) {
+            tracing::warn!("redis unavailable: serving from the store of record until it returns");
+        }
+    }
+
+    /// Runs one Redis operation within its budget; `None` if Redis is unavailable.
+    async fn run<T, F, Fut>(&self, op: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if self.elapsed_ms() < self.open_until.load(Ordering::SeqCst) {
+            return None;
+        }
+        let conn = self
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        if self.must_bump_epoch.load(Ordering::SeqCst) {
+            let mut c = conn.clone();
+            let epoch_key = format!("{}epoch", self.prefix);
+            let mut incr = redis::cmd("INCR");
+            incr.arg(epoch_key);
+            match tokio::time::timeout(OP_TIMEOUT, incr.query_async::<i64>(&mut c)).await {
+                Ok(Ok(_)) => self.must_bump_epoch.store(false, Ordering::SeqCst),
+                _ => {
+                    self.trip();
+                    return None;
+                }
+            }
+        }
+        match tokio::time::timeout(OP_TIMEOUT, op(conn)).await {
+            Ok(Ok(v)) => {
+                if !self.healthy.swap(true, Ordering::SeqCst) {
+                    tracing::info!("redis is back");
+                }
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis operation failed");
+                self.trip();
+                None
+            }
+            Err(_) => {
+                self.trip();
+                None
+            }
+        }
+    }
+
+    pub async fn ping(&self) -> bool {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .is_some()
+    }
+
+    pub async fn session(&self, hash: &TokenHash) -> Option<Lookup> {
+        let (epoch_key, key) = (format!("{}epoch", self.prefix), self.key("s", &hash.0));
+        let (epoch, value): (Option<String>, Option<String>) = self
+            .run(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(epoch_key)
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(value) = value else {
+            return Some(Lookup::Miss);
+        };
+        if value == TOMBSTONE {
+            return Some(Lookup::Revoked);
+        }
+        let epoch = epoch.unwrap_or_else(|| "0".into());
+        let parsed = value
+            .split_once('|')
+            .filter(|(e, _)| *e == epoch)
+            .and_then(|(_, json)| serde_json::from_str(json).ok());
+        Some(parsed.map_or(Lookup::Miss, Lookup::Hit))
+    }
+
+    pub async fn put_session(&self, hash: &TokenHash, session: &CachedSession, ttl: Duration) {
+        let (epoch_key, key) = (format!("{}epoch", self.prefix), self.key("s", &hash.0));
+        let Ok(json) = serde_json::to_string(session) else {
+            return;
+        };
+        let ms = ttl.min(SESSION_TTL).as_millis().max(1) as u64;
+        self.run(|mut c| async move {
+            let epoch: Option<String> =
+                redis::cmd("GET").arg(epoch_key).query_async(&mut c).await?;
+            let value = format!("{}|{json}", epoch.unwrap_or_else(|| "0".into()));
+            Script::new(SET_UNLESS_REVOKED)
+                .key(key)
+                .arg(value)
+                .arg(ms)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await;
+    }
+
+    /// Marks the token revoked for every instance. `false` if Redis could not be told (the
+    /// epoch bump on recovery then covers it).
+    pub async fn revoke(&self, hash: &TokenHash) -> bool {
+        let key = self.key("s", &hash.0);
+        let ms = (SESSION_TTL * 2).as_millis() as u64;
+        self.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(TOMBSTONE)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+        .is_some()
+    }
+
+    pub async fn lock(&self, name: &str, ttl: Duration) -> Lock {
+        let key = self.key("lock", name);
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let n = nonce.clone();
+        let ms = ttl.as_millis() as u64;
+        let got: Option<Option<String>> = self
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(n)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+        match got {
+            Some(Some(_)) => Lock::Acquired(nonce),
+            Some(None) => Lock::Held,
+            None => Lock::Unavailable,
+        }
+    }
+
+    pub async fn unlock(&self, name: &str, nonce: &str) {
+        let key = self.key("lock", name);
+        let n = nonce.to_owned();
+        self.run(|mut c| async move {
+            Script::new(DELETE_IF)
+                .key(key)
+                .arg(n)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await;
+    }
+
+    /// `Some(true)` while someone holds the lock.
+    pub async fn is_locked(&self, name: &str) -> Option<bool> {
+        let key = self.key("lock", name);
+        self.run(|mut c| async move {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async::<bool>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    pub async fn get_value(&self, name: &str) -> Option<Option<String>> {
+        let key = self.key("v", name);
+        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .await
+    }
+
+    pub async fn set_value(&self, name: &str, value: &str, ttl: Duration) {
+        let (key, value) = (self.key("v", name), value.to_owned());
+        let ms = ttl.as_millis().max(1) as u64;
+        self.run(|mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await;
+    }
+
+    pub async fn delete_value_if(&self, name: &str, value: &str) {
+        let (key, value) = (self.key("v", name), value.to_owned());
+        self.run(|mut c| async move {
+            Script::new(DELETE_IF)
+                .key(key)
+                .arg(value)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await;
+    }
+
+    /// Adds one to a fixed-window counter and returns the new count (rate limits).
+    pub async fn incr_window(&self, name: &str, window: Duration) -> Option<u64> {
+        let key = self.key("rl", name);
+        let ms = window.as_millis().max(1) as u64;
+        self.run(|mut c| async move {
+            let (count, _): (u64, i64) = redis::pipe()
+                .cmd("INCR")
+                .arg(&key)
+                .cmd("PEXPIRE")
+                .arg(&key)
+                .arg(ms)
+                .arg("NX")
+                .query_async(&mut c)
+                .await?;
+            Ok(count)
+        })
+        .await
+    }
+}
