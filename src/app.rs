@@ -50,10 +50,10 @@ impl AppState {
             anyhow::bail!("no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml)");
         }
         let store = crate::store::connect(config.database_url.expose()).await?;
-        Self::with_store(config, clock, store)
+        Self::with_store(config, clock, store).await
     }
 
-    pub fn with_store(
+    pub async fn with_store(
         config: &Config,
         clock: SharedClock,
         store: SharedStore,
@@ -64,7 +64,7 @@ impl AppState {
         };
         let wechat = WechatClient::new(config.wechat_api_base.clone(), config.wechat_timeout)?;
         let coord = match &config.redis_url {
-            Some(url) => Some(Coord::connect(url.expose(), &config.redis_prefix)?),
+            Some(url) => Some(Coord::connect(url.expose(), &config.redis_prefix).await?),
             None => None,
         };
         let sessions = Sessions::new(store.clone(), coord.clone(), clock.clone(), policy);

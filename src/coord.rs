@@ -73,44 +73,48 @@ pub struct Coord {
 }
 
 impl Coord {
-    /// Connects in the background: wxlogin starts (and serves from the store) even when Redis
-    /// is down at boot.
-    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<Arc<Self>> {
+    /// Connects, waiting a moment for Redis at boot; if it is down, wxlogin starts anyway (and
+    /// serves from the store) while a background task keeps trying.
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Arc<Self>> {
         let client = redis::Client::open(url)?;
         let coord = Arc::new(Self {
             conn: RwLock::new(None),
             prefix: prefix.to_owned(),
             started: Instant::now(),
             open_until: AtomicU64::new(0),
-            // Nothing written before we started can be trusted to have seen our revocations.
             must_bump_epoch: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
         });
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(OP_TIMEOUT)
+            .set_number_of_retries(2);
+        let first = ConnectionManager::new_with_config(client.clone(), config.clone());
+        if let Ok(Ok(manager)) = tokio::time::timeout(Duration::from_secs(2), first).await {
+            coord.set_conn(manager);
+            return Ok(coord);
+        }
+        tracing::warn!("redis: cannot connect yet; serving from the store meanwhile");
         let weak = Arc::downgrade(&coord);
         tokio::spawn(async move {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Duration::from_secs(1))
-                .set_response_timeout(OP_TIMEOUT)
-                .set_number_of_retries(2);
-            loop {
-                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
-                    Ok(manager) => {
-                        if let Some(c) = weak.upgrade() {
-                            *c.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
-                        }
-                        return;
+            while weak.strong_count() > 0 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if let Ok(manager) =
+                    ConnectionManager::new_with_config(client.clone(), config.clone()).await
+                {
+                    if let Some(c) = weak.upgrade() {
+                        c.set_conn(manager);
+                        tracing::info!("redis connected");
                     }
-                    Err(_) if weak.strong_count() > 0 => {
-                        tracing::warn!(
-                            "redis: cannot connect yet; serving from the store meanwhile"
-                        );
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    Err(_) => return,
+                    return;
                 }
             }
         });
         Ok(coord)
+    }
+
+    fn set_conn(&self, manager: ConnectionManager) {
+        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
