@@ -1,0 +1,254 @@
+//! The store's and Redis's outages during a login load: no 500, never a 401 for a good token,
+//! revocations honoured, recovery by itself. Figures go to docs/reliability.md.
+
+use crate::harness::*;
+use crate::services::{OwnPostgres, OwnRedis};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Logins and token checks from 4 workers until stopped; every status is recorded.
+struct Load {
+    stop: Arc<AtomicBool>,
+    statuses: Arc<Mutex<Vec<u16>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(app: &TestApp) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..4)
+            .map(|w| {
+                let (stop, statuses) = (stop.clone(), statuses.clone());
+                let (http, base, sim) = (app.http.clone(), app.url(""), app.sim_url(""));
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while !stop.load(Ordering::SeqCst) {
+                        i += 1;
+                        let wx: Value = http
+                            .post(format!("{sim}/_sim/codes"))
+                            .json(&json!({ "user": format!("load-{w}-{}", i % 20) }))
+                            .send()
+                            .await
+                            .unwrap()
+                            .json()
+                            .await
+                            .unwrap();
+                        let r = http
+                            .post(format!("{base}/login"))
+                            .json(&json!({ "code": wx["code"] }))
+                            .send()
+                            .await
+                            .unwrap();
+                        let status = r.status().as_u16();
+                        let body: Value = r.json().await.unwrap_or(Value::Null);
+                        statuses.lock().unwrap().push(status);
+                        if let Some(t) = body["data"]["token"].as_str() {
+                            let r = http
+                                .get(format!("{base}/me"))
+                                .bearer_auth(t)
+                                .send()
+                                .await
+                                .unwrap();
+                            statuses.lock().unwrap().push(r.status().as_u16());
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            statuses,
+            tasks,
+        }
+    }
+
+    async fn finish(self) -> Vec<u16> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let s = self.statuses.lock().unwrap().clone();
+        s
+    }
+}
+
+async fn me_status(app: &TestApp, token: &str) -> u16 {
+    app.me(token).await.0.as_u16()
+}
+
+#[tokio::test]
+async fn redis_frozen_then_killed_during_logins_gives_no_500_and_revocations_hold() {
+    let Some(mut redis) = OwnRedis::start() else {
+        return;
+    };
+    let app = spawn_with(Options {
+        env: vec![
+            ("WXLOGIN_REDIS_URL", redis.url()),
+            ("WXLOGIN_REDIS_PREFIX", "outage:".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let keep = app.token_for("keeper").await;
+    let frozen_victim = app.token_for("victim1").await;
+    let dead_victim = app.token_for("victim2").await;
+    for t in [&keep, &frozen_victim, &dead_victim] {
+        assert_eq!(me_status(&app, t).await, 200);
+        assert_eq!(me_status(&app, t).await, 200, "served from the cache");
+    }
+    let load = Load::start(&app);
+
+    redis.freeze();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.post("/logout", json!({}), Some(&frozen_victim)).await.0,
+        200
+    );
+    assert_eq!(
+        me_status(&app, &frozen_victim).await,
+        401,
+        "revoked while Redis is frozen"
+    );
+    assert_eq!(me_status(&app, &keep).await, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    redis.thaw();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            me_status(&app, &frozen_victim).await,
+            401,
+            "a stale cache entry must not outlive the outage"
+        );
+    }
+    assert_eq!(me_status(&app, &keep).await, 200);
+
+    redis.kill9();
+    assert_eq!(
+        app.post("/logout", json!({}), Some(&dead_victim)).await.0,
+        200
+    );
+    assert_eq!(me_status(&app, &dead_victim).await, 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    let back = Instant::now();
+    // Recovery: the cache fills again by itself.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut recovered = None;
+    while back.elapsed() < Duration::from_secs(15) {
+        assert_eq!(me_status(&app, &keep).await, 200);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("outage:s:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            recovered = Some(back.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = recovered.expect("the cache was used again after Redis came back");
+    assert_eq!(me_status(&app, &dead_victim).await, 401);
+    assert_eq!(me_status(&app, &frozen_victim).await, 401);
+
+    let statuses = load.finish().await;
+    let failures = statuses.iter().filter(|s| **s != 200).count();
+    eprintln!(
+        "redis outage: {} requests under load, {} not 200, cache back {:.1}s after restart",
+        statuses.len(),
+        failures,
+        recovered.as_secs_f64()
+    );
+    assert!(statuses.len() > 20, "the load ran");
+    assert_eq!(
+        failures, 0,
+        "the store of record serves everything while Redis is away: {statuses:?}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn postgres_stopped_and_restarted_gives_503_meanwhile_and_recovers_by_itself() {
+    let Some(pg) = OwnPostgres::start() else {
+        return;
+    };
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_DATABASE_URL", pg.url())],
+        ..Options::default()
+    })
+    .await;
+    let token = app.token_for("alice").await;
+    let load = Load::start(&app);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    pg.stop();
+    let stopped = Instant::now();
+
+    let code = app.code("bob").await;
+    let r = app
+        .http
+        .post(app.url("/login"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "store_unavailable");
+    let me = me_status(&app, &token).await;
+    assert!(
+        me == 503 || me == 200,
+        "never 401 or 500 for a good token while the store is down: {me}"
+    );
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let down_for = stopped.elapsed();
+
+    pg.start_server();
+    let started = Instant::now();
+    let mut recovered = None;
+    while started.elapsed() < Duration::from_secs(30) {
+        // The same code: the failed attempt did not spend it at WeChat.
+        let (status, _) = app.login(&code).await;
+        if status == 200 {
+            recovered = Some(started.elapsed());
+            break;
+        }
+        assert_eq!(status, 503);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let recovered = recovered.expect("logins recover by themselves");
+    assert_eq!(
+        me_status(&app, &token).await,
+        200,
+        "sessions survive the outage"
+    );
+    let statuses = load.finish().await;
+    let server_errors: Vec<_> = statuses
+        .iter()
+        .filter(|s| **s >= 500 && **s != 503)
+        .collect();
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    eprintln!(
+        "postgres outage: down {:.1}s, {} requests under load ({} x 503), recovered {:.2}s after restart",
+        down_for.as_secs_f64(),
+        statuses.len(),
+        statuses.iter().filter(|s| **s == 503).count(),
+        recovered.as_secs_f64()
+    );
+    assert!(server_errors.is_empty(), "{server_errors:?}");
+    assert_eq!(unauthorized, 0);
+    app.shutdown().await;
+}
