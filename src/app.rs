@@ -118,6 +118,28 @@ impl AppState {
     }
 }
 
+/// Runs the expired-data cleanup every `every` until the process ends.
+pub fn spawn_cleanup(state: AppState, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.sessions.cleanup().await {
+                Ok(Some((sessions, codes))) => {
+                    tracing::info!(
+                        sessions,
+                        codes,
+                        "cleanup removed expired sessions and used codes"
+                    )
+                }
+                Ok(None) => tracing::debug!("cleanup: another instance is on it"),
+                Err(e) => tracing::warn!(error = %e, "cleanup failed; will retry"),
+            }
+        }
+    });
+}
+
 /// The API router with its layers. `extra` adds routes (the simulator's controls in dev mode).
 pub fn router(state: AppState, extra: Option<Router>) -> Router {
     let mut router = crate::routes::router(state);

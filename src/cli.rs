@@ -13,6 +13,8 @@ use std::time::Duration;
 /// The test app `serve --dev` simulates when no app is configured.
 pub const DEV_APPID: &str = "wxdevapp";
 const DEV_SECRET: &str = "dev-secret-not-for-production";
+/// How often expired sessions and used codes are deleted.
+const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 /// How long a stopping server lets in-flight requests finish.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -163,6 +165,7 @@ async fn serve(dev: bool) -> anyhow::Result<()> {
         );
     }
     let state = AppState::build(&config, clock).await?;
+    app::spawn_cleanup(state.clone(), CLEANUP_EVERY);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("WXLOGIN_LISTEN: cannot listen on {}: {e}", config.listen))?;

@@ -14,6 +14,9 @@ use crate::store::{SessionRecord, SharedStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// WeChat codes live 5 minutes; a day is far beyond any code that could still be presented.
+const USED_CODE_RETENTION_MS: Millis = 24 * 3600 * 1000;
+
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
     pub idle_timeout: Duration,
@@ -187,6 +190,19 @@ impl Sessions {
         } else {
             Err(AuthError::Unauthorized)
         }
+    }
+
+    /// Deletes expired sessions and used codes no client can present any more. Safe to call
+    /// on every instance: the store lets one at a time do the work.
+    pub async fn cleanup(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let now = self.clock.now_ms();
+        self.store
+            .cleanup(crate::store::Cleanup {
+                now,
+                idle_before: now - self.policy.idle_ms(),
+                codes_before: now - USED_CODE_RETENTION_MS,
+            })
+            .await
     }
 
     /// Tells every instance's cache that this token is gone (after the store has it deleted).

@@ -44,6 +44,16 @@ pub struct NewLogin<'a> {
     pub expires_at: Millis,
 }
 
+/// What counts as expired, in store time.
+#[derive(Debug, Clone, Copy)]
+pub struct Cleanup {
+    pub now: Millis,
+    /// Sessions last used before this are past their idle timeout.
+    pub idle_before: Millis,
+    /// Used codes recorded before this can no longer be presented (WeChat codes live 5 minutes).
+    pub codes_before: Millis,
+}
+
 #[derive(Debug, Clone)]
 pub struct LoginRecord {
     pub user_id: UserId,
@@ -95,6 +105,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every app's user with this unionid (one person across the apps of one Open Platform account).
     async fn find_users_by_unionid(&self, unionid: &str) -> StoreResult<Vec<UserRecord>>;
     async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()>;
+    /// Deletes sessions past their lifetime or idle deadline and used codes older than
+    /// `codes_before`. `None` when another instance is cleaning right now.
+    async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

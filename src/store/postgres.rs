@@ -27,4 +27,7 @@ impl PgStore {
     }
 }
 
-super::sql::impl_sql_store!(PgStore, sqlx::postgres::PgRow);
+/// Held for the cleanup transaction; other instances skip their turn meanwhile.
+const CLEANUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7238140)";
+
+super::sql::impl_sql_store!(PgStore, sqlx::postgres::PgRow, CLEANUP_LOCK);

@@ -9,7 +9,8 @@ pub(crate) const USER_COLUMNS: &str =
     "id, appid, openid, unionid, phone, phone_country_code, created_at, last_login_at";
 
 macro_rules! impl_sql_store {
-    ($store:ty, $row:ty) => {
+    // `$cleanup_lock`: a query answering whether this instance may clean now.
+    ($store:ty, $row:ty, $cleanup_lock:expr) => {
         use $crate::clock::Millis;
         use $crate::domain::{AppId, OpenId, SessionKey, TokenHash, UnionId, UserId};
         use $crate::store::sql::{SESSION_COLUMNS, USER_COLUMNS};
@@ -204,6 +205,32 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(StoreError::unavailable)?;
                 rows.iter().map(user_from_row).collect()
+            }
+
+            async fn cleanup(&self, c: $crate::store::Cleanup) -> StoreResult<Option<(u64, u64)>> {
+                let mut tx = self.writer.begin().await.map_err(StoreError::unavailable)?;
+                let mine: bool = sqlx::query_scalar($cleanup_lock)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                if !mine {
+                    return Ok(None);
+                }
+                let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+                    .bind(c.now)
+                    .bind(c.idle_before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::unavailable)?
+                    .rows_affected();
+                let codes = sqlx::query("DELETE FROM used_codes WHERE used_at <= $1")
+                    .bind(c.codes_before)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::unavailable)?
+                    .rows_affected();
+                tx.commit().await.map_err(StoreError::unavailable)?;
+                Ok(Some((sessions, codes)))
             }
 
             async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {

@@ -274,6 +274,10 @@ impl TestApp {
         r.json().await.unwrap_or(Value::Null)
     }
 
+    pub fn database_url(&self) -> String {
+        self.db.url.clone()
+    }
+
     /// The store this test's server uses, opened separately (for assertions only).
     pub async fn store(&self) -> wxlogin::store::SharedStore {
         wxlogin::store::connect(&self.db.url).await.unwrap()

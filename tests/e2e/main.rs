@@ -14,6 +14,7 @@ mod expiry;
 mod faults;
 mod flow;
 mod logs;
+mod maintenance;
 mod open_data;
 mod outages;
 mod restart;
