@@ -15,6 +15,7 @@ mod faults;
 mod flow;
 mod logs;
 mod maintenance;
+mod nginx;
 mod open_data;
 mod outages;
 mod restart;

@@ -1,0 +1,201 @@
+//! nginx (Debian's package) in front of two instances and a tiny business backend, using the
+//! shipped `deploy/nginx-wxlogin.conf` with only its ports changed.
+
+use crate::harness::*;
+use crate::services::free_port;
+use axum::http::HeaderMap;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The business backend: echoes the identity nginx forwarded.
+async fn backend() -> std::net::SocketAddr {
+    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+        let h = |k: &str| {
+            headers
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        axum::Json(json!({
+            "user_id": h("x-wxlogin-user-id"),
+            "openid": h("x-wxlogin-openid"),
+            "appid": h("x-wxlogin-appid"),
+            "saw_token": !h("authorization").is_empty() || !h("token").is_empty(),
+        }))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
+    let Ok(nginx) = which("nginx") else {
+        eprintln!("skipped: nginx is not installed (apt-get install nginx; .ci/run does)");
+        return;
+    };
+    let app = spawn_app().await;
+    let b = app.spawn_peer().await;
+    let backend = backend().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let site = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/nginx-wxlogin.conf"
+    ))
+    .unwrap()
+    .replace("127.0.0.1:8001", &app.addr.to_string())
+    .replace("127.0.0.1:8002", &b.addr.to_string())
+    .replace("127.0.0.1:9000", &backend.to_string())
+    .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
+    let d = dir.path().display();
+    let root = if is_root() { "user root;" } else { "" };
+    let conf = format!(
+        "{root}\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{}}\nhttp {{\n\
+         access_log off;\nclient_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{site}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let mut child = Command::new(nginx)
+        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if app
+            .http
+            .get(format!("{base}/api/auth/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        up,
+        "nginx did not start: {}",
+        std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+    );
+
+    // Log in through nginx, the way the mini program would.
+    let wx = app.wx_login("alice").await;
+    let login: Value = app
+        .http
+        .post(format!("{base}/api/auth/login/"))
+        .json(&json!({ "code": wx["code"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["data"]["token"]
+        .as_str()
+        .expect("login through nginx")
+        .to_owned();
+    let user_id = login["data"]["user"]["id"].to_string();
+
+    // Both instances serve it (nginx balances), and the backend sees who it is.
+    for _ in 0..4 {
+        let r = app
+            .http
+            .get(format!("{base}/api/orders"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let seen: Value = r.json().await.unwrap();
+        assert_eq!(seen["user_id"], user_id.as_str());
+        assert_eq!(seen["openid"], wx["openid"]);
+        assert_eq!(seen["appid"], APPID);
+        assert_eq!(
+            seen["saw_token"], false,
+            "the token does not travel to the backend"
+        );
+    }
+    let r = app
+        .http
+        .get(format!("{base}/api/orders"))
+        .header("token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Without a valid token: 401, and spoofed identity headers do not help.
+    for req in [
+        app.http.get(format!("{base}/api/orders")),
+        app.http
+            .get(format!("{base}/api/orders"))
+            .bearer_auth("wxl_forged"),
+        app.http
+            .get(format!("{base}/api/orders"))
+            .header("X-Wxlogin-User-Id", "1"),
+    ] {
+        assert_eq!(req.send().await.unwrap().status(), 401);
+    }
+    // A spoofed header next to a valid token is overwritten with the real identity.
+    let seen: Value = app
+        .http
+        .get(format!("{base}/api/orders"))
+        .bearer_auth(&token)
+        .header("X-Wxlogin-User-Id", "999999")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["user_id"], user_id.as_str());
+
+    // After logout (through nginx, on whichever instance), the backend is closed to the token.
+    let r = app
+        .http
+        .post(format!("{base}/api/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for _ in 0..4 {
+        let r = app
+            .http
+            .get(format!("{base}/api/orders"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    b.stop(Duration::from_secs(2)).await;
+    app.shutdown().await;
+}
+
+fn which(name: &str) -> Result<String, ()> {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let p = format!("{dir}/{name}");
+        if std::path::Path::new(&p).exists() {
+            return Ok(p);
+        }
+    }
+    Err(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
