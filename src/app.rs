@@ -6,6 +6,7 @@ use crate::config::{AppConfig, Config};
 use crate::coord::Coord;
 use crate::error::ApiError;
 use crate::login::LoginService;
+use crate::ratelimit::{RateLimiter, Rule};
 use crate::session::{SessionPolicy, Sessions};
 use crate::store::SharedStore;
 use crate::wechat::token::AccessTokens;
@@ -33,6 +34,10 @@ pub struct Inner {
     pub wechat: WechatClient,
     pub tokens: Arc<AccessTokens>,
     pub coord: Option<Arc<Coord>>,
+    pub admin_token: Option<secrecy::SecretString>,
+    pub limiter: RateLimiter,
+    pub rate_limit_login: Option<Rule>,
+    pub rate_limit_phone: Option<Rule>,
     pub clock: SharedClock,
 }
 
@@ -50,6 +55,7 @@ impl AppState {
             anyhow::bail!("no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml)");
         }
         let store = crate::store::connect(config.database_url.expose()).await?;
+        let store: SharedStore = Arc::new(crate::metrics::MeteredStore(store));
         Self::with_store(config, clock, store).await
     }
 
@@ -62,6 +68,8 @@ impl AppState {
             idle_timeout: config.session_idle_timeout,
             max_lifetime: config.session_max_lifetime,
         };
+        // Installed before anything records: the `metrics` facade drops values when no recorder is set.
+        crate::metrics::handle();
         let wechat = WechatClient::new(config.wechat_api_base.clone(), config.wechat_timeout)?;
         let coord = match &config.redis_url {
             Some(url) => Some(Coord::connect(url.expose(), &config.redis_prefix).await?),
@@ -87,9 +95,31 @@ impl AppState {
             login,
             wechat,
             tokens,
-            coord,
+            coord: coord.clone(),
+            admin_token: config.admin_token.clone(),
+            limiter: RateLimiter::new(coord.clone(), clock.clone(), config.trusted_proxies.clone()),
+            rate_limit_login: config.rate_limit_login,
+            rate_limit_phone: config.rate_limit_phone,
             clock,
         })))
+    }
+
+    /// Applies `rule` (if on) to `key`; a 429 with `Retry-After` when it is used up.
+    pub async fn rate_limit(
+        &self,
+        scope: &str,
+        key: &str,
+        rule: Option<Rule>,
+    ) -> Result<(), ApiError> {
+        let Some(rule) = rule else { return Ok(()) };
+        self.limiter
+            .check(scope, key, rule)
+            .await
+            .map_err(|retry_after_secs| {
+                metrics::counter!("wxlogin_rate_limited_total", "scope" => scope.to_owned())
+                    .increment(1);
+                ApiError::RateLimited { retry_after_secs }
+            })
     }
 
     /// The configuration of a session's app (it may have been removed since the login).
@@ -118,13 +148,22 @@ impl AppState {
     }
 }
 
-/// Runs the expired-data cleanup every `every` until the process ends.
-pub fn spawn_cleanup(state: AppState, every: Duration) {
+/// Background upkeep until the process ends: the active-sessions gauge every minute, the
+/// expired-data cleanup every `cleanup_every`.
+pub fn spawn_maintenance(state: AppState, cleanup_every: Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
+        let minute = Duration::from_secs(60);
+        let mut tick = tokio::time::interval(minute);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        let per_cleanup = (cleanup_every.as_secs() / 60).max(1);
+        for n in 0u64.. {
             tick.tick().await;
+            if let Ok(stats) = state.store.stats(state.clock.now_ms()).await {
+                crate::metrics::live_sessions(stats.live_sessions);
+            }
+            if n % per_cleanup != 0 {
+                continue;
+            }
             match state.sessions.cleanup().await {
                 Ok(Some((sessions, codes))) => {
                     tracing::info!(
@@ -142,7 +181,8 @@ pub fn spawn_cleanup(state: AppState, every: Duration) {
 
 /// The API router with its layers. `extra` adds routes (the simulator's controls in dev mode).
 pub fn router(state: AppState, extra: Option<Router>) -> Router {
-    let mut router = crate::routes::router(state);
+    let admin_token = state.admin_token.clone();
+    let mut router = crate::routes::router(state, admin_token);
     if let Some(extra) = extra {
         router = router.merge(extra);
     }

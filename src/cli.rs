@@ -60,6 +60,14 @@ pub enum Command {
         #[arg(long)]
         appid: Option<String>,
     },
+    /// Ask a running server's admin API (needs WXLOGIN_ADMIN_TOKEN, the server's admin token).
+    Admin {
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8000")]
+        url: String,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Print the checksession / login-state signature: hex HMAC-SHA256 keyed by the session_key.
     Sign {
         #[arg(long)]
@@ -68,6 +76,29 @@ pub enum Command {
         #[arg(long, default_value = "")]
         body: String,
     },
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Find users by id, openid, unionid or phone.
+    Users {
+        #[arg(long)]
+        id: Option<i64>,
+        #[arg(long)]
+        openid: Option<String>,
+        #[arg(long)]
+        unionid: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// List a user's sessions.
+    Sessions { user_id: i64 },
+    /// Revoke one session by its id (from `sessions`).
+    RevokeSession { session_id: i64 },
+    /// Revoke every session of a user.
+    RevokeUser { user_id: i64 },
+    /// Counts of users, sessions and used codes.
+    Stats,
 }
 
 /// Runs a command; the returned code is the process exit status.
@@ -88,6 +119,7 @@ pub async fn run(cli: Cli) -> i32 {
             }
             Err(why) => Err(anyhow::anyhow!("decrypt failed: {why}")),
         },
+        Command::Admin { url, command } => admin(&url, command).await,
         Command::Sign { session_key, body } => {
             println!(
                 "{}",
@@ -165,7 +197,7 @@ async fn serve(dev: bool) -> anyhow::Result<()> {
         );
     }
     let state = AppState::build(&config, clock).await?;
-    app::spawn_cleanup(state.clone(), CLEANUP_EVERY);
+    app::spawn_maintenance(state.clone(), CLEANUP_EVERY);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("WXLOGIN_LISTEN: cannot listen on {}: {e}", config.listen))?;
@@ -190,6 +222,54 @@ fn print_dev_banner(addr: SocketAddr, appid: &str) {
          curl -s -X POST http://{addr}/_sim/codes -H 'content-type: application/json' -d '{{\"appid\":\"{appid}\",\"user\":\"alice\"}}'\n  \
          curl -s -X POST http://{addr}/login -H 'content-type: application/json' -d '{{\"code\":\"<code>\"}}'\n"
     );
+}
+
+async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
+    let (config, _) = Config::from_env().map_err(explain)?;
+    let token = config.admin_token.ok_or_else(|| {
+        anyhow::anyhow!(
+            "WXLOGIN_ADMIN_TOKEN: set it (or WXLOGIN_ADMIN_TOKEN_FILE) to the server's admin token"
+        )
+    })?;
+    let base = base.trim_end_matches('/');
+    let http = reqwest::Client::new();
+    let request = match command {
+        AdminCommand::Users {
+            id,
+            openid,
+            unionid,
+            phone,
+        } => {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(id.map(|v| ("id", v.to_string())));
+            query.extend(openid.map(|v| ("openid", v)));
+            query.extend(unionid.map(|v| ("unionid", v)));
+            query.extend(phone.map(|v| ("phone", v)));
+            http.get(format!("{base}/admin/users")).query(&query)
+        }
+        AdminCommand::Sessions { user_id } => {
+            http.get(format!("{base}/admin/users/{user_id}/sessions"))
+        }
+        AdminCommand::RevokeSession { session_id } => {
+            http.delete(format!("{base}/admin/sessions/{session_id}"))
+        }
+        AdminCommand::RevokeUser { user_id } => {
+            http.delete(format!("{base}/admin/users/{user_id}/sessions"))
+        }
+        AdminCommand::Stats => http.get(format!("{base}/admin/stats")),
+    };
+    let response = request
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {base}: {}", e.without_url()))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    println!("{}", serde_json::to_string_pretty(&body)?);
+    if !status.is_success() {
+        anyhow::bail!("the server answered HTTP {status}");
+    }
+    Ok(())
 }
 
 async fn run_simulator(listen: SocketAddr, mut apps: Vec<SimApp>) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! Depends only on the domain types.
 
 use crate::domain::AppId;
+use crate::ratelimit::Rule;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -34,6 +35,9 @@ const KNOWN_VARS: &[&str] = &[
     "WXLOGIN_SESSION_IDLE_TIMEOUT",
     "WXLOGIN_SESSION_MAX_LIFETIME",
     "WXLOGIN_LOG_FORMAT",
+    "WXLOGIN_RATE_LIMIT_LOGIN",
+    "WXLOGIN_RATE_LIMIT_PHONE",
+    "WXLOGIN_TRUSTED_PROXIES",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +124,12 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     pub session_max_lifetime: Duration,
     pub log_format: LogFormat,
+    /// Per client IP on `/login`; `None` = off.
+    pub rate_limit_login: Option<Rule>,
+    /// Per session on `/phone`; `None` = off.
+    pub rate_limit_phone: Option<Rule>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The file's shape. Every field is optional: env vars and defaults fill the rest.
@@ -135,6 +145,9 @@ struct FileConfig {
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
     log_format: Option<String>,
+    rate_limit_login: Option<String>,
+    rate_limit_phone: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     session: FileSession,
     #[serde(default)]
@@ -261,6 +274,36 @@ impl Config {
             Some(_) => return Err(invalid("WXLOGIN_LOG_FORMAT", "expected human or json")),
         };
 
+        let rule = |var: &str, from_file: &Option<String>, default: &str| {
+            let text = get(var)
+                .or(from_file.clone())
+                .unwrap_or_else(|| default.into());
+            Rule::parse(&text).map_err(|why| invalid(var, why))
+        };
+        let rate_limit_login = rule("WXLOGIN_RATE_LIMIT_LOGIN", &file.rate_limit_login, "120/1m")?;
+        let rate_limit_phone = rule("WXLOGIN_RATE_LIMIT_PHONE", &file.rate_limit_phone, "10/1m")?;
+        let proxies: Vec<String> = match get("WXLOGIN_TRUSTED_PROXIES") {
+            Some(text) => text
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => file.trusted_proxies.clone().unwrap_or_default(),
+        };
+        let trusted_proxies = proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "WXLOGIN_TRUSTED_PROXIES",
+                            format!("{p:?} is not an IP or CIDR"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         let apps = apps(env, &file)?;
         let config = Config {
             listen,
@@ -274,6 +317,9 @@ impl Config {
             session_idle_timeout,
             session_max_lifetime,
             log_format,
+            rate_limit_login,
+            rate_limit_phone,
+            trusted_proxies,
         };
         Ok((config, warnings))
     }

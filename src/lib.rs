@@ -10,6 +10,8 @@ pub mod coord; // Redis: shared cache and coordination, never the only copy
 pub mod domain; // pure types: AppId, JsCode, SessionToken, ...
 pub mod error; // the API error type and its JSON shape
 pub mod login; // code → WeChat → user + session, single-flight per code
+pub mod metrics; // Prometheus metrics and the metered store
+pub mod ratelimit; // per-IP and per-session limits, shared through Redis
 pub mod routes; // HTTP handlers, one file per resource
 pub mod session; // token checks, expiry policy, revocation
 pub mod simulator; // the fake WeChat server

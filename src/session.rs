@@ -117,6 +117,18 @@ impl Sessions {
 
     /// Resolves a token to its live session, refreshing the idle deadline when due.
     pub async fn verify(&self, token: &SessionToken) -> Result<SessionRecord, AuthError> {
+        let result = self.verify_inner(token).await;
+        let outcome = match &result {
+            Ok((_, true)) => ("ok", "cache"),
+            Ok((_, false)) => ("ok", "store"),
+            Err(AuthError::Unauthorized) => ("unauthorized", "-"),
+            Err(AuthError::Store(_)) => ("store_unavailable", "-"),
+        };
+        crate::metrics::token_check(outcome.0, outcome.1);
+        result.map(|(s, _)| s)
+    }
+
+    async fn verify_inner(&self, token: &SessionToken) -> Result<(SessionRecord, bool), AuthError> {
         let now = self.clock.now_ms();
         let hash = token.hash();
         let cached = match &self.coord {
@@ -142,7 +154,7 @@ impl Sessions {
         if touch || !from_cache {
             self.cache(&hash, &session, now).await;
         }
-        Ok(session)
+        Ok((session, from_cache))
     }
 
     async fn load(&self, hash: &TokenHash) -> Result<SessionRecord, AuthError> {

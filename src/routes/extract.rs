@@ -82,6 +82,28 @@ fn wrong_shape(path: String) -> ApiError {
     }
 }
 
+/// `Query` whose rejection is our `bad_request`.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct ApiQuery<T>(pub T);
+
+/// `Path` whose rejection is our `bad_request`.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct ApiPath<T>(pub T);
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(_: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest("malformed query string".into())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(_: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::BadRequest("malformed path parameter".into())
+    }
+}
+
 /// The raw token text a request carries, if any.
 pub fn token_text(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers

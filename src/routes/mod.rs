@@ -1,5 +1,6 @@
 //! The HTTP API, one file per resource. Handlers are thin: parse, call a service, shape the reply.
 
+mod admin;
 mod extract;
 mod login;
 mod open_data;
@@ -17,8 +18,12 @@ use axum::Router;
 /// Bodies are small JSON objects; anything bigger is a mistake or an attack.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+pub fn router(state: AppState, admin_token: Option<secrecy::SecretString>) -> Router {
+    let mut router = Router::new();
+    if let Some(token) = admin_token {
+        router = router.merge(admin::router(token));
+    }
+    router
         .route("/login", post(login::login))
         .route("/me", get(session::me))
         .route("/logout", post(session::logout))
@@ -30,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .route("/session/check", get(open_data::check_session))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -29,6 +29,13 @@ pub(super) async fn phone(
     authed: Authed,
     ApiBody(body): ApiBody<PhoneBody>,
 ) -> Result<Response, ApiError> {
+    state
+        .rate_limit(
+            "phone",
+            &authed.session.id.to_string(),
+            state.rate_limit_phone,
+        )
+        .await?;
     let code = required(&body.code, "code")?;
     if code.len() > 128 {
         return Err(ApiError::BadRequest("`code` is not a phone code".into()));

@@ -15,3 +15,16 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Result<Response, Ap
     state.store.ping().await?;
     Ok(ok(json!({ "store": "ok" })))
 }
+
+/// Prometheus text format.
+pub(super) async fn metrics() -> Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::handle().render(),
+    )
+        .into_response()
+}

@@ -44,6 +44,39 @@ pub struct NewLogin<'a> {
     pub expires_at: Millis,
 }
 
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct UserFilter {
+    pub id: Option<UserId>,
+    pub openid: Option<String>,
+    pub unionid: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl UserFilter {
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none() && self.openid.is_none() && self.unionid.is_none() && self.phone.is_none()
+    }
+}
+
+/// A session as the admin API shows it: no token, no hash, no session_key.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionSummary {
+    pub id: i64,
+    pub appid: String,
+    pub created_at: Millis,
+    pub last_seen_at: Millis,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    pub users: i64,
+    pub sessions: i64,
+    pub live_sessions: i64,
+    pub users_with_phone: i64,
+    pub used_codes: i64,
+}
+
 /// What counts as expired, in store time.
 #[derive(Debug, Clone, Copy)]
 pub struct Cleanup {
@@ -108,6 +141,16 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes sessions past their lifetime or idle deadline and used codes older than
     /// `codes_before`. `None` when another instance is cleaning right now.
     async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>>;
+
+    // Admin queries.
+    /// Users matching every given field (at most 100).
+    async fn find_users(&self, filter: &UserFilter) -> StoreResult<Vec<UserRecord>>;
+    async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>>;
+    /// Deletes one session; returns its token hash so caches can be told.
+    async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>>;
+    /// Deletes all of a user's sessions; returns their token hashes.
+    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>>;
+    async fn stats(&self, now: Millis) -> StoreResult<Stats>;
 }
 
 pub type SharedStore = Arc<dyn Store>;

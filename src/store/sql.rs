@@ -233,6 +233,83 @@ macro_rules! impl_sql_store {
                 Ok(Some((sessions, codes)))
             }
 
+            async fn find_users(&self, f: &$crate::store::UserFilter) -> StoreResult<Vec<UserRecord>> {
+                // NULL parameters match everything: one statement for any combination of filters.
+                let sql = format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR openid = $2) \
+                     AND ($3 IS NULL OR unionid = $3) AND ($4 IS NULL OR phone = $4) ORDER BY id LIMIT 100"
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(f.id)
+                    .bind(f.openid.as_deref())
+                    .bind(f.unionid.as_deref())
+                    .bind(f.phone.as_deref())
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                rows.iter().map(user_from_row).collect()
+            }
+
+            async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<$crate::store::SessionSummary>> {
+                let rows = sqlx::query(
+                    "SELECT id, appid, created_at, last_seen_at, expires_at FROM sessions WHERE user_id = $1 ORDER BY id",
+                )
+                .bind(user)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(StoreError::unavailable)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::store::SessionSummary {
+                            id: get(r, "id")?,
+                            appid: get(r, "appid")?,
+                            created_at: get(r, "created_at")?,
+                            last_seen_at: get(r, "last_seen_at")?,
+                            expires_at: get(r, "expires_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
+                let hash: Option<String> = sqlx::query_scalar("DELETE FROM sessions WHERE id = $1 RETURNING token_hash")
+                    .bind(id)
+                    .fetch_optional(&self.writer)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                Ok(hash.map(TokenHash))
+            }
+
+            async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>> {
+                let hashes: Vec<String> =
+                    sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
+                        .bind(user)
+                        .fetch_all(&self.writer)
+                        .await
+                        .map_err(StoreError::unavailable)?;
+                Ok(hashes.into_iter().map(TokenHash).collect())
+            }
+
+            async fn stats(&self, now: Millis) -> StoreResult<$crate::store::Stats> {
+                let row = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM sessions) AS sessions, \
+                     (SELECT COUNT(*) FROM sessions WHERE expires_at > $1) AS live_sessions, \
+                     (SELECT COUNT(*) FROM users WHERE phone IS NOT NULL) AS users_with_phone, \
+                     (SELECT COUNT(*) FROM used_codes) AS used_codes",
+                )
+                .bind(now)
+                .fetch_one(&self.reader)
+                .await
+                .map_err(StoreError::unavailable)?;
+                Ok($crate::store::Stats {
+                    users: get(&row, "users")?,
+                    sessions: get(&row, "sessions")?,
+                    live_sessions: get(&row, "live_sessions")?,
+                    users_with_phone: get(&row, "users_with_phone")?,
+                    used_codes: get(&row, "used_codes")?,
+                })
+            }
+
             async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
                 sqlx::query("UPDATE users SET phone = $1, phone_country_code = $2 WHERE id = $3")
                     .bind(phone)

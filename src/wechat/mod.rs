@@ -12,7 +12,7 @@ use crate::config::AppConfig;
 use crate::domain::{JsCode, OpenId, SessionKey, UnionId};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What WeChat said or failed to say. Carries no URL, no secret, no code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,6 +235,11 @@ impl WechatClient {
     /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`): every caller gets
     /// the same token while it is valid, so instances do not invalidate each other's tokens.
     pub async fn stable_token(&self, app: &AppConfig) -> Result<AccessToken, WechatError> {
+        let started = Instant::now();
+        observed("stable_token", started, self.stable_token_call(app).await)
+    }
+
+    async fn stable_token_call(&self, app: &AppConfig) -> Result<AccessToken, WechatError> {
         let body = serde_json::json!({
             "grant_type": "client_credential",
             "appid": app.appid.as_str(),
@@ -344,6 +349,20 @@ impl WechatClient {
             .map_err(|e| transport_error(&e.without_url()))?;
         decode(response).await
     }
+}
+
+/// Records one WeChat call (API, errcode, latency) and passes its result on.
+fn observed<T>(
+    api: &'static str,
+    started: Instant,
+    result: Result<T, WechatError>,
+) -> Result<T, WechatError> {
+    let label = match &result {
+        Ok(_) => "0".to_owned(),
+        Err(e) => e.errcode_label(),
+    };
+    crate::metrics::wechat_call(api, label, started);
+    result
 }
 
 async fn decode<T: serde::de::DeserializeOwned>(

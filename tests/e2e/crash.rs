@@ -152,6 +152,7 @@ async fn crash_loop(database_url: String) {
         ("WXLOGIN_SECRET", SECRET.to_owned()),
         ("WXLOGIN_DATABASE_URL", database_url.clone()),
         ("WXLOGIN_WECHAT_API_BASE", sim_url.clone()),
+        ("WXLOGIN_RATE_LIMIT_LOGIN", "off".to_owned()),
     ];
     let tally = Arc::new(Mutex::new(Tally { acked: Vec::new() }));
     let started = Instant::now();

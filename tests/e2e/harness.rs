@@ -125,6 +125,9 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             format!("http://{sim_addr}"),
         ),
         ("WXLOGIN_WECHAT_TIMEOUT".into(), opts.wechat_timeout.into()),
+        // Every test client is 127.0.0.1: limits are off unless a test turns them on.
+        ("WXLOGIN_RATE_LIMIT_LOGIN".into(), "off".into()),
+        ("WXLOGIN_RATE_LIMIT_PHONE".into(), "off".into()),
     ]);
     if let Ok(redis) = std::env::var("WXLOGIN_TEST_REDIS_URL") {
         if !redis.is_empty() {

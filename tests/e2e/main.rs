@@ -17,6 +17,7 @@ mod logs;
 mod maintenance;
 mod nginx;
 mod open_data;
+mod ops;
 mod outages;
 mod restart;
 mod services;

@@ -1,0 +1,302 @@
+//! What an operator relies on: metrics, the admin API and CLI, rate limits.
+
+use crate::harness::*;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+
+fn with_admin() -> Options {
+    Options {
+        env: vec![("WXLOGIN_ADMIN_TOKEN", ADMIN.into())],
+        ..Options::default()
+    }
+}
+
+async fn admin(app: &TestApp, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = app.http.request(method.parse().unwrap(), app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn metrics_count_logins_wechat_calls_token_checks_and_store_latency() {
+    let app = spawn_app().await;
+    let token = app.token_for("alice").await;
+    assert_eq!(app.me(&token).await.0, 200);
+    assert_eq!(app.login("bogus").await.0, 401);
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "wxlogin_logins_total{outcome=\"ok\"}",
+        "wxlogin_logins_total{outcome=\"invalid_code\"}",
+        "wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"0\"}",
+        "wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"40029\"}",
+        "wxlogin_wechat_call_duration_seconds_bucket",
+        "wxlogin_token_checks_total{outcome=\"ok\"",
+        "wxlogin_store_duration_seconds_bucket{op=\"record_login\"",
+        "wxlogin_http_requests_total{route=\"/login\",method=\"POST\",status=\"200\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(!text.contains(&token), "a token in the metrics");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_an_admin_token_the_admin_routes_do_not_exist() {
+    let app = spawn_app().await;
+    let (status, body) = admin(&app, "GET", "/admin/stats", Some(ADMIN)).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_finds_users_lists_and_revokes_sessions() {
+    let app = spawn_with(with_admin()).await;
+    let wx = app.wx_login("alice").await;
+    let (_, login) = app.login(wx["code"].as_str().unwrap()).await;
+    let t1 = login["data"]["token"].as_str().unwrap().to_owned();
+    let t2 = app.token_for("alice").await;
+    let t3 = app.token_for("alice").await;
+    let uid = login["data"]["user"]["id"].as_i64().unwrap();
+    let pc = app
+        .sim("/_sim/phone_codes", json!({ "phone": "13700000001" }))
+        .await;
+    assert_eq!(
+        app.post("/phone", json!({ "code": pc["code"] }), Some(&t3))
+            .await
+            .0,
+        200
+    );
+
+    for bad in [None, Some("wrong-token-wrong-token"), Some(&t1[..])] {
+        assert_eq!(
+            admin(&app, "GET", "/admin/stats", bad).await.0,
+            401,
+            "{bad:?}"
+        );
+    }
+    let a = &app;
+    let by =
+        |q: String| async move { admin(a, "GET", &format!("/admin/users?{q}"), Some(ADMIN)).await };
+    for q in [
+        format!("id={uid}"),
+        format!("openid={}", wx["openid"].as_str().unwrap()),
+        format!("unionid={}", wx["unionid"].as_str().unwrap()),
+        "phone=13700000001".to_owned(),
+    ] {
+        let (status, found) = by(q.clone()).await;
+        assert_eq!(status, 200, "{q}: {found}");
+        assert_eq!(found["data"]["users"][0]["id"], uid, "{q}");
+    }
+    assert_eq!(
+        by("openid=nobody".into()).await.1["data"]["users"],
+        json!([])
+    );
+    assert_eq!(by(String::new()).await.0, 400);
+    assert_eq!(by("id=abc".into()).await.1["error"], "bad_request");
+
+    let (_, sessions) = admin(
+        &app,
+        "GET",
+        &format!("/admin/users/{uid}/sessions"),
+        Some(ADMIN),
+    )
+    .await;
+    let list = sessions["data"]["sessions"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 3);
+    assert!(
+        !sessions.to_string().contains(&t1),
+        "no tokens in admin replies"
+    );
+    let first = list[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        admin(
+            &app,
+            "DELETE",
+            &format!("/admin/sessions/{first}"),
+            Some(ADMIN)
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(app.me(&t1).await.0, 401);
+    assert_eq!(app.me(&t2).await.0, 200);
+    assert_eq!(
+        admin(
+            &app,
+            "DELETE",
+            &format!("/admin/sessions/{first}"),
+            Some(ADMIN)
+        )
+        .await
+        .0,
+        404
+    );
+    let (_, revoked) = admin(
+        &app,
+        "DELETE",
+        &format!("/admin/users/{uid}/sessions"),
+        Some(ADMIN),
+    )
+    .await;
+    assert_eq!(revoked["data"]["revoked"], 2);
+    assert_eq!(app.me(&t2).await.0, 401);
+    assert_eq!(app.me(&t3).await.0, 401);
+
+    let (_, stats) = admin(&app, "GET", "/admin/stats", Some(ADMIN)).await;
+    assert_eq!(stats["data"]["users"], 1);
+    assert_eq!(stats["data"]["sessions"], 0);
+    assert_eq!(stats["data"]["users_with_phone"], 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_cli_talks_to_the_admin_api() {
+    let app = spawn_with(with_admin()).await;
+    let token = app.token_for("bob").await;
+    let (_, me) = app.me(&token).await;
+    let uid = me["data"]["id"].to_string();
+    let a = &app;
+    let run = |args: Vec<String>| async move {
+        // tokio's Command: a blocking wait would stall the server running on this test's thread.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+            .arg("admin")
+            .arg("--url")
+            .arg(a.url(""))
+            .args(args)
+            .env("WXLOGIN_ADMIN_TOKEN", ADMIN)
+            .env("WXLOGIN_CONFIG", "/dev/null")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, text) = run(vec![
+        "users".into(),
+        "--openid".into(),
+        me["data"]["openid"].as_str().unwrap().into(),
+    ])
+    .await;
+    assert!(ok && text.contains(&format!("\"id\": {uid}")), "{text}");
+    let (ok, text) = run(vec!["stats".into()]).await;
+    assert!(ok && text.contains("\"sessions\": 1"), "{text}");
+    let (ok, _) = run(vec!["revoke-user".into(), uid.clone()]).await;
+    assert!(ok);
+    assert_eq!(app.me(&token).await.0, 401);
+    let (ok, _) = run(vec!["revoke-session".into(), "999999".into()]).await;
+    assert!(!ok, "a missing session is an error exit");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_is_rate_limited_per_client_ip_with_retry_after() {
+    let app = spawn_with(Options {
+        env: vec![
+            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
+            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let a = &app;
+    let login_from = |ip: &'static str| async move {
+        let code = a.code("carol").await;
+        a.http
+            .post(a.url("/login"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(login_from("198.51.100.1").await.status(), 200);
+    }
+    let r = login_from("198.51.100.1").await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    // Another client behind the same trusted proxy has its own budget.
+    assert_eq!(login_from("198.51.100.2").await.status(), 200);
+    // The window passes.
+    app.clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(login_from("198.51.100.1").await.status(), 200);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_RATE_LIMIT_LOGIN", "2/1m".into())],
+        ..Options::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let code = app.code("dave").await;
+        let r = app
+            .http
+            .post(app.url("/login"))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&json!({ "code": code }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        vec![200, 200, 429],
+        "a client cannot pick a fresh IP per request"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn phone_is_rate_limited_per_session() {
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_RATE_LIMIT_PHONE", "2/1m".into())],
+        ..Options::default()
+    })
+    .await;
+    let token = app.token_for("erin").await;
+    let other = app.token_for("frank").await;
+    for expected in [200, 200, 429] {
+        let pc = app.sim("/_sim/phone_codes", json!({})).await;
+        assert_eq!(
+            app.post("/phone", json!({ "code": pc["code"] }), Some(&token))
+                .await
+                .0,
+            expected
+        );
+    }
+    let pc = app.sim("/_sim/phone_codes", json!({})).await;
+    assert_eq!(
+        app.post("/phone", json!({ "code": pc["code"] }), Some(&other))
+            .await
+            .0,
+        200
+    );
+    app.shutdown().await;
+}
