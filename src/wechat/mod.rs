@@ -209,6 +209,19 @@ impl WechatClient {
         app: &AppConfig,
         code: &JsCode,
     ) -> Result<Code2Session, WechatError> {
+        let started = Instant::now();
+        observed(
+            "jscode2session",
+            started,
+            self.code2session_call(app, code).await,
+        )
+    }
+
+    async fn code2session_call(
+        &self,
+        app: &AppConfig,
+        code: &JsCode,
+    ) -> Result<Code2Session, WechatError> {
         let url = self.endpoint("sns/jscode2session");
         let query = [
             ("appid", app.appid.as_str()),
@@ -267,6 +280,16 @@ impl WechatClient {
         access_token: &str,
         code: &str,
     ) -> Result<PhoneInfo, WechatError> {
+        let started = Instant::now();
+        let result = self.phone_number_call(access_token, code).await;
+        observed("getuserphonenumber", started, result)
+    }
+
+    async fn phone_number_call(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> Result<PhoneInfo, WechatError> {
         let url = self.endpoint("wxa/business/getuserphonenumber");
         let body = serde_json::json!({ "code": code });
         let reply: PhoneReply = self
@@ -280,6 +303,25 @@ impl WechatClient {
 
     /// `GET /wxa/checksession`: is this session_key still the user's current one?
     pub async fn check_session(
+        &self,
+        access_token: &str,
+        openid: &str,
+        signature: &str,
+    ) -> Result<bool, WechatError> {
+        let started = Instant::now();
+        let result = self
+            .check_session_call(access_token, openid, signature)
+            .await;
+        let label = match &result {
+            Ok(true) => "0".to_owned(),
+            Ok(false) => "87009".to_owned(),
+            Err(e) => e.errcode_label(),
+        };
+        crate::metrics::wechat_call("checksession", label, started);
+        result
+    }
+
+    async fn check_session_call(
         &self,
         access_token: &str,
         openid: &str,

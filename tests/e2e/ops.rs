@@ -27,6 +27,14 @@ async fn metrics_count_logins_wechat_calls_token_checks_and_store_latency() {
     let token = app.token_for("alice").await;
     assert_eq!(app.me(&token).await.0, 200);
     assert_eq!(app.login("bogus").await.0, 401);
+    assert_eq!(app.get("/session/check", &token).await.0, 200);
+    let pc = app.sim("/_sim/phone_codes", json!({})).await;
+    assert_eq!(
+        app.post("/phone", json!({ "code": pc["code"] }), Some(&token))
+            .await
+            .0,
+        200
+    );
     let text = app
         .http
         .get(app.url("/metrics"))
@@ -42,6 +50,9 @@ async fn metrics_count_logins_wechat_calls_token_checks_and_store_latency() {
         "wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"0\"}",
         "wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"40029\"}",
         "wxlogin_wechat_call_duration_seconds_bucket",
+        "wxlogin_wechat_calls_total{api=\"stable_token\",errcode=\"0\"}",
+        "wxlogin_wechat_calls_total{api=\"getuserphonenumber\",errcode=\"0\"}",
+        "wxlogin_wechat_calls_total{api=\"checksession\",errcode=\"0\"}",
         "wxlogin_token_checks_total{outcome=\"ok\"",
         "wxlogin_store_duration_seconds_bucket{op=\"record_login\"",
         "wxlogin_http_requests_total{route=\"/login\",method=\"POST\",status=\"200\"}",
