@@ -11,12 +11,23 @@ use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct LoginBody {
     code: Option<String>,
     appid: Option<String>,
 }
 
+#[utoipa::path(post, path = "/login", tag = "mini program",
+    request_body(content = LoginBody, description = "JSON, or a urlencoded form"),
+    responses(
+        (status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::LoginData>),
+        (status = 400, description = "missing_code, bad_request, unknown_app", body = crate::routes::docs::ErrorBody),
+        (status = 401, description = "invalid_code, code_used", body = crate::routes::docs::ErrorBody),
+        (status = 403, description = "user_blocked", body = crate::routes::docs::ErrorBody),
+        (status = 413, description = "payload_too_large", body = crate::routes::docs::ErrorBody),
+        (status = 429, description = "rate_limited, wechat_rate_limited", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "wechat_unavailable, wechat_misconfigured, store_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+    ))]
 pub(super) async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

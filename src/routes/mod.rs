@@ -1,6 +1,7 @@
 //! The HTTP API, one file per resource. Handlers are thin: parse, call a service, shape the reply.
 
 mod admin;
+pub(crate) mod docs;
 mod extract;
 mod login;
 mod open_data;
@@ -36,6 +37,7 @@ pub fn router(state: AppState, admin_token: Option<secrecy::SecretString>) -> Ro
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(docs::router())
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

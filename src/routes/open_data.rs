@@ -18,12 +18,21 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct PhoneBody {
     code: Option<String>,
 }
 
 /// Exchanges the getPhoneNumber button's code for the phone number and stores it on the user.
+#[utoipa::path(post, path = "/phone", tag = "open data", security(("token" = [])),
+    request_body = PhoneBody,
+    responses(
+        (status = 200, body = crate::routes::docs::Envelope<crate::wechat::PhoneInfo>),
+        (status = 400, description = "bad_request, invalid_phone_code", body = crate::routes::docs::ErrorBody),
+        (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+        (status = 413, description = "payload_too_large", body = crate::routes::docs::ErrorBody),
+        (status = 429, description = "rate_limited", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
+        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn phone(
     State(state): State<AppState>,
     authed: Authed,
@@ -64,7 +73,7 @@ pub(super) async fn phone(
     Ok(ok(info))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DecryptBody {
     encrypted_data: Option<String>,
@@ -72,6 +81,14 @@ pub(super) struct DecryptBody {
 }
 
 /// Decrypts open data with the session's own session_key and checks the watermark.
+#[utoipa::path(post, path = "/decrypt", tag = "open data", security(("token" = [])),
+    request_body = DecryptBody,
+    responses(
+        (status = 200, description = "the decrypted JSON object", body = crate::routes::docs::Envelope<Object>),
+        (status = 400, description = "bad_request (input shape), decrypt_failed (log in again)", body = crate::routes::docs::ErrorBody),
+        (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+        (status = 413, description = "payload_too_large", body = crate::routes::docs::ErrorBody),
+        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn decrypt(
     State(state): State<AppState>,
     authed: Authed,
@@ -87,7 +104,7 @@ pub(super) async fn decrypt(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct VerifyBody {
     raw_data: Option<String>,
@@ -95,6 +112,12 @@ pub(super) struct VerifyBody {
 }
 
 /// Checks `wx.getUserInfo`'s rawData signature against the session's session_key.
+#[utoipa::path(post, path = "/userinfo/verify", tag = "open data", security(("token" = [])),
+    request_body = VerifyBody,
+    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Valid>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
+        (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+        (status = 413, description = "payload_too_large", body = crate::routes::docs::ErrorBody),
+        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn verify_userinfo(
     State(state): State<AppState>,
     authed: Authed,
@@ -112,6 +135,9 @@ pub(super) async fn verify_userinfo(
 
 /// Asks WeChat whether the session's session_key is still current. `valid: false` means the
 /// client called `wx.login()` since and must log in again before collecting encrypted data.
+#[utoipa::path(get, path = "/session/check", tag = "open data", security(("token" = [])),
+    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Valid>), (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn check_session(
     State(state): State<AppState>,
     authed: Authed,

@@ -10,6 +10,9 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use serde_json::json;
 
+#[utoipa::path(get, path = "/me", tag = "mini program", security(("token" = [])),
+    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::MeData>), (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn me(
     State(state): State<AppState>,
     authed: Authed,
@@ -31,6 +34,9 @@ pub(super) async fn me(
     })))
 }
 
+#[utoipa::path(post, path = "/logout", tag = "mini program", security(("token" = [])),
+    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Empty>), (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn logout(
     State(state): State<AppState>,
     authed: Authed,
@@ -40,6 +46,13 @@ pub(super) async fn logout(
 }
 
 /// 200 with the user's identity in headers for the proxy to forward, else 401.
+#[utoipa::path(get, path = "/auth", tag = "reverse proxy", security(("token" = [])),
+    description = "Forward-auth for nginx auth_request / Traefik ForwardAuth. Any method is accepted.",
+    responses(
+        (status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::AuthData>, headers(
+            ("X-Wxlogin-User-Id" = i64), ("X-Wxlogin-Openid" = String), ("X-Wxlogin-Appid" = String), ("X-Wxlogin-Unionid" = String))),
+        (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn auth(authed: Authed) -> Response {
     let s = &authed.session;
     let mut response = ok(json!({ "user_id": s.user_id }));

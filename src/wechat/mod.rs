@@ -105,7 +105,7 @@ impl std::fmt::Debug for AccessToken {
 }
 
 /// `phone_info` from getuserphonenumber. `countryCode` arrives as a number or a string.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneInfo {
     pub phone_number: String,

@@ -311,3 +311,132 @@ async fn phone_is_rate_limited_per_session() {
     );
     app.shutdown().await;
 }
+
+/// The properties a schema in the spec declares, following `$ref`s.
+fn declared(spec: &Value, schema: &Value) -> Vec<String> {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => &spec["components"]["schemas"][r.rsplit('/').next().unwrap()],
+        None => schema,
+    };
+    let mut keys: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_matches_real_replies() {
+    let app = spawn_with(with_admin()).await;
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    for route in [
+        "/login",
+        "/me",
+        "/logout",
+        "/auth",
+        "/phone",
+        "/decrypt",
+        "/userinfo/verify",
+        "/session/check",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/admin/users",
+        "/admin/users/{id}/sessions",
+        "/admin/sessions/{id}",
+        "/admin/stats",
+    ] {
+        assert!(paths.contains_key(route), "{route} is not documented");
+    }
+    // Every operation documents its error replies in the shared error shape.
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let schema = &response["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        declared(&spec, schema),
+                        vec!["error", "msg", "status"],
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    // Real replies have exactly the documented fields.
+    let code = app.code("alice").await;
+    let (_, login) = app.login(&code).await;
+    let login_schema = &spec["paths"]["/login"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(keys(&login), declared(&spec, login_schema));
+    assert_eq!(
+        keys(&login["data"]),
+        declared(&spec, &spec["components"]["schemas"]["LoginData"])
+    );
+    let token = login["data"]["token"].as_str().unwrap();
+    let (_, me) = app.me(token).await;
+    assert_eq!(
+        keys(&me["data"]),
+        declared(&spec, &spec["components"]["schemas"]["MeData"])
+    );
+    let (_, err) = app.me("wxl_nope").await;
+    assert_eq!(
+        keys(&err),
+        declared(&spec, &spec["components"]["schemas"]["ErrorBody"])
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_docs_page_is_served_from_the_binary_without_a_cdn() {
+    let app = spawn_app().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirects.get(app.url("/docs")).send().await.unwrap();
+    assert!(r.status().is_redirection());
+    let index = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    let html = index.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        let r = app
+            .http
+            .get(app.url(&format!("/docs/ui/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains("cdn.") && !text.contains("unpkg.com"),
+            "{asset} loads from a CDN"
+        );
+    }
+    assert!(
+        !html.contains("https://"),
+        "the page must not load anything from outside"
+    );
+    app.shutdown().await;
+}
