@@ -218,6 +218,7 @@ async fn serve(dev: bool) -> anyhow::Result<()> {
 fn print_dev_banner(addr: SocketAddr, appid: &str) {
     println!(
         "\nwxlogin (dev) is listening on http://{addr}\n\
+         Dev console: http://{addr}/_dev   API docs: http://{addr}/docs\n\
          WeChat is simulated. Get a wx.login() code for test user alice, then log in:\n\n  \
          curl -s -X POST http://{addr}/_sim/codes -H 'content-type: application/json' -d '{{\"appid\":\"{appid}\",\"user\":\"alice\"}}'\n  \
          curl -s -X POST http://{addr}/login -H 'content-type: application/json' -d '{{\"code\":\"<code>\"}}'\n"

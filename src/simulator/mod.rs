@@ -38,9 +38,14 @@ pub fn router(state: Arc<SimState>) -> Router {
         .with_state(state)
 }
 
-/// Only the `/_sim/` control routes (mounted on the main server by `serve --dev`).
+/// The dev console: one page, no external assets, that walks through the whole flow.
+const CONSOLE: &str = include_str!("console.html");
+
+/// Only the `/_sim/` control routes and the dev console at `/_dev` (mounted on the main server
+/// by `serve --dev`).
 pub fn control_router() -> Router<Arc<SimState>> {
     Router::new()
+        .route("/_dev", get(|| async { axum::response::Html(CONSOLE) }))
         .route("/_sim/codes", post(issue_code))
         .route("/_sim/phone_codes", post(open_api::issue_phone_code))
         .route("/_sim/encrypt", post(open_api::encrypt))

@@ -1,0 +1,483 @@
+//! The performance benchmark: `bench/run` (= `cargo bench --bench load`).
+//!
+//! In one run, on this machine, side by side: a bare hyper "hello" server (this same binary,
+//! re-executed) as the ceiling, and the release `wxlogin serve` on SQLite with durable commits,
+//! with the release `wxlogin simulator` as WeChat. Servers run as their own processes; the load
+//! generator is a lean hyper HTTP/1 client with keep-alive connections in a closed loop.
+//! Prints a Markdown report (copy it into docs/benchmarks.md).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECS: u64 = 8;
+const CONNS: usize = 32;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("hello-server") {
+        return hello_server(args[2].parse().unwrap());
+    }
+    // `cargo bench` passes --bench; `cargo test --all-targets` only builds and starts us, and a
+    // debug-build benchmark would measure nothing worth keeping.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("benches/load: compiled; run the benchmark with bench/run");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+/// The ceiling: hyper, one route, a constant body. No routing, no middleware, no store.
+fn hello_server(port: u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(
+                        b"hello",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[&str], env: &[(&str, String)]) -> Proc {
+    Proc(
+        Command::new(program)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+async fn wait_up(port: u16) {
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("port {port} did not open");
+}
+
+/// What one request looks like; `next` hands out per-request bodies (unique codes).
+#[derive(Clone)]
+enum Load {
+    Get {
+        path: String,
+        token: Option<String>,
+    },
+    Login {
+        codes: Arc<std::sync::Mutex<Vec<String>>>,
+    },
+}
+
+struct Outcome {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: usize,
+}
+
+async fn drive(port: u16, load: Load, conns: usize, secs: u64) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..conns {
+        let load = load.clone();
+        workers.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while Instant::now() < deadline {
+                let req = match &load {
+                    Load::Get { path, token } => {
+                        let mut b = Request::get(path.as_str()).header("host", "bench");
+                        if let Some(t) = token {
+                            b = b.header("authorization", format!("Bearer {t}"));
+                        }
+                        b.body(Full::new(Bytes::new())).unwrap()
+                    }
+                    Load::Login { codes } => {
+                        let Some(code) = codes.lock().unwrap().pop() else {
+                            break;
+                        };
+                        Request::post("/login")
+                            .header("host", "bench")
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(json!({ "code": code }).to_string())))
+                            .unwrap()
+                    }
+                };
+                let t = Instant::now();
+                match send.send_request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == 200;
+                        let _ = resp.into_body().collect().await;
+                        if ok {
+                            lat.push(t.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (lat, e) = w.await.unwrap();
+        all.extend(lat);
+        errors += e;
+    }
+    let elapsed = started
+        .elapsed()
+        .min(Duration::from_secs(secs))
+        .as_secs_f64();
+    all.sort();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Outcome {
+        rps: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        errors,
+    }
+}
+
+async fn post_json(port: u16, path: &str, body: Value) -> Value {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post(path)
+        .header("host", "bench")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+async fn issue_codes(sim: u16, n: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for chunk in 0..8 {
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", sim))
+                .await
+                .unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let mut codes = Vec::new();
+            for i in 0..n / 8 {
+                let body = json!({ "user": format!("bench-{chunk}-{}", i % 5000) }).to_string();
+                let req = Request::post("/_sim/codes")
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap();
+                let resp = send.send_request(req).await.unwrap();
+                let v: Value =
+                    serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes())
+                        .unwrap();
+                codes.push(v["code"].as_str().unwrap().to_owned());
+            }
+            codes
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// Adds `n` sessions (random token hashes) for existing users straight into the SQLite file.
+async fn add_sessions(db_url: &str, n: usize) {
+    let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let user: i64 = sqlx::query_scalar("SELECT MIN(id) FROM users")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..n {
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, 'wxbench', 'AAAAAAAAAAAAAAAAAAAAAA==', $3, $3, $4)",
+        )
+        .bind(format!("{:064x}", (i as u128) * 2654435761u128 + 7))
+        .bind(user)
+        .bind(now)
+        .bind(now + 86_400_000)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    pool.close().await;
+}
+
+struct Wx {
+    _sim: Proc,
+    _server: Proc,
+    sim: u16,
+    port: u16,
+    pid: u32,
+}
+
+async fn start_wxlogin(dir: &std::path::Path) -> Wx {
+    let exe = env!("CARGO_BIN_EXE_wxlogin");
+    let sim = free_port();
+    let sim_proc = spawn(
+        exe,
+        &[
+            "simulator",
+            "--listen",
+            &format!("127.0.0.1:{sim}"),
+            "--app",
+            "wxbench:bench-secret",
+        ],
+        &[],
+    );
+    wait_up(sim).await;
+    let port = free_port();
+    let server = spawn(
+        exe,
+        &["serve"],
+        &[
+            ("WXLOGIN_CONFIG", "/dev/null".into()),
+            ("WXLOGIN_LISTEN", format!("127.0.0.1:{port}")),
+            ("WXLOGIN_APPID", "wxbench".into()),
+            ("WXLOGIN_SECRET", "bench-secret".into()),
+            (
+                "WXLOGIN_DATABASE_URL",
+                format!("sqlite://{}/bench.db", dir.display()),
+            ),
+            ("WXLOGIN_WECHAT_API_BASE", format!("http://127.0.0.1:{sim}")),
+            ("WXLOGIN_RATE_LIMIT_LOGIN", "off".into()),
+        ],
+    );
+    wait_up(port).await;
+    let pid = server.0.id();
+    Wx {
+        _sim: sim_proc,
+        _server: server,
+        sim,
+        port,
+        pid,
+    }
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let hello_port = free_port();
+    let hello = Proc(
+        Command::new(&exe)
+            .args(["hello-server", &hello_port.to_string()])
+            .spawn()
+            .unwrap(),
+    );
+    wait_up(hello_port).await;
+    let ceiling = drive(
+        hello_port,
+        Load::Get {
+            path: "/".into(),
+            token: None,
+        },
+        CONNS,
+        SECS,
+    )
+    .await;
+    drop(hello);
+
+    let wx = start_wxlogin(dir.path()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_idle = rss_mb(wx.pid);
+
+    // Logins with unique codes (each is a WeChat exchange + a durable SQLite commit).
+    let codes = Arc::new(std::sync::Mutex::new(issue_codes(wx.sim, 40_000).await));
+    let login = drive(
+        wx.port,
+        Load::Login {
+            codes: codes.clone(),
+        },
+        CONNS,
+        SECS,
+    )
+    .await;
+
+    // Token checks.
+    let mut tokens = Vec::new();
+    for c in issue_codes(wx.sim, 8).await {
+        let v = post_json(wx.port, "/login", json!({ "code": c })).await;
+        tokens.push(v["data"]["token"].as_str().unwrap().to_owned());
+    }
+    let me_1k = drive(
+        wx.port,
+        Load::Get {
+            path: "/me".into(),
+            token: Some(tokens[0].clone()),
+        },
+        CONNS,
+        SECS,
+    )
+    .await;
+
+    // Login at 50 ms simulated WeChat latency, against the ideal connections ÷ latency.
+    post_json(
+        wx.sim,
+        "/_sim/faults",
+        json!({ "api": "/sns/jscode2session", "delay_ms": 50, "times": 1_000_000 }),
+    )
+    .await;
+    let slow_conns = 32;
+    let slow = drive(
+        wx.port,
+        Load::Login {
+            codes: Arc::new(std::sync::Mutex::new(issue_codes(wx.sim, 20_000).await)),
+        },
+        slow_conns,
+        SECS,
+    )
+    .await;
+    let ideal = slow_conns as f64 / 0.050;
+    let sessions_before: usize = 40_000 - codes.lock().unwrap().len();
+    drop(wx);
+
+    // 1M sessions: RSS and token-check cost.
+    add_sessions(
+        &format!("sqlite://{}/bench.db", dir.path().display()),
+        1_000_000,
+    )
+    .await;
+    let wx = start_wxlogin(dir.path()).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_1m_idle = rss_mb(wx.pid);
+    let me_1m = drive(
+        wx.port,
+        Load::Get {
+            path: "/me".into(),
+            token: Some(tokens[1].clone()),
+        },
+        CONNS,
+        SECS,
+    )
+    .await;
+    let rss_1m_loaded = rss_mb(wx.pid);
+
+    let ratio = |x: f64| format!("{:.1} %", 100.0 * x / ceiling.rps);
+    println!(
+        "\n## Results ({} s per measurement, {CONNS} keep-alive connections, {} cores)\n",
+        SECS,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!("| measurement | requests/s | vs ceiling | p50 ms | p99 ms | non-200 |");
+    println!("|---|---|---|---|---|---|");
+    let row = |name: &str, o: &Outcome, vs: String| {
+        println!(
+            "| {name} | {:.0} | {vs} | {:.2} | {:.2} | {} |",
+            o.rps, o.p50_ms, o.p99_ms, o.errors
+        )
+    };
+    row("hyper hello (ceiling)", &ceiling, "100 %".into());
+    row(
+        "POST /login, unique codes, SQLite durable",
+        &login,
+        ratio(login.rps),
+    );
+    row("GET /me, ~1k sessions", &me_1k, ratio(me_1k.rps));
+    row("GET /me, 1M sessions", &me_1m, ratio(me_1m.rps));
+    row(
+        &format!("POST /login, WeChat +50 ms, {slow_conns} conns"),
+        &slow,
+        format!("{:.1} % of ideal {ideal:.0}/s", 100.0 * slow.rps / ideal),
+    );
+    println!("\n| memory | RSS |\n|---|---|");
+    println!("| idle, fresh start | {rss_idle:.1} MB |");
+    println!("| idle, 1M sessions in the store | {rss_1m_idle:.1} MB |");
+    println!("| after the /me run on 1M sessions | {rss_1m_loaded:.1} MB |");
+    println!("\nsessions created by the login run: {sessions_before}; token-check cost 1M vs ~1k sessions: {:.2}x", me_1k.rps / me_1m.rps.max(1.0));
+}

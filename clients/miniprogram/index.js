@@ -1,0 +1,171 @@
+/**
+ * wxlogin client for WeChat Mini Programs. Plain CommonJS, no build step, no dependencies.
+ *
+ *   const { createAuth } = require('wxlogin-miniprogram')
+ *   const auth = createAuth({ baseUrl: 'https://api.example.com/auth/' })
+ *   auth.request({ url: 'https://api.example.com/orders', method: 'GET' }).then(res => ...)
+ *
+ * What it gets right, so every page does not have to:
+ * - single-flight login: however many callers need a token at once, one wx.login + one POST /login;
+ * - a code is never sent twice: a failed login gets a fresh wx.login code next time;
+ * - on 401 the token is dropped, one re-login is shared by every request that got 401, and each
+ *   of those requests is replayed once;
+ * - errors carry the server's machine-readable `code` (see docs/errors.md).
+ */
+'use strict'
+
+var DEFAULT_STORAGE_KEY = 'wxlogin_token'
+
+function WxLoginError(code, message, statusCode) {
+  var e = new Error(message || code)
+  e.name = 'WxLoginError'
+  e.code = code
+  e.statusCode = statusCode
+  return e
+}
+
+function joinUrl(base, path) {
+  return base.replace(/\/+$/, '') + '/' + path.replace(/^\/+/, '')
+}
+
+function createAuth(options) {
+  options = options || {}
+  if (!options.baseUrl) throw new Error('createAuth: baseUrl is required')
+  var wxApi = options.wx || (typeof wx !== 'undefined' ? wx : null) // eslint-disable-line no-undef
+  if (!wxApi) throw new Error('createAuth: no wx object (pass options.wx outside a mini program)')
+  var baseUrl = options.baseUrl
+  var storageKey = options.storageKey || DEFAULT_STORAGE_KEY
+  var appid = options.appid
+  var inflight = null
+
+  function getStored() {
+    try {
+      return wxApi.getStorageSync(storageKey) || ''
+    } catch (e) {
+      return ''
+    }
+  }
+
+  function setStored(token) {
+    if (token) wxApi.setStorageSync(storageKey, token)
+    else wxApi.removeStorageSync(storageKey)
+  }
+
+  function wxRequest(opts) {
+    return new Promise(function (resolve, reject) {
+      wxApi.request(Object.assign({}, opts, {
+        success: resolve,
+        fail: function (err) {
+          reject(WxLoginError('network', (err && err.errMsg) || 'request failed', 0))
+        },
+      }))
+    })
+  }
+
+  function wxLoginCode() {
+    return new Promise(function (resolve, reject) {
+      wxApi.login({
+        success: function (res) {
+          if (res && res.code) resolve(res.code)
+          else reject(WxLoginError('wx_login_failed', 'wx.login returned no code', 0))
+        },
+        fail: function (err) {
+          reject(WxLoginError('wx_login_failed', (err && err.errMsg) || 'wx.login failed', 0))
+        },
+      })
+    })
+  }
+
+  function api(method, path, data, token) {
+    var header = { 'content-type': 'application/json' }
+    if (token) header.Authorization = 'Bearer ' + token
+    return wxRequest({ url: joinUrl(baseUrl, path), method: method, data: data || {}, header: header })
+  }
+
+  function unwrap(res) {
+    var body = res.data || {}
+    if (res.statusCode === 200 && body.status === 0) return body.data
+    throw WxLoginError(body.error || 'http_' + res.statusCode, body.msg, res.statusCode)
+  }
+
+  /** One attempt: a fresh code, one POST. Codes are never reused. */
+  function loginOnce() {
+    var previous = getStored()
+    return wxLoginCode().then(function (code) {
+      var data = { code: code }
+      if (appid) data.appid = appid
+      return api('POST', 'login', data, previous)
+    }).then(unwrap).then(function (data) {
+      setStored(data.token)
+      return data.token
+    })
+  }
+
+  /** Logs in; concurrent callers share one login. A stale code is retried once with a new one. */
+  function login() {
+    if (!inflight) {
+      inflight = loginOnce()
+        .catch(function (e) {
+          if (e.code === 'invalid_code' || e.code === 'code_used') return loginOnce()
+          throw e
+        })
+        .then(function (token) {
+          inflight = null
+          return token
+        }, function (e) {
+          inflight = null
+          throw e
+        })
+    }
+    return inflight
+  }
+
+  function getToken() {
+    var token = getStored()
+    return token && !inflight ? Promise.resolve(token) : login()
+  }
+
+  /**
+   * wx.request with the token attached. On 401: drop the token (if it is still the one that
+   * failed), log in once, replay this request once.
+   */
+  function request(opts) {
+    function send(token) {
+      var header = Object.assign({}, opts.header || {}, { Authorization: 'Bearer ' + token })
+      return wxRequest(Object.assign({}, opts, { header: header }))
+    }
+    return getToken().then(function (token) {
+      return send(token).then(function (res) {
+        if (res.statusCode !== 401) return res
+        if (getStored() === token) setStored('')
+        return getToken().then(send)
+      })
+    })
+  }
+
+  /** A call to wxlogin itself, with the same 401 handling; resolves with `data`. */
+  function call(method, path, data) {
+    return request({ url: joinUrl(baseUrl, path), method: method, data: data || {}, header: { 'content-type': 'application/json' } })
+      .then(unwrap)
+  }
+
+  return {
+    login: login,
+    getToken: getToken,
+    request: request,
+    me: function () { return call('GET', 'me') },
+    /** `code` is the getPhoneNumber button's `e.detail.code`. Do not call wx.login around it. */
+    phone: function (code) { return call('POST', 'phone', { code: code }) },
+    decrypt: function (encryptedData, iv) { return call('POST', 'decrypt', { encryptedData: encryptedData, iv: iv }) },
+    /** `{valid}`: false means log in again before asking the user for encrypted data. */
+    checkSession: function () { return call('GET', 'session/check') },
+    logout: function () {
+      var token = getStored()
+      setStored('')
+      if (!token) return Promise.resolve()
+      return api('POST', 'logout', {}, token).then(function () {})
+    },
+  }
+}
+
+module.exports = { createAuth: createAuth, WxLoginError: WxLoginError }

@@ -1,0 +1,41 @@
+// A fake `wx` for Node: wx.login asks the simulator for a code, wx.request does real HTTP,
+// storage is a Map. It counts what the SDK does so tests can assert on it.
+'use strict'
+
+function createFakeWx(serverUrl, user) {
+  const storage = new Map()
+  const stats = { wxLogin: 0, loginPosts: 0, codesSent: [] }
+  const wx = {
+    stats,
+    login({ success, fail }) {
+      stats.wxLogin++
+      fetch(serverUrl + '/_sim/codes', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user }),
+      })
+        .then((r) => r.json())
+        .then((v) => success({ code: v.code, errMsg: 'login:ok' }), (e) => fail({ errMsg: String(e) }))
+    },
+    request({ url, method = 'GET', data, header = {}, success, fail }) {
+      if (url.endsWith('/login') && method === 'POST') {
+        stats.loginPosts++
+        stats.codesSent.push(data && data.code)
+      }
+      const hasBody = method !== 'GET' && method !== 'HEAD'
+      fetch(url, { method, headers: header, body: hasBody ? JSON.stringify(data || {}) : undefined })
+        .then(async (r) => {
+          const text = await r.text()
+          let body
+          try { body = JSON.parse(text) } catch { body = text }
+          success({ statusCode: r.status, data: body, header: Object.fromEntries(r.headers) })
+        }, (e) => fail({ errMsg: 'request:fail ' + e.message }))
+    },
+    getStorageSync: (k) => storage.get(k) || '',
+    setStorageSync: (k, v) => storage.set(k, v),
+    removeStorageSync: (k) => storage.delete(k),
+  }
+  return wx
+}
+
+module.exports = { createFakeWx }
