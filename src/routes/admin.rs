@@ -63,7 +63,7 @@ pub(super) fn user_json(u: &UserRecord) -> serde_json::Value {
 
 /// `GET /admin/users?id=&openid=&unionid=&phone=` (at least one).
 #[utoipa::path(get, path = "/admin/users", tag = "admin", security(("admin_token" = [])), params(UserFilter),
-    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::AdminUsers>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
+    responses((status = 404, description = "not_found: the admin API is off (no WXLOGIN_ADMIN_TOKEN), or no such session", body = crate::routes::docs::ErrorBody), (status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::AdminUsers>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
         (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
         (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn find_users(
@@ -82,7 +82,7 @@ pub(super) async fn find_users(
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "user id")),
-    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::AdminSessions>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
+    responses((status = 404, description = "not_found: the admin API is off (no WXLOGIN_ADMIN_TOKEN), or no such session", body = crate::routes::docs::ErrorBody), (status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::AdminSessions>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
         (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
         (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn list_sessions(
@@ -107,7 +107,7 @@ pub(super) async fn list_sessions(
 
 /// Revokes every session of a user, on every instance, before answering.
 #[utoipa::path(delete, path = "/admin/users/{id}/sessions", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "user id")),
-    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Revoked>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
+    responses((status = 404, description = "not_found: the admin API is off (no WXLOGIN_ADMIN_TOKEN), or no such session", body = crate::routes::docs::ErrorBody), (status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Revoked>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
         (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
         (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn revoke_user(
@@ -127,9 +127,8 @@ pub(super) async fn revoke_user(
 }
 
 #[utoipa::path(delete, path = "/admin/sessions/{id}", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "session id")),
-    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Revoked>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
+    responses((status = 404, description = "not_found: the admin API is off (no WXLOGIN_ADMIN_TOKEN), or no such session", body = crate::routes::docs::ErrorBody), (status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Revoked>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
         (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
-        (status = 404, description = "not_found", body = crate::routes::docs::ErrorBody),
         (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn revoke_session(
     State(state): State<AppState>,
@@ -146,7 +145,7 @@ pub(super) async fn revoke_session(
 }
 
 #[utoipa::path(get, path = "/admin/stats", tag = "admin", security(("admin_token" = [])),
-    responses((status = 200, body = crate::routes::docs::Envelope<crate::store::Stats>), (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
+    responses((status = 404, description = "not_found: the admin API is off (no WXLOGIN_ADMIN_TOKEN), or no such session", body = crate::routes::docs::ErrorBody), (status = 200, body = crate::routes::docs::Envelope<crate::store::Stats>), (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
         (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
 pub(super) async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(ok(state.store.stats(state.clock.now_ms()).await?))

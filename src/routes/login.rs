@@ -13,7 +13,11 @@ use std::net::SocketAddr;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub(super) struct LoginBody {
+    /// The code from `wx.login()`. Missing or empty: 400 `missing_code`.
+    #[schema(value_type = String, required = true, pattern = "^[!-~]{1,128}$")]
     code: Option<String>,
+    /// Needed only when several apps are configured.
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     appid: Option<String>,
 }
 

@@ -8,12 +8,12 @@ mod open_data;
 mod ops;
 mod session;
 
-pub use extract::token_text;
+pub use extract::{decode_body, token_text};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
 
 /// Bodies are small JSON objects; anything bigger is a mistake or an attack.
@@ -28,8 +28,17 @@ pub fn router(state: AppState, admin_token: Option<secrecy::SecretString>) -> Ro
         .route("/login", post(login::login))
         .route("/me", get(session::me))
         .route("/logout", post(session::logout))
-        // Proxies may forward the original method in their subrequest.
-        .route("/auth", any(session::auth))
+        // nginx's auth_request subrequest keeps the original request's method; the ordinary
+        // methods are accepted, TRACE and CONNECT are not.
+        .route(
+            "/auth",
+            get(session::auth)
+                .post(session::auth)
+                .put(session::auth)
+                .patch(session::auth)
+                .delete(session::auth)
+                .options(session::auth),
+        )
         .route("/phone", post(open_data::phone))
         .route("/decrypt", post(open_data::decrypt))
         .route("/userinfo/verify", post(open_data::verify_userinfo))

@@ -46,8 +46,8 @@ pub(super) async fn logout(
 }
 
 /// 200 with the user's identity in headers for the proxy to forward, else 401.
-#[utoipa::path(get, path = "/auth", tag = "reverse proxy", security(("token" = [])),
-    description = "Forward-auth for nginx auth_request / Traefik ForwardAuth. Any method is accepted.",
+#[utoipa::path(method(get, head, post, put, patch, delete, options), path = "/auth", tag = "reverse proxy", security(("token" = [])),
+    description = "Forward-auth for nginx auth_request / Traefik ForwardAuth. The ordinary methods are accepted, as nginx keeps the original method in its subrequest.",
     responses(
         (status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::AuthData>, headers(
             ("X-Wxlogin-User-Id" = i64), ("X-Wxlogin-Openid" = String), ("X-Wxlogin-Appid" = String), ("X-Wxlogin-Unionid" = String))),

@@ -46,7 +46,8 @@ pub struct NewLogin<'a> {
 
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
 pub struct UserFilter {
-    pub id: Option<UserId>,
+    // Spelled i64, not the UserId alias: the OpenAPI generator cannot see through aliases.
+    pub id: Option<i64>,
     pub openid: Option<String>,
     pub unionid: Option<String>,
     pub phone: Option<String>,

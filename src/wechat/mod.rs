@@ -154,6 +154,31 @@ struct Code2SessionReply {
     unionid: Option<String>,
 }
 
+impl Code2SessionReply {
+    fn into_result(self) -> Result<Code2Session, WechatError> {
+        if self.errcode != 0 {
+            return Err(WechatError::from_errcode(self.errcode));
+        }
+        match (self.openid, self.session_key) {
+            (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => {
+                Ok(Code2Session {
+                    openid: OpenId(openid),
+                    session_key: SessionKey::new(key),
+                    unionid: self.unionid.filter(|u| !u.is_empty()).map(UnionId),
+                })
+            }
+            _ => Err(WechatError::BadReply),
+        }
+    }
+}
+
+/// Reads a `jscode2session` reply body exactly as the client does (the fuzz targets' entry).
+pub fn parse_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
+    serde_json::from_slice::<Code2SessionReply>(body)
+        .map_err(|_| WechatError::BadReply)?
+        .into_result()
+}
+
 #[derive(Clone)]
 pub struct WechatClient {
     http: reqwest::Client,
@@ -230,19 +255,7 @@ impl WechatClient {
             ("grant_type", "authorization_code"),
         ];
         let reply: Code2SessionReply = self.get_json(url, &query).await?;
-        if reply.errcode != 0 {
-            return Err(WechatError::from_errcode(reply.errcode));
-        }
-        match (reply.openid, reply.session_key) {
-            (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => {
-                Ok(Code2Session {
-                    openid: OpenId(openid),
-                    session_key: SessionKey::new(key),
-                    unionid: reply.unionid.filter(|u| !u.is_empty()).map(UnionId),
-                })
-            }
-            _ => Err(WechatError::BadReply),
-        }
+        reply.into_result()
     }
 
     /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`): every caller gets
