@@ -158,6 +158,13 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
         .unwrap();
     assert_eq!(seen["user_id"], user_id.as_str());
 
+    // Operator routes are not reachable through the public proxy.
+    for path in ["/api/auth/admin/stats", "/api/auth/metrics"] {
+        let r = app.http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert!(!r.text().await.unwrap().contains("wxlogin_"), "{path}");
+    }
+
     // After logout (through nginx, on whichever instance), the backend is closed to the token.
     let r = app
         .http
