@@ -30,4 +30,19 @@ impl PgStore {
 /// Held for the cleanup transaction; other instances skip their turn meanwhile.
 const CLEANUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7238140)";
 
-super::sql::impl_sql_store!(PgStore, sqlx::postgres::PgRow, CLEANUP_LOCK);
+super::sql::impl_sql_store!(
+    PgStore,
+    sqlx::postgres::PgRow,
+    sqlx::PgConnection,
+    CLEANUP_LOCK
+);
+
+impl PgStore {
+    /// One transaction per login: PostgreSQL runs concurrent writers side by side.
+    async fn record_login_impl(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
+        let mut tx = self.writer.begin().await.map_err(StoreError::unavailable)?;
+        let record = login_statements(&mut tx, &l).await?;
+        tx.commit().await.map_err(StoreError::unavailable)?;
+        Ok(record)
+    }
+}
