@@ -3,10 +3,11 @@
 //! compared in constant time.
 
 use super::extract::{token_text, ApiPath, ApiQuery};
+use super::session::user_json;
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::error::{ok, ApiError};
-use crate::store::{UserFilter, UserRecord};
+use crate::store::UserFilter;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -46,19 +47,6 @@ async fn require_admin(expected: &SecretString, req: Request, next: Next) -> Res
     } else {
         ApiError::Unauthorized.into_response()
     }
-}
-
-pub(super) fn user_json(u: &UserRecord) -> serde_json::Value {
-    json!({
-        "id": u.id,
-        "appid": u.appid.as_str(),
-        "openid": u.openid.0,
-        "unionid": u.unionid.as_ref().map(|x| &x.0),
-        "phone": u.phone,
-        "phone_country_code": u.phone_country_code,
-        "created_at": rfc3339(u.created_at),
-        "last_login_at": rfc3339(u.last_login_at),
-    })
 }
 
 /// `GET /admin/users?id=&openid=&unionid=&phone=` (at least one).

@@ -79,20 +79,8 @@ pub(crate) struct ReadyData {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct AdminUser {
-    id: i64,
-    appid: String,
-    openid: String,
-    unionid: Option<String>,
-    phone: Option<String>,
-    phone_country_code: Option<String>,
-    created_at: String,
-    last_login_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
 pub(crate) struct AdminUsers {
-    users: Vec<AdminUser>,
+    users: Vec<MeData>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -5,6 +5,7 @@ use super::extract::Authed;
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::error::{ok, ApiError};
+use crate::store::UserRecord;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::Response;
@@ -22,16 +23,21 @@ pub(super) async fn me(
         .find_user(authed.session.user_id)
         .await?
         .ok_or(ApiError::Unauthorized)?;
-    Ok(ok(json!({
-        "id": user.id,
-        "appid": user.appid.as_str(),
-        "openid": user.openid.0,
-        "unionid": user.unionid.map(|u| u.0),
-        "phone": user.phone,
-        "phone_country_code": user.phone_country_code,
-        "created_at": rfc3339(user.created_at),
-        "last_login_at": rfc3339(user.last_login_at),
-    })))
+    Ok(ok(user_json(&user)))
+}
+
+/// A user as `/me` and the admin API show it.
+pub(super) fn user_json(u: &UserRecord) -> serde_json::Value {
+    json!({
+        "id": u.id,
+        "appid": u.appid.as_str(),
+        "openid": u.openid.0,
+        "unionid": u.unionid.as_ref().map(|x| &x.0),
+        "phone": u.phone,
+        "phone_country_code": u.phone_country_code,
+        "created_at": rfc3339(u.created_at),
+        "last_login_at": rfc3339(u.last_login_at),
+    })
 }
 
 #[utoipa::path(post, path = "/logout", tag = "mini program", security(("token" = [])),

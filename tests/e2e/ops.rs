@@ -440,3 +440,29 @@ async fn the_docs_page_is_served_from_the_binary_without_a_cdn() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_graceful_stop_lets_in_flight_requests_finish() {
+    let app = spawn_app().await;
+    let code = app.code("draining").await;
+    // WeChat takes 700 ms, so the login is in flight when the stop comes.
+    app.fault(json!({ "api": "/sns/jscode2session", "delay_ms": 700 }))
+        .await;
+    let (http, url) = (app.http.clone(), app.url("/login"));
+    let in_flight =
+        tokio::spawn(async move { http.post(url).json(&json!({ "code": code })).send().await });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let addr = app.addr;
+    app.shutdown().await;
+    let reply = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request was answered");
+    assert_eq!(reply.status(), 200);
+    let body: Value = reply.json().await.unwrap();
+    assert!(body["data"]["token"].as_str().unwrap().starts_with("wxl_"));
+    // And the stopped server takes no new connections.
+    assert!(reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .is_err());
+}
