@@ -190,3 +190,58 @@ impl From<LoginError> for ApiError {
 pub fn ok<T: serde::Serialize>(data: T) -> Response {
     Json(json!({ "status": 0, "msg": "ok", "data": data })).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/errors.md is the one table clients read: every variant must stand there with its
+    /// exact HTTP status, status number and code.
+    #[test]
+    fn every_error_is_in_the_documented_table() {
+        let doc = include_str!("../docs/errors.md");
+        let all = [
+            ApiError::MissingCode,
+            ApiError::InvalidCode,
+            ApiError::CodeUsed,
+            ApiError::UserBlocked,
+            ApiError::Unauthorized,
+            ApiError::BadRequest(String::new()),
+            ApiError::UnknownApp(String::new()),
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::PayloadTooLarge,
+            ApiError::InvalidPhoneCode,
+            ApiError::DecryptFailed,
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::WechatRateLimited,
+            ApiError::WechatUnavailable,
+            ApiError::WechatMisconfigured,
+            ApiError::StoreUnavailable,
+            ApiError::Internal,
+        ];
+        for e in all {
+            let (http, status, code) = e.parts();
+            let row = format!("| {} | {status} | `{code}` |", http.as_u16());
+            assert!(doc.contains(&row), "docs/errors.md lacks the row {row}");
+        }
+    }
+
+    #[test]
+    fn server_side_failures_say_when_to_retry_and_are_never_401() {
+        for e in [
+            ApiError::WechatUnavailable,
+            ApiError::WechatMisconfigured,
+            ApiError::StoreUnavailable,
+        ] {
+            let response = e.clone().into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{e:?}");
+            assert!(
+                response.headers().contains_key(header::RETRY_AFTER),
+                "{e:?}"
+            );
+        }
+    }
+}
