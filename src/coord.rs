@@ -27,10 +27,12 @@ const OPEN_FOR: Duration = Duration::from_secs(1);
 pub const SESSION_TTL: Duration = Duration::from_secs(30);
 const TOMBSTONE: &str = "revoked";
 
-/// Sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it holds a tombstone.
+/// Sets KEYS[1] to "<current epoch>|ARGV[1]" for ARGV[2] ms unless it holds a tombstone; the
+/// epoch is read from KEYS[2] in the same step, so a fill is one round trip.
 const SET_UNLESS_REVOKED: &str = r#"
 if redis.call('GET', KEYS[1]) == 'revoked' then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local epoch = redis.call('GET', KEYS[2]) or '0'
+redis.call('SET', KEYS[1], epoch .. '|' .. ARGV[1], 'PX', ARGV[2])
 return 1"#;
 /// Deletes KEYS[1] if it still holds ARGV[1] (release a lock, drop a value we wrote).
 const DELETE_IF: &str = r#"
@@ -220,12 +222,10 @@ impl Coord {
         };
         let ms = ttl.min(SESSION_TTL).as_millis().max(1) as u64;
         self.run(|mut c| async move {
-            let epoch: Option<String> =
-                redis::cmd("GET").arg(epoch_key).query_async(&mut c).await?;
-            let value = format!("{}|{json}", epoch.unwrap_or_else(|| "0".into()));
             Script::new(SET_UNLESS_REVOKED)
                 .key(key)
-                .arg(value)
+                .key(epoch_key)
+                .arg(json)
                 .arg(ms)
                 .invoke_async::<i64>(&mut c)
                 .await
