@@ -57,6 +57,15 @@ pub fn control_router() -> Router<Arc<SimState>> {
         )
 }
 
+impl SimState {
+    /// Every WeChat-compatible route starts here: count the call, then play the next injected
+    /// fault for this route, if any (its reply replaces the normal one).
+    pub(crate) async fn enter(&self, path: &str) -> Option<Response> {
+        self.count_call(path);
+        faults::apply(self, path).await
+    }
+}
+
 /// WeChat's reply: JSON labelled `text/plain`, as `jscode2session` really sends it.
 fn wechat_reply(body: Value) -> Response {
     ([(header::CONTENT_TYPE, "text/plain")], body.to_string()).into_response()
@@ -71,8 +80,7 @@ async fn jscode2session(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let path = "/sns/jscode2session";
-    sim.count_call(path);
-    if let Some(reply) = faults::apply(&sim, path).await {
+    if let Some(reply) = sim.enter(path).await {
         return reply;
     }
     let field = |k: &str| q.get(k).map(String::as_str).unwrap_or("");

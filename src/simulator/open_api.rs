@@ -2,7 +2,7 @@
 //! the `/_sim/` helpers that stand in for the client's getPhoneNumber button and open data.
 
 use super::state::{random_bytes, PhoneCode, CODE_TTL_MS};
-use super::{bad_request, faults, wechat_error, SimState};
+use super::{bad_request, wechat_error, SimState};
 use crate::clock::Millis;
 use crate::wechat::crypto;
 use axum::extract::{Query, State};
@@ -74,8 +74,7 @@ pub(super) async fn stable_token(
     body: Option<Json<StableTokenBody>>,
 ) -> Response {
     let path = "/cgi-bin/stable_token";
-    sim.count_call(path);
-    if let Some(reply) = faults::apply(&sim, path).await {
+    if let Some(reply) = sim.enter(path).await {
         return reply;
     }
     let Some(Json(b)) = body else {
@@ -99,8 +98,7 @@ pub(super) async fn token(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let path = "/cgi-bin/token";
-    sim.count_call(path);
-    if let Some(reply) = faults::apply(&sim, path).await {
+    if let Some(reply) = sim.enter(path).await {
         return reply;
     }
     let field = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
@@ -122,8 +120,7 @@ pub(super) async fn phone_number(
     body: Option<Json<PhoneBody>>,
 ) -> Response {
     let path = "/wxa/business/getuserphonenumber";
-    sim.count_call(path);
-    if let Some(reply) = faults::apply(&sim, path).await {
+    if let Some(reply) = sim.enter(path).await {
         return reply;
     }
     let appid = match sim.check_token(q.get("access_token").map(String::as_str).unwrap_or("")) {
@@ -171,8 +168,7 @@ pub(super) async fn check_session(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let path = "/wxa/checksession";
-    sim.count_call(path);
-    if let Some(reply) = faults::apply(&sim, path).await {
+    if let Some(reply) = sim.enter(path).await {
         return reply;
     }
     let field = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
