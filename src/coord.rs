@@ -184,12 +184,6 @@ impl Coord {
         }
     }
 
-    pub async fn ping(&self) -> bool {
-        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-            .await
-            .is_some()
-    }
-
     pub async fn session(&self, hash: &TokenHash) -> Option<Lookup> {
         let (epoch_key, key) = (format!("{}epoch", self.prefix), self.key("s", &hash.0));
         let (epoch, value): (Option<String>, Option<String>) = self

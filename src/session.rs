@@ -111,10 +111,6 @@ impl Sessions {
         }
     }
 
-    pub fn policy(&self) -> &SessionPolicy {
-        &self.policy
-    }
-
     /// Resolves a token to its live session, refreshing the idle deadline when due.
     pub async fn verify(&self, token: &SessionToken) -> Result<SessionRecord, AuthError> {
         let result = self.verify_inner(token).await;
