@@ -55,7 +55,13 @@ impl AppState {
             anyhow::bail!("no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml)");
         }
         let store = crate::store::connect(config.database_url.expose()).await?;
-        let store: SharedStore = Arc::new(crate::metrics::MeteredStore(store));
+        let mut store: SharedStore = Arc::new(crate::metrics::MeteredStore(store));
+        // SQLite is one node, so this process sees every write and may answer from memory.
+        if config.database_url.expose().starts_with("sqlite:") {
+            if let Some(size) = std::num::NonZeroUsize::new(config.session_cache_size) {
+                store = Arc::new(crate::store::cached::CachedStore::new(store, size));
+            }
+        }
         Self::with_store(config, clock, store).await
     }
 

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./wxlogin-data/wxlogin.db";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+/// About 10 MB at most (a cached session with its user is around 500 bytes).
+pub const DEFAULT_SESSION_CACHE_SIZE: usize = 20_000;
 
 /// Every variable we read. Anything else starting with `WXLOGIN_` earns a warning (usually a typo).
 const KNOWN_VARS: &[&str] = &[
@@ -34,6 +36,7 @@ const KNOWN_VARS: &[&str] = &[
     "WXLOGIN_ADMIN_TOKEN_FILE",
     "WXLOGIN_SESSION_IDLE_TIMEOUT",
     "WXLOGIN_SESSION_MAX_LIFETIME",
+    "WXLOGIN_SESSION_CACHE_SIZE",
     "WXLOGIN_LOG_FORMAT",
     "WXLOGIN_RATE_LIMIT_LOGIN",
     "WXLOGIN_RATE_LIMIT_PHONE",
@@ -123,6 +126,8 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     pub session_idle_timeout: Duration,
     pub session_max_lifetime: Duration,
+    /// Sessions (and as many users) kept in memory in front of a single-node store; 0 = none.
+    pub session_cache_size: usize,
     pub log_format: LogFormat,
     /// Per client IP on `/login`; `None` = off.
     pub rate_limit_login: Option<Rule>,
@@ -159,6 +164,7 @@ struct FileConfig {
 struct FileSession {
     idle_timeout: Option<String>,
     max_lifetime: Option<String>,
+    cache_size: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +254,19 @@ impl Config {
             "30d",
         )?;
 
+        let session_cache_size = match get("WXLOGIN_SESSION_CACHE_SIZE") {
+            Some(text) => text.parse().map_err(|_| {
+                invalid(
+                    "WXLOGIN_SESSION_CACHE_SIZE",
+                    format!("expected a number of sessions (0 = no cache), got {text:?}"),
+                )
+            })?,
+            None => file
+                .session
+                .cache_size
+                .unwrap_or(DEFAULT_SESSION_CACHE_SIZE),
+        };
+
         let admin_token = match secret_var(env, "WXLOGIN_ADMIN_TOKEN")? {
             Some(t) => Some(t),
             None => match (&file.admin_token, &file.admin_token_file) {
@@ -316,6 +335,7 @@ impl Config {
             admin_token: admin_token.map(SecretString::from),
             session_idle_timeout,
             session_max_lifetime,
+            session_cache_size,
             log_format,
             rate_limit_login,
             rate_limit_phone,
@@ -349,6 +369,7 @@ impl Config {
             "session.max_lifetime",
             humantime::format_duration(self.session_max_lifetime).to_string(),
         );
+        line("session.cache_size", self.session_cache_size.to_string());
         line(
             "admin_token",
             if self.admin_token.is_some() {

@@ -36,6 +36,7 @@ fn defaults_apply_when_nothing_is_set() {
     assert_eq!(c.wechat_api_base.as_str(), "https://api.weixin.qq.com/");
     assert_eq!(c.session_idle_timeout, Duration::from_secs(7 * 86400));
     assert_eq!(c.session_max_lifetime, Duration::from_secs(30 * 86400));
+    assert_eq!(c.session_cache_size, DEFAULT_SESSION_CACHE_SIZE);
     assert!(c.apps.is_empty());
     assert!(c.admin_token.is_none());
 }
@@ -55,7 +56,7 @@ fn env_overrides_file_and_file_secrets_are_read() {
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:9000\"\nwechat_timeout = \"2s\"\n[session]\nidle_timeout = \"1h\"\n\n\
+            "listen = \"127.0.0.1:9000\"\nwechat_timeout = \"2s\"\n[session]\nidle_timeout = \"1h\"\ncache_size = 5\n\n\
              [[apps]]\nappid = \"wxa\"\nsecret = \"a-secret\"\n\n[[apps]]\nappid = \"wxb\"\nsecret_file = \"{}\"\n",
             secret.display()
         ),
@@ -70,6 +71,7 @@ fn env_overrides_file_and_file_secrets_are_read() {
     assert_eq!(c.listen.port(), 9001);
     assert_eq!(c.wechat_timeout, Duration::from_secs(2));
     assert_eq!(c.session_idle_timeout, Duration::from_secs(3600));
+    assert_eq!(c.session_cache_size, 5);
     assert_eq!(c.apps.len(), 2);
     assert_eq!(c.apps[1].secret.expose_secret(), "s3cr3t-from-file");
 }
@@ -108,6 +110,10 @@ fn bad_values_name_the_key_to_fix() {
         (
             &[("WXLOGIN_SESSION_IDLE_TIMEOUT", "0s")],
             "WXLOGIN_SESSION_IDLE_TIMEOUT",
+        ),
+        (
+            &[("WXLOGIN_SESSION_CACHE_SIZE", "lots")],
+            "WXLOGIN_SESSION_CACHE_SIZE",
         ),
         (&[("WXLOGIN_APPID", "wxa")], "WXLOGIN_SECRET"),
         (&[("WXLOGIN_SECRET", "x")], "WXLOGIN_APPID"),

@@ -2,6 +2,7 @@
 //! the backend. Implementations: [`sqlite`] (embedded default) and [`postgres`] (several nodes).
 //! Depends on the domain types only; knows nothing of HTTP or WeChat.
 
+pub mod cached;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

@@ -100,6 +100,8 @@ async fn a_form_encoded_login_works_too() {
 async fn a_second_login_is_the_same_user_and_revokes_the_token_it_replaces() {
     let app = spawn_app().await;
     let first = app.token_for("dave").await;
+    // Checked once first, so a server that keeps sessions in memory holds it.
+    assert_eq!(app.me(&first).await.0, 200);
     let code = app.code("dave").await;
     let (status, body) = app
         .post("/login", json!({ "code": code }), Some(&first))
@@ -161,4 +163,40 @@ async fn health_and_readiness_answer() {
         assert!(r.headers().contains_key("x-request-id"));
     }
     app.shutdown().await;
+}
+
+/// On SQLite this process is the store's only writer, so token checks are answered from
+/// memory after the first. Shown by deleting the row behind the server's back (nothing
+/// supported does that): the cached session still answers; with the cache off, the next check
+/// reads the file and gets 401. PostgreSQL is never cached in process (another instance may
+/// revoke), so this is a SQLite-only test.
+#[tokio::test]
+async fn on_sqlite_checks_after_the_first_come_from_memory_unless_the_cache_is_off() {
+    for (cache_size, expected) in [(None, 200), (Some("0"), 401)] {
+        let mut opts = Options::default();
+        if let Some(size) = cache_size {
+            opts.env
+                .push(("WXLOGIN_SESSION_CACHE_SIZE", size.to_owned()));
+        }
+        let app = spawn_with(opts).await;
+        let url = app.database_url();
+        if !url.starts_with("sqlite:") {
+            app.shutdown().await;
+            return;
+        }
+        let token = app.token_for("erin").await;
+        assert_eq!(app.me(&token).await.0, 200);
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("DELETE FROM sessions")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(
+            app.me(&token).await.0,
+            expected,
+            "cache size {cache_size:?}"
+        );
+        app.shutdown().await;
+    }
 }

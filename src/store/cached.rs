@@ -1,0 +1,272 @@
+//! A read-through cache of sessions and users in front of a single-node store (SQLite).
+//!
+//! Why it is correct: with SQLite this process is the only writer of the database (the admin
+//! CLI goes through the HTTP API, and two servers on one file are not supported), and every
+//! write passes through this wrapper, which drops or updates the entries the write touches. So
+//! the cache never holds anything the store no longer has. It is never used in front of
+//! PostgreSQL, where another instance may revoke a session; there Redis is the shared cache.
+//!
+//! The one race left is a fill: a lookup misses, reads the store, and meanwhile a revocation
+//! deletes the row and clears the cache; the fill must then not put the old row back. Every
+//! write bumps an epoch under the cache lock, and a fill is kept only if the epoch has not moved
+//! since before its store read.
+//!
+//! What is cached: sessions by token hash (with an index by session id, for touches) and users
+//! by id, least recently used first out. Liveness is still decided by the session policy on
+//! every check, from the cached timestamps, which touches keep current.
+
+use super::{
+    Cleanup, LoginRecord, NewLogin, SessionRecord, SessionSummary, SharedStore, Stats, Store,
+    StoreResult, UserFilter, UserRecord,
+};
+use crate::clock::Millis;
+use crate::domain::{AppId, TokenHash, UserId};
+use async_trait::async_trait;
+use lru::LruCache;
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard};
+
+pub struct CachedStore {
+    inner: SharedStore,
+    cache: Mutex<Cache>,
+}
+
+struct Cache {
+    sessions: LruCache<TokenHash, SessionRecord>,
+    /// Session id → token hash of the cached sessions.
+    ids: HashMap<i64, TokenHash>,
+    users: LruCache<UserId, UserRecord>,
+    /// Moves on every write; see the module comment.
+    epoch: u64,
+}
+
+impl Cache {
+    fn drop_session(&mut self, hash: &TokenHash) {
+        if let Some(s) = self.sessions.pop(hash) {
+            self.ids.remove(&s.id);
+        }
+    }
+}
+
+impl CachedStore {
+    /// Wraps `inner`, which must be a single-node store this process alone writes.
+    pub fn new(inner: SharedStore, capacity: NonZeroUsize) -> Self {
+        Self {
+            inner,
+            cache: Mutex::new(Cache {
+                sessions: LruCache::new(capacity),
+                ids: HashMap::new(),
+                users: LruCache::new(capacity),
+                epoch: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cache> {
+        // Nothing panics while holding the lock; if something ever did, the maps are still
+        // consistent enough to use (at worst an id index entry too many).
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached session, or the epoch to fill it under after reading the store.
+    fn cached_session(&self, token: &TokenHash) -> Result<SessionRecord, u64> {
+        let mut cache = self.lock();
+        match cache.sessions.get(token) {
+            Some(s) => Ok(s.clone()),
+            None => Err(cache.epoch),
+        }
+    }
+
+    /// Caches what the store said, unless a write came between the read and now.
+    fn fill_session(&self, token: &TokenHash, s: &SessionRecord, epoch: u64) {
+        let mut cache = self.lock();
+        if cache.epoch != epoch {
+            return;
+        }
+        cache.ids.insert(s.id, token.clone());
+        if let Some((_, evicted)) = cache.sessions.push(token.clone(), s.clone()) {
+            // `push` hands back the replaced entry (same session) or the evicted one.
+            if evicted.id != s.id {
+                cache.ids.remove(&evicted.id);
+            }
+        }
+    }
+
+    fn cached_user(&self, id: UserId) -> Result<UserRecord, u64> {
+        let mut cache = self.lock();
+        match cache.users.get(&id) {
+            Some(u) => Ok(u.clone()),
+            None => Err(cache.epoch),
+        }
+    }
+
+    fn fill_user(&self, u: &UserRecord, epoch: u64) {
+        let mut cache = self.lock();
+        if cache.epoch == epoch {
+            cache.users.push(u.id, u.clone());
+        }
+    }
+
+    /// Runs a write, then (whatever its outcome: a failed commit may still have landed)
+    /// applies `forget` to the cache and moves the epoch.
+    async fn write<T>(
+        &self,
+        op: impl std::future::Future<Output = StoreResult<T>>,
+        forget: impl FnOnce(&mut Cache, &StoreResult<T>),
+    ) -> StoreResult<T> {
+        let result = op.await;
+        let mut cache = self.lock();
+        forget(&mut cache, &result);
+        cache.epoch += 1;
+        result
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+    async fn is_code_used(&self, code_hash: &str) -> StoreResult<bool> {
+        self.inner.is_code_used(code_hash).await
+    }
+    async fn mark_code_used(&self, appid: &AppId, code_hash: &str, now: Millis) -> StoreResult<()> {
+        self.inner.mark_code_used(appid, code_hash, now).await
+    }
+
+    async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
+        let previous = login.previous.cloned();
+        let openid = login.openid.clone();
+        self.write(self.inner.record_login(login), |cache, result| {
+            if let Some(p) = &previous {
+                cache.drop_session(p);
+            }
+            match result {
+                // The user row changed (last login, maybe unionid).
+                Ok(r) => {
+                    cache.users.pop(&r.user_id);
+                }
+                // Unknown outcome: drop whichever cached user this openid is.
+                Err(_) => {
+                    let id = cache
+                        .users
+                        .iter()
+                        .find(|(_, u)| u.openid == openid)
+                        .map(|(id, _)| *id);
+                    if let Some(id) = id {
+                        cache.users.pop(&id);
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    async fn find_session(&self, token: &TokenHash) -> StoreResult<Option<SessionRecord>> {
+        let epoch = match self.cached_session(token) {
+            Ok(s) => return Ok(Some(s)),
+            Err(epoch) => epoch,
+        };
+        let found = self.inner.find_session(token).await?;
+        if let Some(s) = &found {
+            self.fill_session(token, s, epoch);
+        }
+        Ok(found)
+    }
+
+    async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()> {
+        self.write(self.inner.touch_session(id, now), |cache, result| {
+            let Some(hash) = cache.ids.get(&id).cloned() else {
+                return;
+            };
+            match result {
+                Ok(()) => {
+                    if let Some(s) = cache.sessions.peek_mut(&hash) {
+                        s.last_seen_at = s.last_seen_at.max(now);
+                    }
+                }
+                Err(_) => cache.drop_session(&hash),
+            }
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {
+        self.write(self.inner.revoke_session(token), |cache, _| {
+            cache.drop_session(token)
+        })
+        .await
+    }
+
+    async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        let epoch = match self.cached_user(id) {
+            Ok(u) => return Ok(Some(u)),
+            Err(epoch) => epoch,
+        };
+        let found = self.inner.find_user(id).await?;
+        if let Some(u) = &found {
+            self.fill_user(u, epoch);
+        }
+        Ok(found)
+    }
+
+    async fn find_users_by_unionid(&self, unionid: &str) -> StoreResult<Vec<UserRecord>> {
+        self.inner.find_users_by_unionid(unionid).await
+    }
+
+    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
+        self.write(self.inner.set_phone(id, phone, country_code), |cache, _| {
+            cache.users.pop(&id);
+        })
+        .await
+    }
+
+    async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>> {
+        // The sessions it deletes are past their deadlines, and the policy refuses their cached
+        // copies on sight; the entries then age out.
+        self.inner.cleanup(cutoffs).await
+    }
+
+    async fn find_users(&self, filter: &UserFilter) -> StoreResult<Vec<UserRecord>> {
+        self.inner.find_users(filter).await
+    }
+    async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>> {
+        self.inner.list_sessions(user).await
+    }
+
+    async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
+        self.write(self.inner.revoke_session_by_id(id), |cache, result| {
+            if let Ok(Some(hash)) = result {
+                cache.drop_session(hash);
+            }
+            if let Some(hash) = cache.ids.get(&id).cloned() {
+                cache.drop_session(&hash);
+            }
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>> {
+        self.write(self.inner.revoke_user_sessions(user), |cache, _| {
+            // Whatever the outcome, none of the user's sessions may be answered from memory.
+            let hashes: Vec<TokenHash> = cache
+                .sessions
+                .iter()
+                .filter(|(_, s)| s.user_id == user)
+                .map(|(h, _)| h.clone())
+                .collect();
+            for h in &hashes {
+                cache.drop_session(h);
+            }
+        })
+        .await
+    }
+
+    async fn stats(&self, now: Millis) -> StoreResult<Stats> {
+        self.inner.stats(now).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
