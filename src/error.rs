@@ -188,7 +188,19 @@ impl From<LoginError> for ApiError {
 
 /// The success envelope of the reference Django view: `{"status": 0, "msg": "ok", "data": ...}`.
 pub fn ok<T: serde::Serialize>(data: T) -> Response {
-    Json(json!({ "status": 0, "msg": "ok", "data": data })).into_response()
+    // Serialized straight from the typed value, not through a `serde_json::Value`.
+    #[derive(serde::Serialize)]
+    struct Envelope<T> {
+        status: u8,
+        msg: &'static str,
+        data: T,
+    }
+    Json(Envelope {
+        status: 0,
+        msg: "ok",
+        data,
+    })
+    .into_response()
 }
 
 #[cfg(test)]

@@ -27,17 +27,29 @@ pub(super) async fn me(
 }
 
 /// A user as `/me` and the admin API show it.
-pub(super) fn user_json(u: &UserRecord) -> serde_json::Value {
-    json!({
-        "id": u.id,
-        "appid": u.appid.as_str(),
-        "openid": u.openid.0,
-        "unionid": u.unionid.as_ref().map(|x| &x.0),
-        "phone": u.phone,
-        "phone_country_code": u.phone_country_code,
-        "created_at": rfc3339(u.created_at),
-        "last_login_at": rfc3339(u.last_login_at),
-    })
+#[derive(serde::Serialize)]
+pub(super) struct UserView<'a> {
+    id: i64,
+    appid: &'a str,
+    openid: &'a str,
+    unionid: Option<&'a str>,
+    phone: Option<&'a str>,
+    phone_country_code: Option<&'a str>,
+    created_at: String,
+    last_login_at: String,
+}
+
+pub(super) fn user_json(u: &UserRecord) -> UserView<'_> {
+    UserView {
+        id: u.id,
+        appid: u.appid.as_str(),
+        openid: &u.openid.0,
+        unionid: u.unionid.as_ref().map(|x| x.0.as_str()),
+        phone: u.phone.as_deref(),
+        phone_country_code: u.phone_country_code.as_deref(),
+        created_at: rfc3339(u.created_at),
+        last_login_at: rfc3339(u.last_login_at),
+    }
 }
 
 #[utoipa::path(post, path = "/logout", tag = "mini program", security(("token" = [])),
