@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 const SECS: u64 = 8;
 const CONNS: usize = 32;
+/// Distinct sessions the token checks cycle through.
+const TOKENS: usize = 1_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -81,8 +83,9 @@ fn spawn(program: &str, args: &[&str], env: &[(&str, String)]) -> Proc {
     Proc(
         Command::new(program)
             .args(args)
+            // wxlogin at its default level (info: a span per request, no line per request).
+            .env("RUST_LOG", "info")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -117,9 +120,10 @@ async fn wait_up(port: u16) {
 /// What one request looks like; `next` hands out per-request bodies (unique codes).
 #[derive(Clone)]
 enum Load {
+    /// Each connection walks the token list from its own offset, so many sessions are checked.
     Get {
         path: String,
-        token: Option<String>,
+        tokens: Arc<Vec<String>>,
     },
     Login {
         codes: Arc<std::sync::Mutex<Vec<String>>>,
@@ -137,7 +141,7 @@ async fn drive(port: u16, load: Load, conns: usize, secs: u64) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..conns {
+    for worker in 0..conns {
         let load = load.clone();
         workers.push(tokio::spawn(async move {
             let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -149,11 +153,14 @@ async fn drive(port: u16, load: Load, conns: usize, secs: u64) -> Outcome {
                     .unwrap();
             tokio::spawn(conn);
             let (mut lat, mut errors) = (Vec::new(), 0usize);
+            let mut n = worker * 7919;
             while Instant::now() < deadline {
+                n += 1;
                 let req = match &load {
-                    Load::Get { path, token } => {
+                    Load::Get { path, tokens } => {
                         let mut b = Request::get(path.as_str()).header("host", "bench");
-                        if let Some(t) = token {
+                        if !tokens.is_empty() {
+                            let t = &tokens[n % tokens.len()];
                             b = b.header("authorization", format!("Bearer {t}"));
                         }
                         b.body(Full::new(Bytes::new())).unwrap()
@@ -268,8 +275,9 @@ async fn issue_codes(sim: u16, n: usize) -> Vec<String> {
     all
 }
 
-/// Adds `n` sessions (random token hashes) for existing users straight into the SQLite file.
-async fn add_sessions(db_url: &str, n: usize) {
+/// Adds `n` sessions with fresh tokens for an existing user straight into the SQLite file;
+/// returns the first `keep` tokens.
+async fn add_sessions(db_url: &str, n: usize, keep: usize) -> Vec<String> {
     let pool = sqlx::SqlitePool::connect(db_url).await.unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -280,21 +288,27 @@ async fn add_sessions(db_url: &str, n: usize) {
         .await
         .unwrap();
     let mut tx = pool.begin().await.unwrap();
+    let mut kept = Vec::with_capacity(keep);
     for i in 0..n {
+        let token = wxlogin::domain::SessionToken::generate();
         sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, expires_at) \
              VALUES ($1, $2, 'wxbench', 'AAAAAAAAAAAAAAAAAAAAAA==', $3, $3, $4)",
         )
-        .bind(format!("{:064x}", (i as u128) * 2654435761u128 + 7))
+        .bind(token.hash().0)
         .bind(user)
         .bind(now)
         .bind(now + 86_400_000)
         .execute(&mut *tx)
         .await
         .unwrap();
+        if i < keep {
+            kept.push(token.expose().to_owned());
+        }
     }
     tx.commit().await.unwrap();
     pool.close().await;
+    kept
 }
 
 struct Wx {
@@ -305,7 +319,8 @@ struct Wx {
     pid: u32,
 }
 
-async fn start_wxlogin(dir: &std::path::Path) -> Wx {
+/// `cache`: the in-memory session cache size (`None` = the default).
+async fn start_wxlogin(dir: &std::path::Path, cache: Option<usize>) -> Wx {
     let exe = env!("CARGO_BIN_EXE_wxlogin");
     let sim = free_port();
     let sim_proc = spawn(
@@ -317,7 +332,7 @@ async fn start_wxlogin(dir: &std::path::Path) -> Wx {
             "--app",
             "wxbench:bench-secret",
         ],
-        &[],
+        &[("RUST_LOG", "warn".into())],
     );
     wait_up(sim).await;
     let port = free_port();
@@ -335,6 +350,10 @@ async fn start_wxlogin(dir: &std::path::Path) -> Wx {
             ),
             ("WXLOGIN_WECHAT_API_BASE", format!("http://127.0.0.1:{sim}")),
             ("WXLOGIN_RATE_LIMIT_LOGIN", "off".into()),
+            (
+                "WXLOGIN_SESSION_CACHE_SIZE",
+                cache.map_or(String::new(), |n| n.to_string()),
+            ),
         ],
     );
     wait_up(port).await;
@@ -346,6 +365,33 @@ async fn start_wxlogin(dir: &std::path::Path) -> Wx {
         port,
         pid,
     }
+}
+
+/// Logs `n` fresh codes in, one at a time, and returns their tokens.
+async fn login_tokens(wx: &Wx, n: usize) -> Arc<Vec<String>> {
+    let mut tokens = Vec::with_capacity(n);
+    for c in issue_codes(wx.sim, n).await {
+        let v = post_json(wx.port, "/login", json!({ "code": c })).await;
+        tokens.push(v["data"]["token"].as_str().unwrap().to_owned());
+    }
+    Arc::new(tokens)
+}
+
+/// `GET /me` over `tokens`, on a server started with the given session cache size.
+async fn me(wx: &Wx, tokens: &Arc<Vec<String>>) -> Outcome {
+    let load = Load::Get {
+        path: "/me".into(),
+        tokens: tokens.clone(),
+    };
+    // A pass first: after a restart the first checks fill the cache.
+    drive(
+        wx.port,
+        load.clone(),
+        CONNS,
+        1 + tokens.len() as u64 / 5_000,
+    )
+    .await;
+    drive(wx.port, load, CONNS, SECS).await
 }
 
 async fn run() {
@@ -363,7 +409,7 @@ async fn run() {
         hello_port,
         Load::Get {
             path: "/".into(),
-            token: None,
+            tokens: Arc::new(Vec::new()),
         },
         CONNS,
         SECS,
@@ -371,7 +417,7 @@ async fn run() {
     .await;
     drop(hello);
 
-    let wx = start_wxlogin(dir.path()).await;
+    let wx = start_wxlogin(dir.path(), None).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = rss_mb(wx.pid);
 
@@ -386,23 +432,11 @@ async fn run() {
         SECS,
     )
     .await;
+    let sessions_small = 40_000 - codes.lock().unwrap().len() + TOKENS;
 
-    // Token checks.
-    let mut tokens = Vec::new();
-    for c in issue_codes(wx.sim, 8).await {
-        let v = post_json(wx.port, "/login", json!({ "code": c })).await;
-        tokens.push(v["data"]["token"].as_str().unwrap().to_owned());
-    }
-    let me_1k = drive(
-        wx.port,
-        Load::Get {
-            path: "/me".into(),
-            token: Some(tokens[0].clone()),
-        },
-        CONNS,
-        SECS,
-    )
-    .await;
+    // Token checks over TOKENS distinct sessions: from memory (the default), then from SQLite.
+    let tokens = login_tokens(&wx, TOKENS).await;
+    let me_small = me(&wx, &tokens).await;
 
     // Login at 50 ms simulated WeChat latency, against the ideal connections ÷ latency.
     post_json(
@@ -422,29 +456,33 @@ async fn run() {
     )
     .await;
     let ideal = slow_conns as f64 / 0.050;
-    let sessions_before: usize = 40_000 - codes.lock().unwrap().len();
     drop(wx);
 
-    // 1M sessions: RSS and token-check cost.
-    add_sessions(
-        &format!("sqlite://{}/bench.db", dir.path().display()),
-        1_000_000,
-    )
-    .await;
-    let wx = start_wxlogin(dir.path()).await;
+    let wx = start_wxlogin(dir.path(), Some(0)).await;
+    let me_small_store = me(&wx, &tokens).await;
+    drop(wx);
+
+    // 1M more sessions: RSS and token-check cost.
+    let wide = Arc::new(
+        add_sessions(
+            &format!("sqlite://{}/bench.db", dir.path().display()),
+            1_000_000,
+            wxlogin::config::DEFAULT_SESSION_CACHE_SIZE,
+        )
+        .await,
+    );
+    let wx = start_wxlogin(dir.path(), None).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_1m_idle = rss_mb(wx.pid);
-    let me_1m = drive(
-        wx.port,
-        Load::Get {
-            path: "/me".into(),
-            token: Some(tokens[1].clone()),
-        },
-        CONNS,
-        SECS,
-    )
-    .await;
+    let me_1m = me(&wx, &tokens).await;
     let rss_1m_loaded = rss_mb(wx.pid);
+    // As many distinct sessions as the default cache holds: the cache full.
+    let me_wide = me(&wx, &wide).await;
+    let rss_cache_full = rss_mb(wx.pid);
+    drop(wx);
+    let wx = start_wxlogin(dir.path(), Some(0)).await;
+    let me_1m_store = me(&wx, &tokens).await;
+    drop(wx);
 
     let ratio = |x: f64| format!("{:.1} %", 100.0 * x / ceiling.rps);
     println!(
@@ -468,8 +506,35 @@ async fn run() {
         &login,
         ratio(login.rps),
     );
-    row("GET /me, ~1k sessions", &me_1k, ratio(me_1k.rps));
-    row("GET /me, 1M sessions", &me_1m, ratio(me_1m.rps));
+    let small = format!("{}k", sessions_small / 1000);
+    row(
+        &format!("GET /me, {small} sessions, {TOKENS} tokens, session cache (default)"),
+        &me_small,
+        ratio(me_small.rps),
+    );
+    row(
+        &format!("GET /me, 1M sessions, {TOKENS} tokens, session cache (default)"),
+        &me_1m,
+        ratio(me_1m.rps),
+    );
+    row(
+        &format!(
+            "GET /me, 1M sessions, {} tokens (cache full), session cache (default)",
+            wide.len()
+        ),
+        &me_wide,
+        ratio(me_wide.rps),
+    );
+    row(
+        &format!("GET /me, {small} sessions, no cache (SQLite reads)"),
+        &me_small_store,
+        ratio(me_small_store.rps),
+    );
+    row(
+        "GET /me, 1M sessions, no cache (SQLite reads)",
+        &me_1m_store,
+        ratio(me_1m_store.rps),
+    );
     row(
         &format!("POST /login, WeChat +50 ms, {slow_conns} conns"),
         &slow,
@@ -478,6 +543,14 @@ async fn run() {
     println!("\n| memory | RSS |\n|---|---|");
     println!("| idle, fresh start | {rss_idle:.1} MB |");
     println!("| idle, 1M sessions in the store | {rss_1m_idle:.1} MB |");
-    println!("| after the /me run on 1M sessions | {rss_1m_loaded:.1} MB |");
-    println!("\nsessions created by the login run: {sessions_before}; token-check cost 1M vs ~1k sessions: {:.2}x", me_1k.rps / me_1m.rps.max(1.0));
+    println!("| after the /me run on 1M sessions ({TOKENS} cached) | {rss_1m_loaded:.1} MB |");
+    println!(
+        "| after {} distinct sessions checked (session cache full) | {rss_cache_full:.1} MB |",
+        wide.len()
+    );
+    println!(
+        "\ntoken-check cost, 1M vs {small} sessions: {:.2}x from the cache, {:.2}x from SQLite",
+        me_small.rps / me_1m.rps.max(1.0),
+        me_small_store.rps / me_1m_store.rps.max(1.0)
+    );
 }
