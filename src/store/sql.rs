@@ -10,8 +10,7 @@ pub(crate) const USER_COLUMNS: &str =
 
 macro_rules! impl_sql_store {
     // `$cleanup_lock`: a query answering whether this instance may clean now.
-    // `$conn`: the backend's connection type, for the login statements.
-    ($store:ty, $row:ty, $conn:ty, $cleanup_lock:expr) => {
+    ($store:ty, $row:ty, $cleanup_lock:expr) => {
         use $crate::clock::Millis;
         use $crate::domain::{AppId, OpenId, SessionKey, TokenHash, UnionId, UserId};
         use $crate::store::sql::{SESSION_COLUMNS, USER_COLUMNS};
@@ -53,83 +52,6 @@ macro_rules! impl_sql_store {
                 phone_country_code: get(row, "phone_country_code")?,
                 created_at: get(row, "created_at")?,
                 last_login_at: get(row, "last_login_at")?,
-            })
-        }
-
-        /// The statements of one login, on a connection inside a transaction (or savepoint)
-        /// the caller commits: used code, user insert-or-update, revoking the replaced token,
-        /// the new session.
-        // Boxed with explicit lifetimes: the SQLite writer task spawns it, and a plain async fn
-        // here trips the compiler's higher-ranked Send check.
-        fn login_statements<'a>(
-            tx: &'a mut $conn,
-            l: &'a NewLogin<'a>,
-        ) -> futures::future::BoxFuture<'a, StoreResult<LoginRecord>> {
-            Box::pin(async move {
-            let fresh = sqlx::query(
-                "INSERT INTO used_codes (code_hash, appid, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(l.code_hash)
-            .bind(l.appid.as_str())
-            .bind(l.now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::unavailable)?;
-            if fresh.rows_affected() == 0 {
-                return Err(StoreError::CodeUsed);
-            }
-            let unionid = l.unionid.map(|u| u.0.as_str());
-            // Insert-or-nothing then update, rather than one upsert, so we know whether the
-            // user is new; the unique (appid, openid) key makes it one row under any race.
-            let inserted: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO users (appid, openid, unionid, created_at, last_login_at) \
-                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (appid, openid) DO NOTHING RETURNING id",
-            )
-            .bind(l.appid.as_str())
-            .bind(&l.openid.0)
-            .bind(unionid)
-            .bind(l.now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(StoreError::unavailable)?;
-            let (user_id, new_user) = match inserted {
-                Some(id) => (id, true),
-                None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "UPDATE users SET last_login_at = $1, unionid = COALESCE($2, unionid) \
-                         WHERE appid = $3 AND openid = $4 RETURNING id",
-                    )
-                    .bind(l.now)
-                    .bind(unionid)
-                    .bind(l.appid.as_str())
-                    .bind(&l.openid.0)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                    (id, false)
-                }
-            };
-            if let Some(previous) = l.previous {
-                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                    .bind(&previous.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-            }
-            sqlx::query(
-                "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $5, $6)",
-            )
-            .bind(&l.token_hash.0)
-            .bind(user_id)
-            .bind(l.appid.as_str())
-            .bind(l.session_key.expose())
-            .bind(l.now)
-            .bind(l.expires_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::unavailable)?;
-            Ok(LoginRecord { user_id, new_user })
             })
         }
 

@@ -5,8 +5,8 @@
 //! writes go through a pool of exactly one connection, and reads use a separate pool that WAL
 //! lets run alongside the writer.
 //!
-//! Logins are group-committed: a writer task takes every login waiting at that moment, runs each
-//! inside a savepoint of one transaction, commits once (one fsync for the batch), and only then
+//! Logins are group-committed: a writer task takes every login waiting at that moment, runs them
+//! one after another in one transaction, commits once (one fsync for the batch), and only then
 //! answers each caller. Durability is unchanged — no caller hears success before its commit —
 //! while the fsync, the cost that bounded logins to one per disk flush, is shared.
 
@@ -38,22 +38,6 @@ struct Job {
     now: Millis,
     expires_at: Millis,
     reply: oneshot::Sender<StoreResult<LoginRecord>>,
-}
-
-impl Job {
-    fn view(&self) -> NewLogin<'_> {
-        NewLogin {
-            appid: &self.appid,
-            openid: &self.openid,
-            unionid: self.unionid.as_ref(),
-            session_key: &self.session_key,
-            token_hash: &self.token_hash,
-            code_hash: &self.code_hash,
-            previous: self.previous.as_ref(),
-            now: self.now,
-            expires_at: self.expires_at,
-        }
-    }
 }
 
 impl SqliteStore {
@@ -130,12 +114,23 @@ async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// Each login in its own savepoint, so one refused login (a code used meanwhile) does not undo
-/// the others; if the commit fails, every login in the batch fails.
+/// If the commit (or any statement) fails, every login in the batch fails: none is answered
+/// before the batch is durable, and a failed batch leaves nothing behind.
 fn fail_all(n: usize, e: &dyn std::fmt::Display) -> Vec<StoreResult<LoginRecord>> {
     (0..n).map(|_| Err(StoreError::unavailable(e))).collect()
 }
 
+/// A batch of logins in one transaction, with a fixed number of statements whatever its size:
+/// each statement is a round trip to sqlx's SQLite thread, and with a statement per login those
+/// round trips, not SQLite, bounded login throughput. The same writes as `login_statements` in
+/// `postgres.rs`, as multi-row statements:
+/// 1. record every code as used; a code already there (or twice in the batch) is `CodeUsed`;
+/// 2. find which of the batch's users exist already (the others are new);
+/// 3. insert-or-update those users (one row per user, however many of its logins are here);
+/// 4. delete the tokens the logins replace;
+/// 5. insert the new sessions.
+///
+/// One writer, inside one transaction: nothing can change between the steps.
 fn commit_batch<'a>(
     pool: &'a SqlitePool,
     batch: &'a [Job],
@@ -145,28 +140,11 @@ fn commit_batch<'a>(
             Ok(tx) => tx,
             Err(e) => return fail_all(batch.len(), &e),
         };
-        let mut results = Vec::with_capacity(batch.len());
-        for job in batch {
-            if let Err(e) = sqlx::query("SAVEPOINT login").execute(&mut *tx).await {
-                return fail_all(batch.len(), &e);
-            }
-            let result = login_statements(&mut tx, &job.view()).await;
-            if result.is_err() {
-                if let Err(e) = sqlx::query("ROLLBACK TO SAVEPOINT login")
-                    .execute(&mut *tx)
-                    .await
-                {
-                    return fail_all(batch.len(), &e);
-                }
-            }
-            if let Err(e) = sqlx::query("RELEASE SAVEPOINT login")
-                .execute(&mut *tx)
-                .await
-            {
-                return fail_all(batch.len(), &e);
-            }
-            results.push(result);
-        }
+        let results = match batch_statements(&mut tx, batch).await {
+            Ok(results) => results,
+            // Dropping the transaction rolls it back.
+            Err(e) => return fail_all(batch.len(), &e),
+        };
         match tx.commit().await {
             Ok(()) => results,
             Err(e) => fail_all(batch.len(), &e),
@@ -174,10 +152,158 @@ fn commit_batch<'a>(
     })
 }
 
+/// `$1, $2, …` groups for a multi-row VALUES list: `rows` rows of `cols` parameters each.
+fn values(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let ps: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", ps.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn batch_statements(
+    tx: &mut sqlx::SqliteConnection,
+    batch: &[Job],
+) -> Result<Vec<StoreResult<LoginRecord>>, sqlx::Error> {
+    use sqlx::Row;
+    use std::collections::{HashMap, HashSet};
+
+    // 1. Codes. Within the batch, the first login with a code has it.
+    let sql = format!(
+        "INSERT INTO used_codes (code_hash, appid, used_at) VALUES {} \
+         ON CONFLICT DO NOTHING RETURNING code_hash",
+        values(batch.len(), 3)
+    );
+    let mut q = sqlx::query(&sql);
+    for j in batch {
+        q = q.bind(&j.code_hash).bind(j.appid.as_str()).bind(j.now);
+    }
+    let mut fresh: HashSet<String> = q
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    let admitted: Vec<&Job> = batch
+        .iter()
+        .filter(|j| fresh.remove(&j.code_hash))
+        .collect();
+    if admitted.is_empty() {
+        return Ok(batch.iter().map(|_| Err(StoreError::CodeUsed)).collect());
+    }
+
+    // 2 and 3. Users: one row each, the latest login time and any unionid WeChat gave.
+    let mut users: Vec<(&AppId, &OpenId, Option<&UnionId>, Millis)> = Vec::new();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    for j in &admitted {
+        let key = (j.appid.as_str(), j.openid.0.as_str());
+        match index.get(&key) {
+            Some(&i) => {
+                let u = &mut users[i];
+                u.2 = j.unionid.as_ref().or(u.2);
+                u.3 = u.3.max(j.now);
+            }
+            None => {
+                index.insert(key, users.len());
+                users.push((&j.appid, &j.openid, j.unionid.as_ref(), j.now));
+            }
+        }
+    }
+    let sql = format!(
+        "SELECT appid, openid FROM users WHERE (appid, openid) IN (VALUES {})",
+        values(users.len(), 2)
+    );
+    let mut q = sqlx::query(&sql);
+    for u in &users {
+        q = q.bind(u.0.as_str()).bind(&u.1 .0);
+    }
+    let existing: HashSet<(String, String)> = q
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    let sql = format!(
+        "INSERT INTO users (appid, openid, unionid, created_at, last_login_at) VALUES {} \
+         ON CONFLICT (appid, openid) DO UPDATE SET last_login_at = excluded.last_login_at, \
+         unionid = COALESCE(excluded.unionid, users.unionid) RETURNING id, appid, openid",
+        values(users.len(), 5)
+    );
+    let mut q = sqlx::query(&sql);
+    for u in &users {
+        q = q
+            .bind(u.0.as_str())
+            .bind(&u.1 .0)
+            .bind(u.2.map(|x| x.0.as_str()))
+            .bind(u.3)
+            .bind(u.3);
+    }
+    let ids: HashMap<(String, String), UserId> = q
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok(((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+
+    // 4. Replaced tokens.
+    let previous: Vec<&TokenHash> = admitted
+        .iter()
+        .filter_map(|j| j.previous.as_ref())
+        .collect();
+    if !previous.is_empty() {
+        let ps: Vec<String> = (1..=previous.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "DELETE FROM sessions WHERE token_hash IN ({})",
+            ps.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for p in &previous {
+            q = q.bind(&p.0);
+        }
+        q.execute(&mut *tx).await?;
+    }
+
+    // 5. Sessions, and each login's answer.
+    let sql = format!(
+        "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, expires_at) \
+         VALUES {}",
+        values(admitted.len(), 7)
+    );
+    let mut q = sqlx::query(&sql);
+    let mut answers: HashMap<&str, LoginRecord> = HashMap::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for j in &admitted {
+        let key = (j.appid.as_str().to_owned(), j.openid.0.clone());
+        let user_id = *ids
+            .get(&key)
+            .ok_or_else(|| sqlx::Error::Protocol("upserted user missing from RETURNING".into()))?;
+        // New only for the first of its logins in the batch, as if they had run one by one.
+        let new_user = !existing.contains(&key) && seen.insert(key);
+        answers.insert(&j.code_hash, LoginRecord { user_id, new_user });
+        q = q
+            .bind(&j.token_hash.0)
+            .bind(user_id)
+            .bind(j.appid.as_str())
+            .bind(j.session_key.expose())
+            .bind(j.now)
+            .bind(j.now)
+            .bind(j.expires_at);
+    }
+    q.execute(&mut *tx).await?;
+
+    Ok(batch
+        .iter()
+        .map(|j| match answers.remove(j.code_hash.as_str()) {
+            Some(record) => Ok(record),
+            None => Err(StoreError::CodeUsed),
+        })
+        .collect())
+}
+
 // One node, one writer: nobody else can be cleaning.
-super::sql::impl_sql_store!(
-    SqliteStore,
-    sqlx::sqlite::SqliteRow,
-    sqlx::SqliteConnection,
-    "SELECT TRUE"
-);
+super::sql::impl_sql_store!(SqliteStore, sqlx::sqlite::SqliteRow, "SELECT TRUE");
+
+#[cfg(test)]
+mod tests;
