@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./wxlogin-data/wxlogin.db";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
-/// About 10 MB at most (a cached session with its user is around 500 bytes).
+/// Filling it grew RSS by about 16 MB in the benchmark (docs/benchmarks.md).
 pub const DEFAULT_SESSION_CACHE_SIZE: usize = 20_000;
 
 /// Every variable we read. Anything else starting with `WXLOGIN_` earns a warning (usually a typo).
