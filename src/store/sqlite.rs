@@ -5,9 +5,9 @@
 //! writes go through a pool of exactly one connection, and reads use a separate pool that WAL
 //! lets run alongside the writer.
 //!
-//! Logins are group-committed: a writer task takes every login waiting at that moment, runs them
-//! one after another in one transaction, commits once (one fsync for the batch), and only then
-//! answers each caller. Durability is unchanged — no caller hears success before its commit —
+//! Logins are group-committed: a writer task takes every login waiting at that moment, writes
+//! them together in one transaction (five multi-row statements, see `commit_batch`), commits once
+//! (one fsync for the batch), and only then answers each caller. Durability is unchanged — no caller hears success before its commit —
 //! while the fsync, the cost that bounded logins to one per disk flush, is shared.
 
 use futures::future::BoxFuture;
