@@ -117,4 +117,14 @@ impl PgStore {
         tx.commit().await.map_err(StoreError::unavailable)?;
         Ok(record)
     }
+
+    async fn touch_session_impl(&self, id: i64, now: Millis) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
+            .bind(now)
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Ok(())
+    }
 }

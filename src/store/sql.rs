@@ -1,7 +1,9 @@
 //! The SQL both relational backends share. SQLite and PostgreSQL differ in pools and connect
 //! options, not in these statements (sqlx-sqlite accepts PostgreSQL's `$N` placeholders), so the
 //! `Store` implementation is written once here and instantiated by each backend with its own row
-//! type. Each backend struct has a `writer` and a `reader` pool (the same pool on PostgreSQL).
+//! type. Each backend struct has a `writer` and a `reader` pool (the same pool on PostgreSQL),
+//! and its own `record_login_impl` and `touch_session_impl`: SQLite group-commits those on a
+//! writer thread (`sqlite.rs`).
 
 pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.appid, s.session_key, s.created_at, \
      s.last_seen_at, s.expires_at, u.openid, u.unionid";
@@ -104,13 +106,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()> {
-                sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
-                    .bind(now)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                Ok(())
+                self.touch_session_impl(id, now).await
             }
 
             async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {

@@ -1,16 +1,23 @@
 //! The embedded store: one SQLite file in WAL mode with durable commits (`synchronous=FULL`).
 //!
-//! SQLite allows one writer at a time. Rather than let concurrent write transactions fail with
-//! SQLITE_BUSY (a deferred transaction that upgrades to a write lock gets no busy-wait), all
-//! writes go through a pool of exactly one connection, and reads use a separate pool that WAL
-//! lets run alongside the writer.
+//! The hot writes — logins and session touches — are group-committed by one writer thread
+//! with its own connection (rusqlite, so a batch runs start to finish on that thread with no
+//! hand-off per statement). It takes every write waiting at that moment, runs them one after
+//! another in one `BEGIN IMMEDIATE` transaction, commits once (one fsync for the batch), and
+//! only then answers each caller. Durability is unchanged — no caller hears success before its
+//! commit — while the fsync, the cost that bounded logins to one per disk flush, is shared.
 //!
-//! Logins are group-committed: a writer task takes every login waiting at that moment, writes
-//! them together in one transaction (five multi-row statements, see `commit_batch`), commits once
-//! (one fsync for the batch), and only then answers each caller. Durability is unchanged — no caller hears success before its commit —
-//! while the fsync, the cost that bounded logins to one per disk flush, is shared.
+//! WAL checkpoints (copying committed pages from the WAL into the database file, with an fsync
+//! of their own) run on a second thread, so commits never wait behind them. The writer still
+//! checkpoints by itself if the WAL grows past `WAL_FALLBACK_FRAMES`, should that thread fall
+//! behind.
+//!
+//! Reads use a separate sqlx pool that WAL lets run alongside the writer. The rare writes
+//! (logout, revocations, `/phone`, cleanup, remembering a code WeChat refused) go through a
+//! one-connection sqlx pool; each is a single statement or a transaction whose first statement
+//! writes, so when it meets the writer thread's lock it waits (`busy_timeout`) rather than
+//! failing.
 
-use futures::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 use std::str::FromStr;
@@ -20,14 +27,34 @@ use tokio::sync::{mpsc, oneshot};
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    logins: mpsc::Sender<Job>,
+    writes: mpsc::Sender<Write>,
 }
 
-/// How many logins one commit may carry.
+/// How many writes one commit may carry.
 const MAX_BATCH: usize = 128;
 
-/// A login waiting for the writer task, with everything it writes owned.
-struct Job {
+/// WAL size (in pages, 16 MiB at SQLite's 4 KiB default) at which a committing connection
+/// checkpoints by itself. Under steady load the checkpoint thread never quite catches up with
+/// the writer, and the WAL can only start over from its beginning once a checkpoint has copied
+/// all of it; by then the checkpoint thread has copied nearly everything, so this checkpoint is
+/// short.
+const WAL_FALLBACK_FRAMES: u32 = 4096;
+
+/// The checkpoint thread's pause after each checkpoint, so that under load one checkpoint
+/// covers many commits (pages written repeatedly are copied once).
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
+
+/// A write waiting for the writer thread, with everything it writes owned.
+enum Write {
+    Login(Box<Login>, oneshot::Sender<StoreResult<LoginRecord>>),
+    Touch {
+        id: i64,
+        now: Millis,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
+}
+
+struct Login {
     appid: AppId,
     openid: OpenId,
     unionid: Option<UnionId>,
@@ -37,7 +64,6 @@ struct Job {
     previous: Option<TokenHash>,
     now: Millis,
     expires_at: Millis,
-    reply: oneshot::Sender<StoreResult<LoginRecord>>,
 }
 
 impl SqliteStore {
@@ -47,7 +73,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("wal_autocheckpoint", WAL_FALLBACK_FRAMES.to_string());
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
@@ -59,23 +86,46 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let path = options.get_filename().to_owned();
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.read_only(true))
             .await?;
-        let (logins, jobs) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(group_commit(writer.clone(), jobs));
+
+        let conn = connect(&path)?;
+        let checkpoints = connect(&path)?;
+        let (wake, woken) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint(checkpoints, woken))?;
+        let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || group_commit(conn, queue, wake))?;
         Ok(Self {
             writer,
             reader,
-            logins,
+            writes,
         })
     }
 
-    async fn record_login_impl(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
+    /// Hands a write to the writer thread and waits for its commit.
+    async fn submit<T>(
+        &self,
+        write: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Write,
+    ) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
+        let stopped = || StoreError::unavailable("the SQLite writer stopped");
+        self.writes
+            .send(write(reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn record_login_impl(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
+        let login = Box::new(Login {
             appid: l.appid.clone(),
             openid: l.openid.clone(),
             unionid: l.unionid.cloned(),
@@ -85,221 +135,166 @@ impl SqliteStore {
             previous: l.previous.cloned(),
             now: l.now,
             expires_at: l.expires_at,
-            reply,
-        };
-        self.logins
-            .send(job)
-            .await
-            .map_err(|_| StoreError::unavailable("the login writer stopped"))?;
-        answer
-            .await
-            .map_err(|_| StoreError::unavailable("the login writer stopped"))?
+        });
+        self.submit(|reply| Write::Login(login, reply)).await
+    }
+
+    async fn touch_session_impl(&self, id: i64, now: Millis) -> StoreResult<()> {
+        self.submit(|reply| Write::Touch { id, now, reply }).await
     }
 }
 
-/// The writer task: batches of waiting logins, one transaction and one commit each.
-async fn group_commit(pool: SqlitePool, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.recv().await {
+/// A connection for the writer or checkpoint thread, set up as the sqlx pools are.
+fn connect(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_FALLBACK_FRAMES)?;
+    Ok(conn)
+}
+
+/// The writer thread: batches of waiting writes, one transaction and one commit each. After a
+/// commit it wakes the checkpoint thread (if that is not already awake).
+fn group_commit(
+    mut conn: rusqlite::Connection,
+    mut queue: mpsc::Receiver<Write>,
+    wake: std::sync::mpsc::SyncSender<()>,
+) {
+    while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+            match queue.try_recv() {
+                Ok(write) => batch.push(write),
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&pool, &batch).await;
-        for (job, result) in batch.into_iter().zip(results) {
-            let _ = job.reply.send(result);
-        }
-    }
-}
-
-/// If the commit (or any statement) fails, every login in the batch fails: none is answered
-/// before the batch is durable, and a failed batch leaves nothing behind.
-fn fail_all(n: usize, e: &dyn std::fmt::Display) -> Vec<StoreResult<LoginRecord>> {
-    (0..n).map(|_| Err(StoreError::unavailable(e))).collect()
-}
-
-/// A batch of logins in one transaction, with a fixed number of statements whatever its size:
-/// each statement is a round trip to sqlx's SQLite thread, and with a statement per login those
-/// round trips, not SQLite, bounded login throughput. The same writes as `login_statements` in
-/// `postgres.rs`, as multi-row statements:
-/// 1. record every code as used; a code already there (or twice in the batch) is `CodeUsed`;
-/// 2. find which of the batch's users exist already (the others are new);
-/// 3. insert-or-update those users (one row per user, however many of its logins are here);
-/// 4. delete the tokens the logins replace;
-/// 5. insert the new sessions.
-///
-/// One writer, inside one transaction: nothing can change between the steps.
-fn commit_batch<'a>(
-    pool: &'a SqlitePool,
-    batch: &'a [Job],
-) -> BoxFuture<'a, Vec<StoreResult<LoginRecord>>> {
-    Box::pin(async move {
-        let mut tx = match pool.begin().await {
-            Ok(tx) => tx,
-            Err(e) => return fail_all(batch.len(), &e),
-        };
-        let results = match batch_statements(&mut tx, batch).await {
-            Ok(results) => results,
-            // Dropping the transaction rolls it back.
-            Err(e) => return fail_all(batch.len(), &e),
-        };
-        match tx.commit().await {
-            Ok(()) => results,
-            Err(e) => fail_all(batch.len(), &e),
-        }
-    })
-}
-
-/// `$1, $2, …` groups for a multi-row VALUES list: `rows` rows of `cols` parameters each.
-fn values(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let ps: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-            format!("({})", ps.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-async fn batch_statements(
-    tx: &mut sqlx::SqliteConnection,
-    batch: &[Job],
-) -> Result<Vec<StoreResult<LoginRecord>>, sqlx::Error> {
-    use sqlx::Row;
-    use std::collections::{HashMap, HashSet};
-
-    // 1. Codes. Within the batch, the first login with a code has it.
-    let sql = format!(
-        "INSERT INTO used_codes (code_hash, appid, used_at) VALUES {} \
-         ON CONFLICT DO NOTHING RETURNING code_hash",
-        values(batch.len(), 3)
-    );
-    let mut q = sqlx::query(&sql);
-    for j in batch {
-        q = q.bind(&j.code_hash).bind(j.appid.as_str()).bind(j.now);
-    }
-    let mut fresh: HashSet<String> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?;
-    let admitted: Vec<&Job> = batch
-        .iter()
-        .filter(|j| fresh.remove(&j.code_hash))
-        .collect();
-    if admitted.is_empty() {
-        return Ok(batch.iter().map(|_| Err(StoreError::CodeUsed)).collect());
-    }
-
-    // 2 and 3. Users: one row each, the latest login time and any unionid WeChat gave.
-    let mut users: Vec<(&AppId, &OpenId, Option<&UnionId>, Millis)> = Vec::new();
-    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
-    for j in &admitted {
-        let key = (j.appid.as_str(), j.openid.0.as_str());
-        match index.get(&key) {
-            Some(&i) => {
-                let u = &mut users[i];
-                u.2 = j.unionid.as_ref().or(u.2);
-                u.3 = u.3.max(j.now);
+        match commit_batch(&mut conn, &batch) {
+            Ok(answers) => {
+                for (write, answer) in batch.into_iter().zip(answers) {
+                    match write {
+                        Write::Login(_, reply) => {
+                            if let Some(answer) = answer {
+                                let _ = reply.send(answer);
+                            }
+                        }
+                        Write::Touch { reply, .. } => _ = reply.send(Ok(())),
+                    }
+                }
+                let _ = wake.try_send(());
             }
-            None => {
-                index.insert(key, users.len());
-                users.push((&j.appid, &j.openid, j.unionid.as_ref(), j.now));
+            Err(e) => {
+                tracing::error!(error = %e, writes = batch.len(), "SQLite batch failed");
+                for write in batch {
+                    match write {
+                        Write::Login(_, reply) => _ = reply.send(Err(StoreError::unavailable(&e))),
+                        Write::Touch { reply, .. } => {
+                            _ = reply.send(Err(StoreError::unavailable(&e)))
+                        }
+                    }
+                }
             }
         }
     }
-    let sql = format!(
-        "SELECT appid, openid FROM users WHERE (appid, openid) IN (VALUES {})",
-        values(users.len(), 2)
-    );
-    let mut q = sqlx::query(&sql);
-    for u in &users {
-        q = q.bind(u.0.as_str()).bind(&u.1 .0);
-    }
-    let existing: HashSet<(String, String)> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
-    let sql = format!(
-        "INSERT INTO users (appid, openid, unionid, created_at, last_login_at) VALUES {} \
-         ON CONFLICT (appid, openid) DO UPDATE SET last_login_at = excluded.last_login_at, \
-         unionid = COALESCE(excluded.unionid, users.unionid) RETURNING id, appid, openid",
-        values(users.len(), 5)
-    );
-    let mut q = sqlx::query(&sql);
-    for u in &users {
-        q = q
-            .bind(u.0.as_str())
-            .bind(&u.1 .0)
-            .bind(u.2.map(|x| x.0.as_str()))
-            .bind(u.3)
-            .bind(u.3);
-    }
-    let ids: HashMap<(String, String), UserId> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok(((r.try_get(1)?, r.try_get(2)?), r.try_get(0)?)))
-        .collect::<Result<_, sqlx::Error>>()?;
+}
 
-    // 4. Replaced tokens.
-    let previous: Vec<&TokenHash> = admitted
-        .iter()
-        .filter_map(|j| j.previous.as_ref())
-        .collect();
-    if !previous.is_empty() {
-        let ps: Vec<String> = (1..=previous.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "DELETE FROM sessions WHERE token_hash IN ({})",
-            ps.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for p in &previous {
-            q = q.bind(&p.0);
+/// The checkpoint thread: after commits, a passive checkpoint (it never blocks the writer),
+/// then a pause. Quits when the writer thread does.
+fn checkpoint(conn: rusqlite::Connection, woken: std::sync::mpsc::Receiver<()>) {
+    while woken.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; the writer will checkpoint if the WAL grows");
         }
-        q.execute(&mut *tx).await?;
+        std::thread::sleep(CHECKPOINT_PAUSE);
     }
+}
 
-    // 5. Sessions, and each login's answer.
-    let sql = format!(
-        "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, expires_at) \
-         VALUES {}",
-        values(admitted.len(), 7)
-    );
-    let mut q = sqlx::query(&sql);
-    let mut answers: HashMap<&str, LoginRecord> = HashMap::new();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    for j in &admitted {
-        let key = (j.appid.as_str().to_owned(), j.openid.0.clone());
-        let user_id = *ids
-            .get(&key)
-            .ok_or_else(|| sqlx::Error::Protocol("upserted user missing from RETURNING".into()))?;
-        // New only for the first of its logins in the batch, as if they had run one by one.
-        let new_user = !existing.contains(&key) && seen.insert(key);
-        answers.insert(&j.code_hash, LoginRecord { user_id, new_user });
-        q = q
-            .bind(&j.token_hash.0)
-            .bind(user_id)
-            .bind(j.appid.as_str())
-            .bind(j.session_key.expose())
-            .bind(j.now)
-            .bind(j.now)
-            .bind(j.expires_at);
+/// A batch in one transaction, its writes run one after another on this thread. Each login
+/// gets the answer it would have had alone: a code already recorded, earlier or by a login
+/// before it in the batch, is `CodeUsed` and writes nothing. Any error fails the whole batch
+/// (after an I/O error SQLite may already have rolled the transaction back, and the writes after
+/// it must not land outside it), and a failed batch leaves nothing behind.
+fn commit_batch(
+    conn: &mut rusqlite::Connection,
+    batch: &[Write],
+) -> rusqlite::Result<Vec<Option<StoreResult<LoginRecord>>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for write in batch {
+        answers.push(match write {
+            Write::Login(login, _) => Some(login_statements(&tx, login)?),
+            Write::Touch { id, now, .. } => {
+                tx.prepare_cached(
+                    "UPDATE sessions SET last_seen_at = ?1 WHERE id = ?2 AND last_seen_at < ?1",
+                )?
+                .execute(rusqlite::params![now, id])?;
+                // A touch's answer is the batch's.
+                None
+            }
+        });
     }
-    q.execute(&mut *tx).await?;
+    tx.commit()?;
+    Ok(answers)
+}
 
-    Ok(batch
-        .iter()
-        .map(|j| match answers.remove(j.code_hash.as_str()) {
-            Some(record) => Ok(record),
-            None => Err(StoreError::CodeUsed),
+/// The statements of one login, as `login_statements` in `postgres.rs`: used code, user
+/// insert-or-update, revoking the replaced token, the new session. The outer `Result` is a
+/// store failure; the inner one is this login's answer.
+fn login_statements(
+    tx: &rusqlite::Transaction<'_>,
+    j: &Login,
+) -> rusqlite::Result<StoreResult<LoginRecord>> {
+    use rusqlite::{params, OptionalExtension};
+    let fresh = tx
+        .prepare_cached(
+            "INSERT INTO used_codes (code_hash, appid, used_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![j.code_hash, j.appid.as_str(), j.now])?;
+    if fresh == 0 {
+        return Ok(Err(StoreError::CodeUsed));
+    }
+    let unionid = j.unionid.as_ref().map(|u| u.0.as_str());
+    let inserted: Option<i64> = tx
+        .prepare_cached(
+            "INSERT INTO users (appid, openid, unionid, created_at, last_login_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (appid, openid) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![j.appid.as_str(), j.openid.0, unionid, j.now], |r| {
+            r.get(0)
         })
-        .collect())
+        .optional()?;
+    let (user_id, new_user) = match inserted {
+        Some(id) => (id, true),
+        None => {
+            let id: i64 = tx
+                .prepare_cached(
+                    "UPDATE users SET last_login_at = ?1, unionid = COALESCE(?2, unionid) \
+                     WHERE appid = ?3 AND openid = ?4 RETURNING id",
+                )?
+                .query_row(params![j.now, unionid, j.appid.as_str(), j.openid.0], |r| {
+                    r.get(0)
+                })?;
+            (id, false)
+        }
+    };
+    if let Some(previous) = &j.previous {
+        tx.prepare_cached("DELETE FROM sessions WHERE token_hash = ?1")?
+            .execute(params![previous.0])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, \
+         expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+    )?
+    .execute(params![
+        j.token_hash.0,
+        user_id,
+        j.appid.as_str(),
+        j.session_key.expose(),
+        j.now,
+        j.expires_at
+    ])?;
+    Ok(Ok(LoginRecord { user_id, new_user }))
 }
 
 // One node, one writer: nobody else can be cleaning.

@@ -1,5 +1,6 @@
 //! Group commit: logins submitted together land in one batch, and the batch gives each the
-//! answer it would have had alone.
+//! answer it would have had alone; touches ride the same batches; the checkpoint thread copies
+//! commits into the database file.
 
 use super::*;
 use crate::store::Store;
@@ -60,8 +61,8 @@ async fn one_batch_answers_each_login_as_if_it_ran_alone() {
         zoe_again,             // an existing user, replacing her token, now with a unionid
         login("yann", "c0"),   // a code spent in an earlier batch
     ];
-    // On the test's single-threaded runtime every login is queued before the writer runs,
-    // so they form one batch.
+    // Submitted together, they mostly share a batch; in one batch or several, each gets the
+    // answer it would have had alone.
     let results = futures::future::join_all(batch.iter().map(|l| record(&store, l, 2_000))).await;
 
     let x = results[0].as_ref().unwrap();
@@ -94,4 +95,67 @@ async fn one_batch_answers_each_login_as_if_it_ran_alone() {
     assert_eq!(zoe.last_login_at, 2_000);
     let stats = store.stats(2_000).await.unwrap();
     assert_eq!((stats.users, stats.sessions, stats.used_codes), (2, 3, 4));
+}
+
+#[tokio::test]
+async fn touches_are_committed_with_the_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .unwrap();
+    let first = login("una", "t0");
+    record(&store, &first, 1_000).await.unwrap();
+    let id = store.find_session(&first.token).await.unwrap().unwrap().id;
+
+    let second = login("vic", "t1");
+    let (touched, logged_in, stale) = tokio::join!(
+        store.touch_session(id, 5_000),
+        record(&store, &second, 5_000),
+        // Never moves last use backwards.
+        store.touch_session(id, 4_000),
+    );
+    touched.unwrap();
+    logged_in.unwrap();
+    stale.unwrap();
+    let session = store.find_session(&first.token).await.unwrap().unwrap();
+    assert_eq!(session.last_seen_at, 5_000);
+    // A session that is gone: nothing to update, and no error.
+    store.touch_session(id + 100, 6_000).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_checkpoint_thread_copies_commits_into_the_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let logins: Vec<Login> = (0..20)
+        .map(|i| {
+            let mut l = login("wendy", "");
+            l.code = Box::leak(format!("k{i}").into_boxed_str());
+            l
+        })
+        .collect();
+    for l in &logins {
+        record(&store, l, 1_000).await.unwrap();
+    }
+    // `immutable=1` reads the database file alone, ignoring the WAL: the sessions show up there
+    // only once a checkpoint has copied them. The WAL is far below the size at which the writer
+    // would checkpoint by itself, so it can only be the checkpoint thread.
+    let file_sessions = || {
+        let url = format!("file:{}?immutable=1", path.display());
+        let conn = rusqlite::Connection::open_with_flags(
+            url,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get::<_, i64>(0))
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while file_sessions() < 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(file_sessions(), 20);
 }
