@@ -59,7 +59,9 @@ impl AppState {
         // SQLite is one node, so this process sees every write and may answer from memory.
         if config.database_url.expose().starts_with("sqlite:") {
             if let Some(size) = std::num::NonZeroUsize::new(config.session_cache_size) {
-                store = Arc::new(crate::store::cached::CachedStore::new(store, size));
+                store = Arc::new(
+                    crate::store::cached::CachedStore::new(store, size, clock.clone()).await,
+                );
             }
         }
         Self::with_store(config, clock, store).await

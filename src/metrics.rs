@@ -101,6 +101,9 @@ impl Store for MeteredStore {
         )
         .await
     }
+    async fn codes_used_since(&self, since: Millis) -> StoreResult<Vec<(String, Millis)>> {
+        timed("codes_used_since", self.0.codes_used_since(since)).await
+    }
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
         timed("record_login", self.0.record_login(login)).await
     }

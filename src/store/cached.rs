@@ -14,12 +14,17 @@
 //! What is cached: sessions by token hash (with an index by session id, for touches) and users
 //! by id, least recently used first out. Liveness is still decided by the session policy on
 //! every check, from the cached timestamps, which touches keep current.
+//!
+//! It also remembers the codes used in the last ten minutes (`used_codes.rs`), loaded from the
+//! store at start and added to by every login, so that a login does not read the store to learn
+//! that its code is fresh.
 
+use super::used_codes::{Known, UsedCodes, MAX_CODES, WINDOW};
 use super::{
     Cleanup, LoginRecord, NewLogin, SessionRecord, SessionSummary, SharedStore, Stats, Store,
-    StoreResult, UserFilter, UserRecord,
+    StoreError, StoreResult, UserFilter, UserRecord,
 };
-use crate::clock::Millis;
+use crate::clock::{Millis, SharedClock};
 use crate::domain::{AppId, TokenHash, UserId};
 use async_trait::async_trait;
 use lru::LruCache;
@@ -30,6 +35,8 @@ use std::sync::{Mutex, MutexGuard};
 pub struct CachedStore {
     inner: SharedStore,
     cache: Mutex<Cache>,
+    codes: Mutex<UsedCodes>,
+    clock: SharedClock,
 }
 
 struct Cache {
@@ -50,8 +57,18 @@ impl Cache {
 }
 
 impl CachedStore {
-    /// Wraps `inner`, which must be a single-node store this process alone writes.
-    pub fn new(inner: SharedStore, capacity: NonZeroUsize) -> Self {
+    /// Wraps `inner`, which must be a single-node store this process alone writes, and loads
+    /// the codes used in the last ten minutes. If that load fails, codes not seen since the
+    /// start are looked up in the store for the first ten minutes.
+    pub async fn new(inner: SharedStore, capacity: NonZeroUsize, clock: SharedClock) -> Self {
+        let now = clock.now_ms();
+        let mut codes = UsedCodes::new(now, MAX_CODES);
+        match inner.codes_used_since(now - WINDOW).await {
+            Ok(recent) => codes.load(now - WINDOW, recent),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load the recently used codes; the store will be asked")
+            }
+        }
         Self {
             inner,
             cache: Mutex::new(Cache {
@@ -60,6 +77,8 @@ impl CachedStore {
                 users: LruCache::new(capacity),
                 epoch: 0,
             }),
+            codes: Mutex::new(codes),
+            clock,
         }
     }
 
@@ -67,6 +86,10 @@ impl CachedStore {
         // Nothing panics while holding the lock; if something ever did, the maps are still
         // consistent enough to use (at worst an id index entry too many).
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn codes(&self) -> MutexGuard<'_, UsedCodes> {
+        self.codes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The cached session, or the epoch to fill it under after reading the store.
@@ -129,16 +152,39 @@ impl Store for CachedStore {
         self.inner.ping().await
     }
     async fn is_code_used(&self, code_hash: &str) -> StoreResult<bool> {
-        self.inner.is_code_used(code_hash).await
+        let now = self.clock.now_ms();
+        let known = self.codes().check(code_hash, now);
+        match known {
+            Known::Used => Ok(true),
+            Known::Unused => Ok(false),
+            Known::Unsure => {
+                let used = self.inner.is_code_used(code_hash).await?;
+                if used {
+                    self.codes().insert(code_hash, now);
+                }
+                Ok(used)
+            }
+        }
     }
     async fn mark_code_used(&self, appid: &AppId, code_hash: &str, now: Millis) -> StoreResult<()> {
-        self.inner.mark_code_used(appid, code_hash, now).await
+        self.inner.mark_code_used(appid, code_hash, now).await?;
+        self.codes().insert(code_hash, now);
+        Ok(())
+    }
+    async fn codes_used_since(&self, since: Millis) -> StoreResult<Vec<(String, Millis)>> {
+        self.inner.codes_used_since(since).await
     }
 
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
         let previous = login.previous.cloned();
         let openid = login.openid.clone();
+        let (code, now) = (login.code_hash.to_owned(), login.now);
         self.write(self.inner.record_login(login), |cache, result| {
+            // Recorded now, or earlier: either way the store has it. After any other failure
+            // it most likely does not; if it does, a replay costs one WeChat call (40163).
+            if matches!(result, Ok(_) | Err(StoreError::CodeUsed)) {
+                self.codes().insert(&code, now);
+            }
             if let Some(p) = &previous {
                 cache.drop_session(p);
             }

@@ -89,6 +89,15 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn codes_used_since(&self, since: Millis) -> StoreResult<Vec<(String, Millis)>> {
+                let rows = sqlx::query("SELECT code_hash, used_at FROM used_codes WHERE used_at >= $1")
+                    .bind(since)
+                    .fetch_all(&self.reader)
+                    .await
+                    .map_err(StoreError::unavailable)?;
+                rows.iter().map(|r| Ok((get(r, "code_hash")?, get(r, "used_at")?))).collect()
+            }
+
             async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
                 self.record_login_impl(l).await
             }

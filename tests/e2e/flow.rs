@@ -200,3 +200,38 @@ async fn on_sqlite_checks_after_the_first_come_from_memory_unless_the_cache_is_o
         app.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn on_sqlite_a_replayed_code_is_known_from_memory_unless_the_cache_is_off() {
+    for (cache_size, wechat_calls) in [(None, 0), (Some("0"), 1)] {
+        let mut opts = Options::default();
+        if let Some(size) = cache_size {
+            opts.env
+                .push(("WXLOGIN_SESSION_CACHE_SIZE", size.to_owned()));
+        }
+        let app = spawn_with(opts).await;
+        let url = app.database_url();
+        if !url.starts_with("sqlite:") {
+            app.shutdown().await;
+            return;
+        }
+        let code = app.code("fay").await;
+        assert_eq!(app.login(&code).await.0, 200);
+        // Only the process's memory knows the code now.
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("DELETE FROM used_codes")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let before = app.calls("/sns/jscode2session").await;
+        // Without the memory, WeChat is asked and answers 40163: code_used either way.
+        assert_eq!(app.login(&code).await.1["error"], "code_used");
+        assert_eq!(
+            app.calls("/sns/jscode2session").await - before,
+            wechat_calls,
+            "cache size {cache_size:?}"
+        );
+        app.shutdown().await;
+    }
+}

@@ -21,7 +21,12 @@ async fn fixture(capacity: usize) -> Fixture {
             .unwrap(),
     );
     Fixture {
-        cached: CachedStore::new(sqlite.clone(), NonZeroUsize::new(capacity).unwrap()),
+        cached: CachedStore::new(
+            sqlite.clone(),
+            NonZeroUsize::new(capacity).unwrap(),
+            Arc::new(crate::clock::SystemClock),
+        )
+        .await,
         sqlite,
         _dir: dir,
         appid: AppId::parse("wxcachetest").unwrap(),
