@@ -101,8 +101,12 @@ impl Store for MeteredStore {
         )
         .await
     }
-    async fn codes_used_since(&self, since: Millis) -> StoreResult<Vec<(String, Millis)>> {
-        timed("codes_used_since", self.0.codes_used_since(since)).await
+    async fn codes_used_since(
+        &self,
+        since: Millis,
+        each: &mut (dyn for<'c> FnMut(&'c str, Millis) + Send),
+    ) -> StoreResult<()> {
+        timed("codes_used_since", self.0.codes_used_since(since, each)).await
     }
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
         timed("record_login", self.0.record_login(login)).await

@@ -63,8 +63,9 @@ impl CachedStore {
     pub async fn new(inner: SharedStore, capacity: NonZeroUsize, clock: SharedClock) -> Self {
         let now = clock.now_ms();
         let mut codes = UsedCodes::new(now, MAX_CODES);
-        match inner.codes_used_since(now - WINDOW).await {
-            Ok(recent) => codes.load(now - WINDOW, recent),
+        let mut add = |code: &str, at| codes.insert(code, at);
+        match inner.codes_used_since(now - WINDOW, &mut add).await {
+            Ok(()) => codes.loaded_since(now - WINDOW),
             Err(e) => {
                 tracing::warn!(error = %e, "could not load the recently used codes; the store will be asked")
             }
@@ -171,8 +172,12 @@ impl Store for CachedStore {
         self.codes().insert(code_hash, now);
         Ok(())
     }
-    async fn codes_used_since(&self, since: Millis) -> StoreResult<Vec<(String, Millis)>> {
-        self.inner.codes_used_since(since).await
+    async fn codes_used_since(
+        &self,
+        since: Millis,
+        each: &mut (dyn for<'c> FnMut(&'c str, Millis) + Send),
+    ) -> StoreResult<()> {
+        self.inner.codes_used_since(since, each).await
     }
 
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {

@@ -130,8 +130,13 @@ pub trait Store: Send + Sync + 'static {
     async fn is_code_used(&self, code_hash: &str) -> StoreResult<bool>;
     /// Remembers a code WeChat told us was used, so the next try does not call WeChat.
     async fn mark_code_used(&self, appid: &AppId, code_hash: &str, now: Millis) -> StoreResult<()>;
-    /// The codes recorded at or after `since`, with the time each was used.
-    async fn codes_used_since(&self, since: Millis) -> StoreResult<Vec<(String, Millis)>>;
+    /// Calls `each` with every code recorded at or after `since` and the time it was used,
+    /// oldest first (streamed: there may be many).
+    async fn codes_used_since(
+        &self,
+        since: Millis,
+        each: &mut (dyn for<'c> FnMut(&'c str, Millis) + Send),
+    ) -> StoreResult<()>;
     /// User upsert + new session + used code (+ revoking the previous token), atomically.
     /// Fails with [`StoreError::CodeUsed`] if the code was recorded meanwhile.
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord>;

@@ -89,13 +89,22 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn codes_used_since(&self, since: Millis) -> StoreResult<Vec<(String, Millis)>> {
-                let rows = sqlx::query("SELECT code_hash, used_at FROM used_codes WHERE used_at >= $1")
-                    .bind(since)
-                    .fetch_all(&self.reader)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                rows.iter().map(|r| Ok((get(r, "code_hash")?, get(r, "used_at")?))).collect()
+            async fn codes_used_since(
+                &self,
+                since: Millis,
+                each: &mut (dyn for<'c> FnMut(&'c str, Millis) + Send),
+            ) -> StoreResult<()> {
+                use futures::TryStreamExt;
+                let mut rows = sqlx::query(
+                    "SELECT code_hash, used_at FROM used_codes WHERE used_at >= $1 ORDER BY used_at",
+                )
+                .bind(since)
+                .fetch(&self.reader);
+                while let Some(row) = rows.try_next().await.map_err(StoreError::unavailable)? {
+                    let code: String = get(&row, "code_hash")?;
+                    each(&code, get(&row, "used_at")?);
+                }
+                Ok(())
             }
 
             async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {

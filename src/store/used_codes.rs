@@ -28,8 +28,10 @@ pub struct UsedCodes {
     codes: HashSet<u64>,
     /// The same codes, oldest use first.
     order: VecDeque<(Millis, u64)>,
-    /// Every code used at or after this time is in `codes`.
+    /// Every code used at or after this time has been inserted...
     complete_since: Millis,
+    /// ...but the cap pushed out codes used before this.
+    lost_until: Millis,
     max: usize,
 }
 
@@ -53,20 +55,15 @@ impl UsedCodes {
             codes: HashSet::new(),
             order: VecDeque::new(),
             complete_since: now,
+            lost_until: Millis::MIN,
             max,
         }
     }
 
-    /// Adds the codes the store recorded since `since`, making the memory complete from then.
-    pub fn load(&mut self, since: Millis, codes: impl IntoIterator<Item = (String, Millis)>) {
-        let mut loaded: Vec<(Millis, u64)> =
-            codes.into_iter().map(|(c, at)| (at, key(&c))).collect();
-        loaded.sort_unstable();
+    /// Declares that every code the store recorded since `since` has been inserted (oldest
+    /// first), making the memory complete from then, unless the cap pushed some out.
+    pub fn loaded_since(&mut self, since: Millis) {
         self.complete_since = self.complete_since.min(since);
-        // Past the cap, `push` moves `complete_since` up again.
-        for (at, k) in loaded {
-            self.push(at, k);
-        }
     }
 
     pub fn insert(&mut self, code_hash: &str, now: Millis) {
@@ -81,8 +78,7 @@ impl UsedCodes {
         while self.order.len() > self.max {
             if let Some((at, k)) = self.order.pop_front() {
                 self.codes.remove(&k);
-                // Codes used up to `at` may now be missing.
-                self.complete_since = self.complete_since.max(at + 1);
+                self.lost_until = self.lost_until.max(at + 1);
             }
         }
     }
@@ -91,7 +87,7 @@ impl UsedCodes {
         self.forget_before(now - WINDOW);
         if self.codes.contains(&key(code_hash)) {
             Known::Used
-        } else if self.complete_since <= now - WINDOW {
+        } else if self.complete_since.max(self.lost_until) <= now - WINDOW {
             Known::Unused
         } else {
             Known::Unsure
@@ -138,13 +134,9 @@ mod tests {
     #[test]
     fn a_load_from_the_store_makes_it_complete_at_once() {
         let mut m = UsedCodes::new(T0, 10);
-        m.load(
-            T0 - WINDOW,
-            vec![
-                ("old".to_owned(), T0 - 60_000),
-                ("older".to_owned(), T0 - 120_000),
-            ],
-        );
+        m.insert("older", T0 - 120_000);
+        m.insert("old", T0 - 60_000);
+        m.loaded_since(T0 - WINDOW);
         assert_eq!(m.check("old", T0), Known::Used);
         assert_eq!(m.check("older", T0), Known::Used);
         assert_eq!(m.check("fresh", T0), Known::Unused);
@@ -167,8 +159,10 @@ mod tests {
     #[test]
     fn a_load_larger_than_the_cap_leaves_it_incomplete() {
         let mut m = UsedCodes::new(T0, 2);
-        let codes = (0..3).map(|i| (format!("c{i}"), T0 - 1_000 + i));
-        m.load(T0 - WINDOW, codes);
+        for i in 0..3 {
+            m.insert(&format!("c{i}"), T0 - 1_000 + i);
+        }
+        m.loaded_since(T0 - WINDOW);
         assert_eq!(m.check("c0", T0), Known::Unsure);
         assert_eq!(m.check("c2", T0), Known::Used);
         assert_eq!(m.check("fresh", T0), Known::Unsure);
