@@ -8,9 +8,9 @@
 //! commit — while the fsync, the cost that bounded logins to one per disk flush, is shared.
 //!
 //! WAL checkpoints (copying committed pages from the WAL into the database file, with an fsync
-//! of their own) run on a second thread, so commits never wait behind them. The writer still
-//! checkpoints by itself if the WAL grows past `WAL_FALLBACK_FRAMES`, should that thread fall
-//! behind.
+//! of their own) run on a second thread, so commits rarely wait behind them: the writer
+//! checkpoints by itself only once the WAL passes `WAL_FALLBACK_FRAMES` pages, when that thread
+//! has already copied nearly all of it (see there).
 //!
 //! Reads use a separate sqlx pool that WAL lets run alongside the writer. The rare writes
 //! (logout, revocations, `/phone`, cleanup, remembering a code WeChat refused) go through a

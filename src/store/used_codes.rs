@@ -8,9 +8,9 @@
 //! the whole window it answers alone; when it is not (just after a start whose load failed, or
 //! after the size cap pushed out a code younger than the window), the caller asks the store.
 //!
-//! Codes are kept as 64-bit hashes of their fingerprints (themselves SHA-256 hashes), about
-//! 26 bytes each; a false "used" for a fresh code needs a 64-bit collision among the codes of
-//! the last ten minutes.
+//! Codes are kept as 64-bit hashes of their fingerprints (themselves SHA-256 hashes), 26 to 50
+//! bytes each with the tables' growth slack; a false "used" for a fresh code needs a 64-bit
+//! collision among the codes of the last ten minutes.
 
 use crate::clock::Millis;
 use std::collections::{HashSet, VecDeque};
@@ -20,7 +20,7 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 /// skew between WeChat and us.
 pub const WINDOW: Millis = 10 * 60 * 1000;
 
-/// At most this many codes are remembered (about 26 MB). Past that, the oldest go first, and
+/// At most this many codes are remembered (26–50 MB). Past that, the oldest go first, and
 /// a code not found here is looked up in the store until the window is whole again.
 pub const MAX_CODES: usize = 1_000_000;
 
