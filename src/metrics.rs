@@ -63,6 +63,11 @@ pub fn token_check(outcome: &'static str, source: &'static str) {
         .increment(1);
 }
 
+/// A session lookup in SQLite's in-process cache (`store/cached.rs`): `hit` or `miss`.
+pub fn session_cache(result: &'static str) {
+    metrics::counter!("wxlogin_session_cache_total", "result" => result).increment(1);
+}
+
 pub fn wechat_call(api: &'static str, errcode: String, started: Instant) {
     metrics::counter!("wxlogin_wechat_calls_total", "api" => api, "errcode" => errcode)
         .increment(1);

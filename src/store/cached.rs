@@ -216,9 +216,13 @@ impl Store for CachedStore {
 
     async fn find_session(&self, token: &TokenHash) -> StoreResult<Option<SessionRecord>> {
         let epoch = match self.cached_session(token) {
-            Ok(s) => return Ok(Some(s)),
+            Ok(s) => {
+                crate::metrics::session_cache("hit");
+                return Ok(Some(s));
+            }
             Err(epoch) => epoch,
         };
+        crate::metrics::session_cache("miss");
         let found = self.inner.find_session(token).await?;
         if let Some(s) = &found {
             self.fill_session(token, s, epoch);

@@ -59,6 +59,24 @@ async fn metrics_count_logins_wechat_calls_token_checks_and_store_latency() {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+    if app.database_url().starts_with("sqlite:") {
+        // The token was checked three times: the first read the file, the others memory. (The
+        // recorder is the process's, so tests running alongside may add to the counts.)
+        let count = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        assert!(
+            count("wxlogin_session_cache_total{result=\"hit\"}") >= 2.0,
+            "{text}"
+        );
+        assert!(
+            count("wxlogin_session_cache_total{result=\"miss\"}") >= 1.0,
+            "{text}"
+        );
+    }
     assert!(!text.contains(&token), "a token in the metrics");
     app.shutdown().await;
 }
