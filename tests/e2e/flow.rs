@@ -165,6 +165,32 @@ async fn health_and_readiness_answer() {
     app.shutdown().await;
 }
 
+/// The app with `WXLOGIN_SESSION_CACHE_SIZE` set (`None`: the default), or `None` in the
+/// PostgreSQL pass, where nothing is cached in process.
+async fn spawn_on_sqlite(cache_size: Option<&str>) -> Option<TestApp> {
+    let mut opts = Options::default();
+    if let Some(size) = cache_size {
+        opts.env
+            .push(("WXLOGIN_SESSION_CACHE_SIZE", size.to_owned()));
+    }
+    let app = spawn_with(opts).await;
+    if app.database_url().starts_with("sqlite:") {
+        Some(app)
+    } else {
+        app.shutdown().await;
+        None
+    }
+}
+
+/// Changes the SQLite file behind the server's back.
+async fn delete_from_file(app: &TestApp, sql: &str) {
+    let pool = sqlx::SqlitePool::connect(&app.database_url())
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
 /// On SQLite this process is the store's only writer, so token checks are answered from
 /// memory after the first. Shown by deleting the row behind the server's back (nothing
 /// supported does that): the cached session still answers; with the cache off, the next check
@@ -173,25 +199,12 @@ async fn health_and_readiness_answer() {
 #[tokio::test]
 async fn on_sqlite_checks_after_the_first_come_from_memory_unless_the_cache_is_off() {
     for (cache_size, expected) in [(None, 200), (Some("0"), 401)] {
-        let mut opts = Options::default();
-        if let Some(size) = cache_size {
-            opts.env
-                .push(("WXLOGIN_SESSION_CACHE_SIZE", size.to_owned()));
-        }
-        let app = spawn_with(opts).await;
-        let url = app.database_url();
-        if !url.starts_with("sqlite:") {
-            app.shutdown().await;
+        let Some(app) = spawn_on_sqlite(cache_size).await else {
             return;
-        }
+        };
         let token = app.token_for("erin").await;
         assert_eq!(app.me(&token).await.0, 200);
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::query("DELETE FROM sessions")
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+        delete_from_file(&app, "DELETE FROM sessions").await;
         assert_eq!(
             app.me(&token).await.0,
             expected,
@@ -204,26 +217,13 @@ async fn on_sqlite_checks_after_the_first_come_from_memory_unless_the_cache_is_o
 #[tokio::test]
 async fn on_sqlite_a_replayed_code_is_known_from_memory_unless_the_cache_is_off() {
     for (cache_size, wechat_calls) in [(None, 0), (Some("0"), 1)] {
-        let mut opts = Options::default();
-        if let Some(size) = cache_size {
-            opts.env
-                .push(("WXLOGIN_SESSION_CACHE_SIZE", size.to_owned()));
-        }
-        let app = spawn_with(opts).await;
-        let url = app.database_url();
-        if !url.starts_with("sqlite:") {
-            app.shutdown().await;
+        let Some(app) = spawn_on_sqlite(cache_size).await else {
             return;
-        }
+        };
         let code = app.code("fay").await;
         assert_eq!(app.login(&code).await.0, 200);
         // Only the process's memory knows the code now.
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::query("DELETE FROM used_codes")
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+        delete_from_file(&app, "DELETE FROM used_codes").await;
         let before = app.calls("/sns/jscode2session").await;
         // Without the memory, WeChat is asked and answers 40163: code_used either way.
         assert_eq!(app.login(&code).await.1["error"], "code_used");
