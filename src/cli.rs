@@ -1,22 +1,20 @@
-//! The command line: `serve [--dev]`, `simulator`, `check-config`.
+//! The command line: `serve [--dev]`, `simulator`, `check-config`, `decrypt`, `sign`, `admin`.
+//! The top of the house: it reads the configuration and hands over to `app::Application`.
 
-use crate::app::{self, AppState};
+use crate::app::{Application, Running};
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::{AppConfig, Config, ConfigError};
+use crate::config::{Config, ConfigError};
+use crate::domain::AppCredentials;
 use crate::simulator::{self, SimApp, SimState};
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The test app `serve --dev` simulates when no app is configured.
 pub const DEV_APPID: &str = "wxdevapp";
 const DEV_SECRET: &str = "dev-secret-not-for-production";
-/// How often expired sessions and used codes are deleted.
-const CLEANUP_EVERY: Duration = Duration::from_secs(600);
-/// How long a stopping server lets in-flight requests finish.
-const DRAIN: Duration = Duration::from_secs(10);
 
 #[derive(Parser)]
 #[command(
@@ -168,10 +166,12 @@ fn check_config() -> anyhow::Result<()> {
 async fn serve(dev: bool) -> anyhow::Result<()> {
     let mut config = load_config()?;
     let clock: SharedClock = Arc::new(SystemClock);
+    let stop = stop_on_signal();
     let mut extra = None;
+    let mut simulator = None;
     if dev {
         if config.apps.is_empty() {
-            config.apps = vec![AppConfig {
+            config.apps = vec![AppCredentials {
                 appid: crate::domain::AppId::parse(DEV_APPID)?,
                 secret: SecretString::from(DEV_SECRET),
             }];
@@ -187,7 +187,11 @@ async fn serve(dev: bool) -> anyhow::Result<()> {
         let sim = Arc::new(SimState::new(sim_apps, clock.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         config.wechat_api_base = format!("http://{}", listener.local_addr()?).parse()?;
-        app::spawn(listener, simulator::router(sim.clone()), shutdown_signal())?;
+        simulator = Some(Running::serve(
+            listener,
+            simulator::router(sim.clone()),
+            stop.clone(),
+        )?);
         extra = Some(simulator::control_router().with_state(sim));
         tracing::warn!("dev mode: WeChat is simulated; never use --dev in production");
     } else if config.apps.is_empty() {
@@ -196,21 +200,15 @@ async fn serve(dev: bool) -> anyhow::Result<()> {
              or run `wxlogin serve --dev` to try it with the built-in WeChat simulator"
         );
     }
-    let state = AppState::build(&config, clock).await?;
-    app::spawn_maintenance(state.clone(), CLEANUP_EVERY);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("WXLOGIN_LISTEN: cannot listen on {}: {e}", config.listen))?;
-    let running = app::spawn(listener, app::router(state, extra), shutdown_signal())?;
-    tracing::info!(addr = %running.addr, database = %config.database_url.redacted(), "wxlogin listening");
+    let app = Application::build(&config, clock, extra, stop).await?;
+    let addr = app.addr()?;
+    tracing::info!(addr = %addr, database = %config.database_url.redacted(), "wxlogin listening");
     if dev {
-        print_dev_banner(running.addr, config.apps[0].appid.as_str());
+        print_dev_banner(addr, config.apps[0].appid.as_str());
     }
-    tokio::select! {
-        _ = running.wait() => {}
-        _ = async { shutdown_signal().await; tokio::time::sleep(DRAIN).await } => {
-            tracing::warn!("in-flight requests did not finish within {DRAIN:?}; exiting");
-        }
+    app.run_until_stopped().await?;
+    if let Some(simulator) = simulator {
+        simulator.wait().await;
     }
     Ok(())
 }
@@ -287,12 +285,24 @@ async fn run_simulator(listen: SocketAddr, mut apps: Vec<SimApp>) -> anyhow::Res
         .await
         .map_err(|e| anyhow::anyhow!("--listen: cannot listen on {listen}: {e}"))?;
     let state = Arc::new(SimState::new(apps, Arc::new(SystemClock)));
-    simulator::serve(listener, state, shutdown_signal()).await?;
+    crate::app::serve(listener, simulator::router(state), stop_on_signal()).await?;
     Ok(())
 }
 
+/// A token cancelled on the first Ctrl-C or SIGTERM: the one stop signal of a run.
+fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        token.cancel();
+    });
+    stop
+}
+
 /// Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -311,5 +321,4 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    tracing::info!("shutting down: draining in-flight requests");
 }

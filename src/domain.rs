@@ -1,7 +1,9 @@
-//! Pure domain types, parse-don't-validate. No axum, sqlx or reqwest here.
+//! Pure domain types, parse-don't-validate. No axum, sqlx or reqwest here, and nothing else of
+//! this crate: every other module may depend on this one, and this one on none of them.
 //!
-//! Every type that carries a credential (`JsCode`, `SessionKey`, `SessionToken`) has a redacting
-//! `Debug` and no `Display`, so it cannot end up in a log line or an error message by accident.
+//! Every type that carries a credential (`JsCode`, `SessionKey`, `SessionToken`,
+//! `AppCredentials`, `SecretUrl`) has a redacting `Debug` and no `Display`, so it cannot end up
+//! in a log line or an error message by accident.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -83,12 +85,23 @@ impl JsCode {
     }
 
     /// What we store to remember that a code was used: never the code itself.
-    pub fn fingerprint(&self, app: &AppId) -> String {
+    pub fn hash(&self, app: &AppId) -> CodeHash {
         let mut h = Sha256::new();
         h.update(app.as_str().as_bytes());
         h.update([0u8]);
         h.update(self.0.as_bytes());
-        hex::encode(h.finalize())
+        CodeHash(hex::encode(h.finalize()))
+    }
+}
+
+/// SHA-256 hex of an app's id and a `wx.login()` code: the one name under which a code is
+/// remembered as used (the `used_codes.code_hash` column, the in-flight map, the Redis lock).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct CodeHash(pub String);
+
+impl CodeHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -175,6 +188,83 @@ impl fmt::Debug for SessionToken {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct TokenHash(pub String);
 
+/// One mini program's credentials: what a platform exchange needs, and nothing else.
+#[derive(Clone)]
+pub struct AppCredentials {
+    pub appid: AppId,
+    pub secret: SecretString,
+}
+
+impl fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("appid", &self.appid)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A connection URL (database, Redis) that may hold a password. `Debug` masks it.
+#[derive(Clone)]
+pub struct SecretUrl(SecretString);
+
+impl SecretUrl {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(SecretString::from(s.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The URL with any password replaced, fit for logs and `check-config`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("[redacted]"));
+                u.to_string()
+            }
+            Ok(u) => u.to_string(),
+            Err(_) => "[unparseable url]".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// A rate limit: `limit` requests per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateRule {
+    pub limit: u64,
+    pub window: std::time::Duration,
+}
+
+impl RateRule {
+    /// `"120/1m"`, `"10/30s"`, or `"off"` (→ `None`).
+    pub fn parse(text: &str) -> Result<Option<Self>, String> {
+        if text.trim().eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        let (n, w) = text
+            .split_once('/')
+            .ok_or("expected COUNT/WINDOW like 120/1m, or off")?;
+        let limit: u64 = n
+            .trim()
+            .parse()
+            .map_err(|_| "COUNT must be a whole number")?;
+        let window =
+            humantime::parse_duration(w.trim()).map_err(|_| "WINDOW must be a duration like 1m")?;
+        if limit == 0 || window.is_zero() {
+            return Err("COUNT and WINDOW must be above zero".into());
+        }
+        Ok(Some(Self { limit, window }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,12 +305,27 @@ mod tests {
     }
 
     #[test]
-    fn code_fingerprint_depends_on_the_app() {
+    fn code_hash_depends_on_the_app() {
         let c = JsCode::parse("code").unwrap();
         let a = AppId::parse("wxa").unwrap();
         let b = AppId::parse("wxb").unwrap();
-        assert_ne!(c.fingerprint(&a), c.fingerprint(&b));
-        assert!(!c.fingerprint(&a).contains("code"));
+        assert_ne!(c.hash(&a), c.hash(&b));
+        assert!(!c.hash(&a).0.contains("code"));
+    }
+
+    #[test]
+    fn rules_parse() {
+        assert_eq!(RateRule::parse("off").unwrap(), None);
+        assert_eq!(
+            RateRule::parse("120/1m").unwrap(),
+            Some(RateRule {
+                limit: 120,
+                window: std::time::Duration::from_secs(60)
+            })
+        );
+        for bad in ["", "120", "x/1m", "0/1m", "5/0s", "5/soon"] {
+            assert!(RateRule::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

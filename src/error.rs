@@ -1,17 +1,55 @@
 //! The API error type and its JSON shape: `{"status": N, "msg": "...", "error": "machine_code"}`.
 //!
 //! Every variant has a fixed HTTP status, `status` number and `error` code (the table in
-//! `docs/errors.md`). Internal error text never reaches the client: store and WeChat failures
-//! are logged where they happen and answered with a fixed message.
+//! `docs/errors.md`). Internal error text never reaches the client: a server-side failure
+//! carries its cause in a [`Cause`], which the reply hands to the logging middleware
+//! (`routes/middleware.rs`) as a response extension, so each 5xx is logged once, inside its
+//! request's span, and answered with a fixed message.
+//!
+//! [`ErrorBody`] is both the body every error reply serializes and its OpenAPI schema; the
+//! response sets below it are the documented errors the routes share.
 
-use crate::login::LoginError;
-use crate::session::AuthError;
-use crate::store::StoreError;
+use crate::services::ServiceError;
 use crate::wechat::WechatError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// Why a server-side failure happened: for the log, never for the client. Compares equal to
+/// every other cause, so tests compare errors by kind.
+#[derive(Clone, Default)]
+pub struct Cause(Option<Arc<str>>);
+
+impl Cause {
+    pub fn new(why: impl Into<Arc<str>>) -> Self {
+        Self(Some(why.into()))
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Cause {}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_deref().unwrap_or("-"))
+    }
+}
+
+/// What the logging middleware finds on a 5xx reply.
+#[derive(Clone, Debug)]
+pub struct ServerFailure {
+    pub error: &'static str,
+    pub cause: Cause,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
@@ -29,10 +67,10 @@ pub enum ApiError {
     DecryptFailed,
     RateLimited { retry_after_secs: u64 },
     WechatRateLimited,
-    WechatUnavailable,
-    WechatMisconfigured,
-    StoreUnavailable,
-    Internal,
+    WechatUnavailable(Cause),
+    WechatMisconfigured(Cause),
+    StoreUnavailable(Cause),
+    Internal(Cause),
 }
 
 /// Seconds a client should wait before retrying after a 503.
@@ -57,10 +95,20 @@ impl ApiError {
             Self::DecryptFailed => (S::BAD_REQUEST, 13, "decrypt_failed"),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, 10, "rate_limited"),
             Self::WechatRateLimited => (S::TOO_MANY_REQUESTS, 11, "wechat_rate_limited"),
-            Self::WechatUnavailable => (S::SERVICE_UNAVAILABLE, 20, "wechat_unavailable"),
-            Self::WechatMisconfigured => (S::SERVICE_UNAVAILABLE, 21, "wechat_misconfigured"),
-            Self::StoreUnavailable => (S::SERVICE_UNAVAILABLE, 22, "store_unavailable"),
-            Self::Internal => (S::INTERNAL_SERVER_ERROR, 99, "internal"),
+            Self::WechatUnavailable(_) => (S::SERVICE_UNAVAILABLE, 20, "wechat_unavailable"),
+            Self::WechatMisconfigured(_) => (S::SERVICE_UNAVAILABLE, 21, "wechat_misconfigured"),
+            Self::StoreUnavailable(_) => (S::SERVICE_UNAVAILABLE, 22, "store_unavailable"),
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, 99, "internal"),
+        }
+    }
+
+    fn cause(&self) -> Option<&Cause> {
+        match self {
+            Self::WechatUnavailable(c)
+            | Self::WechatMisconfigured(c)
+            | Self::StoreUnavailable(c)
+            | Self::Internal(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -86,14 +134,14 @@ impl ApiError {
             }
             Self::RateLimited { .. } => "too many requests: slow down".into(),
             Self::WechatRateLimited => "WeChat's rate limit was reached: retry in a minute".into(),
-            Self::WechatUnavailable => "WeChat is unavailable right now: retry shortly".into(),
-            Self::WechatMisconfigured => {
+            Self::WechatUnavailable(_) => "WeChat is unavailable right now: retry shortly".into(),
+            Self::WechatMisconfigured(_) => {
                 "the server's WeChat credentials were refused: tell the operator".into()
             }
-            Self::StoreUnavailable => {
+            Self::StoreUnavailable(_) => {
                 "the session store is unavailable right now: retry shortly".into()
             }
-            Self::Internal => "internal error".into(),
+            Self::Internal(_) => "internal error".into(),
         }
     }
 
@@ -101,18 +149,46 @@ impl ApiError {
         match self {
             Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             Self::WechatRateLimited => Some(60),
-            Self::WechatUnavailable | Self::WechatMisconfigured | Self::StoreUnavailable => {
-                Some(RETRY_AFTER_SECS)
-            }
+            Self::WechatUnavailable(_)
+            | Self::WechatMisconfigured(_)
+            | Self::StoreUnavailable(_) => Some(RETRY_AFTER_SECS),
             _ => None,
         }
     }
 }
 
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (http, _, code) = self.parts();
+        write!(f, "{} {code}: {}", http.as_u16(), self.message())?;
+        match self.cause() {
+            Some(Cause(Some(why))) => write!(f, " ({why})"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Every error reply: `status` and `error` are stable (see docs/errors.md).
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[schema(example = 4)]
+    status: u16,
+    #[schema(example = "not logged in, or the session expired: log in again")]
+    msg: String,
+    #[schema(example = "unauthorized")]
+    error: &'static str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (http, status, error) = self.parts();
-        let body = json!({ "status": status, "msg": self.message(), "error": error });
+        let body = ErrorBody {
+            status,
+            msg: self.message(),
+            error,
+        };
         let mut response = (http, Json(body)).into_response();
         if let Some(secs) = self.retry_after() {
             response
@@ -124,28 +200,13 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(cause) = self.cause() {
+            response.extensions_mut().insert(ServerFailure {
+                error,
+                cause: cause.clone(),
+            });
+        }
         response
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::CodeUsed => Self::CodeUsed,
-            StoreError::Unavailable(why) => {
-                tracing::error!(error = %why, "store unavailable");
-                Self::StoreUnavailable
-            }
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Unauthorized => Self::Unauthorized,
-            AuthError::Store(e) => e.into(),
-        }
     }
 }
 
@@ -156,13 +217,7 @@ impl From<WechatError> for ApiError {
             WechatError::CodeUsed => Self::CodeUsed,
             WechatError::UserBlocked => Self::UserBlocked,
             WechatError::RateLimited => Self::WechatRateLimited,
-            WechatError::BadCredentials(code) => {
-                tracing::error!(
-                    errcode = code,
-                    "WeChat refused the AppId/AppSecret: check the configuration"
-                );
-                Self::WechatMisconfigured
-            }
+            WechatError::BadCredentials(_) => Self::WechatMisconfigured(Cause::new(e.to_string())),
             WechatError::Busy
             | WechatError::AccessTokenInvalid(_)
             | WechatError::InvalidSignature
@@ -170,37 +225,65 @@ impl From<WechatError> for ApiError {
             | WechatError::Timeout
             | WechatError::Connect
             | WechatError::HttpStatus(_)
-            | WechatError::BadReply => Self::WechatUnavailable,
+            | WechatError::BadReply => Self::WechatUnavailable(Cause::new(e.to_string())),
         }
     }
 }
 
-impl From<LoginError> for ApiError {
-    fn from(e: LoginError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            LoginError::Wechat(e) => e.into(),
-            LoginError::CodeUsed => Self::CodeUsed,
-            LoginError::StoreUnavailable => Self::StoreUnavailable,
-            LoginError::Internal => Self::Internal,
+            ServiceError::Unauthorized => Self::Unauthorized,
+            ServiceError::CodeUsed => Self::CodeUsed,
+            ServiceError::UnknownApp(why) => Self::UnknownApp(why.into()),
+            ServiceError::BadInput(why) => Self::BadRequest(why.into()),
+            ServiceError::InvalidPhoneCode => Self::InvalidPhoneCode,
+            ServiceError::DecryptFailed => Self::DecryptFailed,
+            ServiceError::RateLimited { retry_after_secs } => {
+                Self::RateLimited { retry_after_secs }
+            }
+            ServiceError::Wechat(e) => e.into(),
+            ServiceError::StoreUnavailable(why) => Self::StoreUnavailable(Cause(Some(why))),
+            ServiceError::Internal(why) => Self::Internal(Cause(Some(why))),
         }
     }
 }
 
-/// The success envelope of the reference Django view: `{"status": 0, "msg": "ok", "data": ...}`.
-pub fn ok<T: serde::Serialize>(data: T) -> Response {
-    // Serialized straight from the typed value, not through a `serde_json::Value`.
-    #[derive(serde::Serialize)]
-    struct Envelope<T> {
-        status: u8,
-        msg: &'static str,
-        data: T,
-    }
-    Json(Envelope {
-        status: 0,
-        msg: "ok",
-        data,
-    })
-    .into_response()
+/// The documented error replies the routes share: each route lists the sets it can answer.
+/// Documentation only: these types describe replies for the OpenAPI document and are never
+/// built (every error reply is an [`ApiError`] serializing an [`ErrorBody`]).
+#[allow(dead_code)]
+pub(crate) mod responses {
+    use super::ErrorBody;
+    use utoipa::IntoResponses;
+
+    /// 400: the body or query is not what the route takes.
+    #[derive(IntoResponses)]
+    #[response(status = 400, description = "bad_request (and the route's own 400s)")]
+    pub(crate) struct BadRequest(#[to_schema] ErrorBody);
+
+    /// 401: no live session for the token.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 401,
+        description = "unauthorized: no token, or an unknown, expired or revoked one"
+    )]
+    pub(crate) struct Unauthorized(#[to_schema] ErrorBody);
+
+    /// 413: the body is over the limit.
+    #[derive(IntoResponses)]
+    #[response(status = 413, description = "payload_too_large")]
+    pub(crate) struct TooLarge(#[to_schema] ErrorBody);
+
+    /// 429: over a rate limit.
+    #[derive(IntoResponses)]
+    #[response(status = 429, description = "rate_limited, wechat_rate_limited", headers(("Retry-After" = u64, description = "seconds")))]
+    pub(crate) struct RateLimited(#[to_schema] ErrorBody);
+
+    /// 503: the store or WeChat is unavailable; never a 401 that would log users out.
+    #[derive(IntoResponses)]
+    #[response(status = 503, description = "store_unavailable, wechat_unavailable, wechat_misconfigured", headers(("Retry-After" = u64, description = "seconds")))]
+    pub(crate) struct Unavailable(#[to_schema] ErrorBody);
 }
 
 #[cfg(test)]
@@ -229,10 +312,10 @@ mod tests {
                 retry_after_secs: 1,
             },
             ApiError::WechatRateLimited,
-            ApiError::WechatUnavailable,
-            ApiError::WechatMisconfigured,
-            ApiError::StoreUnavailable,
-            ApiError::Internal,
+            ApiError::WechatUnavailable(Cause::default()),
+            ApiError::WechatMisconfigured(Cause::default()),
+            ApiError::StoreUnavailable(Cause::default()),
+            ApiError::Internal(Cause::default()),
         ];
         for e in all {
             let (http, status, code) = e.parts();
@@ -244,9 +327,9 @@ mod tests {
     #[test]
     fn server_side_failures_say_when_to_retry_and_are_never_401() {
         for e in [
-            ApiError::WechatUnavailable,
-            ApiError::WechatMisconfigured,
-            ApiError::StoreUnavailable,
+            ApiError::WechatUnavailable(Cause::default()),
+            ApiError::WechatMisconfigured(Cause::default()),
+            ApiError::StoreUnavailable(Cause::default()),
         ] {
             let response = e.clone().into_response();
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{e:?}");

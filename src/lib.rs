@@ -1,20 +1,27 @@
 //! wxlogin: a self-hosted login and session service for WeChat Mini Programs.
 //!
-//! Dependencies point one way: `routes → services (login, session) → store / wechat → domain`.
+//! Dependencies point one way, top to bottom (no module imports one above it):
+//!
+//! ```text
+//! cli ─▶ app ─▶ routes ─▶ state ─▶ services ─▶ store, coord, wechat ─▶ domain, clock
+//!               (error)            (config)                 (metrics: a leaf every layer records to)
+//! ```
+//!
+//! `config` reads settings into domain and store types; `simulator` stands apart (the fake
+//! WeChat), sharing only `wechat::crypto` and the clock; `telemetry` sets up logging.
 
-pub mod app; // state, router, layers, serve
-pub mod cli; // the command line: serve, simulator, check-config
+pub mod app; // Application: build → run_until_stopped; layers; one stop token
+pub mod cli; // the command line: serve, simulator, check-config, decrypt, sign, admin
 pub mod clock; // injected time, so expiry is testable
-pub mod config; // typed settings with redacted secrets
-pub mod coord; // Redis: shared cache and coordination, never the only copy
-pub mod domain; // pure types: AppId, JsCode, SessionToken, ...
-pub mod error; // the API error type and its JSON shape
-pub mod login; // code → WeChat → user + session, single-flight per code
-pub mod metrics; // Prometheus metrics and the metered store
-pub mod ratelimit; // per-IP and per-session limits, shared through Redis
-pub mod routes; // HTTP handlers, one file per resource
-pub mod session; // token checks, expiry policy, revocation
+pub mod config; // the settings table: loading, warnings, check-config
+pub mod coord; // Redis: shared session cache, locks, counters; never the only copy
+pub mod domain; // pure types: AppId, JsCode, CodeHash, SessionToken, AppCredentials, ...
+pub mod error; // the API error type, its JSON shape, the documented error responses
+pub mod metrics; // Prometheus recorder and the functions every layer records with
+pub mod routes; // HTTP handlers, one file per resource, each with its router
+pub mod services; // login, sessions, users, open data, access tokens, rate limits, upkeep
 pub mod simulator; // the fake WeChat server
-pub mod store; // storage traits; SQLite and PostgreSQL
+pub mod state; // AppState: the services every handler gets
+pub mod store; // narrow storage traits; SQLite and PostgreSQL
 pub mod telemetry; // logging setup that never prints a secret
-pub mod wechat; // WeChat API client and errcodes
+pub mod wechat; // WeChat API client, errcodes, replies, open-data crypto

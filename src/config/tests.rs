@@ -189,3 +189,34 @@ fn debug_and_describe_redact_every_secret() {
             || c.describe().contains("[redacted]")
     );
 }
+
+#[test]
+fn check_config_prints_every_setting_of_the_table_and_the_readme_documents_each() {
+    let c = load_without_file(&[]).unwrap();
+    let described = c.describe();
+    let readme = include_str!("../../README.md");
+    for s in SETTINGS {
+        assert!(
+            described.contains(&format!("{} = ", s.key)),
+            "check-config omits {}",
+            s.key
+        );
+        assert!(
+            readme.contains(&format!("`{}`", s.env)),
+            "README's configuration table lacks {}",
+            s.env
+        );
+    }
+    // The defaults in the table are the ones the constants name.
+    assert_eq!(c.session_cache_size, DEFAULT_SESSION_CACHE_SIZE);
+    assert_eq!(c.database_url.expose(), DEFAULT_DATABASE_URL);
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused_with_their_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:1\"\nlisten_adress = \"x\"\n").unwrap();
+    let e = Config::load(&env(&[("WXLOGIN_CONFIG", path.to_str().unwrap())])).unwrap_err();
+    assert!(e.to_string().contains("listen_adress"), "{e}");
+}

@@ -2,17 +2,20 @@
 //!
 //! [`ApiBody`] reads JSON (the `wx.request` default) or a urlencoded form (what some Django-era
 //! clients send), so both kinds of existing client code work. [`Authed`] resolves the token
-//! from `Authorization: Bearer …` or a `token:` header — never from the URL.
+//! from `Authorization: Bearer …` or a `token:` header — never from the URL. [`ClientIp`] is
+//! the address a request comes from, believing `X-Forwarded-For` only from trusted proxies.
 
-use crate::app::AppState;
-use crate::domain::{SessionKey, SessionToken};
+use crate::domain::SessionToken;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::SessionRecord;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
+use std::net::{IpAddr, SocketAddr};
 
 pub(crate) struct ApiBody<T>(pub T);
 
@@ -140,12 +143,70 @@ impl FromRequestParts<AppState> for Authed {
     }
 }
 
-impl Authed {
-    /// The session's session_key, which only the server holds.
-    pub(crate) async fn session_key(&self, state: &AppState) -> Result<SessionKey, ApiError> {
-        Ok(state
-            .sessions
-            .session_key(&self.token, &self.session)
-            .await?)
+/// The client's address: the TCP peer, unless the peer is a configured trusted proxy; then the
+/// right-most address in `X-Forwarded-For` that is not itself a trusted proxy. Trusting the
+/// header from anyone would let every client pick a fresh address per request.
+pub(crate) struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::Internal(crate::error::Cause::new("no peer address")))?;
+        Ok(Self(client_ip(
+            peer,
+            &parts.headers,
+            &state.trusted_proxies,
+        )))
+    }
+}
+
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect::<Vec<_>>();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(*ip))
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7, 10.1.2.3".parse().unwrap(),
+        );
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(stranger, &h, &trusted),
+            stranger,
+            "a client cannot pick its own IP"
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
     }
 }

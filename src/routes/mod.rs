@@ -1,55 +1,46 @@
-//! The HTTP API, one file per resource. Handlers are thin: parse, call a service, shape the reply.
+//! The HTTP API, one file per resource; each exposes its own `router()` carrying its handlers'
+//! OpenAPI paths, and its reply types. Handlers are thin: parse, call a service, shape the
+//! reply. They reach the stores, Redis and WeChat only through the services in `AppState`.
 
 mod admin;
-pub(crate) mod docs;
+mod docs;
 mod extract;
 mod login;
+mod middleware;
 mod open_data;
 mod ops;
+mod reply;
 mod session;
 
 pub use extract::{decode_body, token_text};
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 /// Bodies are small JSON objects; anything bigger is a mistake or an attack.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// Every route, with the OpenAPI document they make at `/openapi.json`.
 pub fn router(state: AppState, admin_token: Option<secrecy::SecretString>) -> Router {
-    let mut router = Router::new();
+    let mut api = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .merge(login::router())
+        .merge(session::router())
+        .merge(open_data::router())
+        .merge(ops::router());
     if let Some(token) = admin_token {
-        router = router.merge(admin::router(token));
+        api = api.merge(admin::router(token));
     }
+    let (router, openapi) = api.split_for_parts();
     router
-        .route("/login", post(login::login))
-        .route("/me", get(session::me))
-        .route("/logout", post(session::logout))
-        // nginx's auth_request subrequest keeps the original request's method; the ordinary
-        // methods are accepted, TRACE and CONNECT are not.
-        .route(
-            "/auth",
-            get(session::auth)
-                .post(session::auth)
-                .put(session::auth)
-                .patch(session::auth)
-                .delete(session::auth)
-                .options(session::auth),
-        )
-        .route("/phone", post(open_data::phone))
-        .route("/decrypt", post(open_data::decrypt))
-        .route("/userinfo/verify", post(open_data::verify_userinfo))
-        .route("/session/check", get(open_data::check_session))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .merge(docs::router())
+        .merge(docs::router(openapi))
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(middleware::log_server_errors))
         .with_state(state)
 }

@@ -1,15 +1,25 @@
 //! Routes that need the session's `session_key` or the app's access_token — which only the
 //! server holds: `POST /phone`, `POST /decrypt`, `POST /userinfo/verify`, `GET /session/check`.
+//! Handlers check the input's shape; `services::open_data` does the rest.
 
 use super::extract::{ApiBody, Authed};
-use crate::app::AppState;
-use crate::error::{ok, ApiError};
-use crate::wechat::crypto::{self, OpenDataError};
-use crate::wechat::WechatError;
+use super::reply::{ok, Envelope, Reply, Valid};
+use crate::error::{responses, ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::wechat::PhoneInfo;
 use axum::extract::State;
-use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(phone))
+        .routes(routes!(decrypt))
+        .routes(routes!(verify_userinfo))
+        .routes(routes!(check_session))
+}
 
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiError> {
     match value.as_deref().map(str::trim) {
@@ -18,7 +28,7 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub(super) struct PhoneBody {
     code: Option<String>,
 }
@@ -27,53 +37,23 @@ pub(super) struct PhoneBody {
 #[utoipa::path(post, path = "/phone", tag = "open data", security(("token" = [])),
     request_body = PhoneBody,
     responses(
-        (status = 200, body = crate::routes::docs::Envelope<crate::wechat::PhoneInfo>),
-        (status = 400, description = "bad_request, invalid_phone_code", body = crate::routes::docs::ErrorBody),
-        (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
-        (status = 413, description = "payload_too_large", body = crate::routes::docs::ErrorBody),
-        (status = 429, description = "rate_limited", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
+        (status = 200, body = Envelope<PhoneInfo>),
+        (status = 400, description = "bad_request, invalid_phone_code", body = ErrorBody),
+        responses::Unauthorized, responses::TooLarge, responses::RateLimited, responses::Unavailable))]
 pub(super) async fn phone(
     State(state): State<AppState>,
     authed: Authed,
     ApiBody(body): ApiBody<PhoneBody>,
-) -> Result<Response, ApiError> {
-    state
-        .rate_limit(
-            "phone",
-            &authed.session.id.to_string(),
-            state.rate_limit_phone,
-        )
-        .await?;
+) -> Reply<PhoneInfo> {
+    state.limits.phone(authed.session.id).await?;
     let code = required(&body.code, "code")?;
     if code.len() > 128 {
         return Err(ApiError::BadRequest("`code` is not a phone code".into()));
     }
-    let app = state.app(&authed.session.appid)?;
-    let info = state
-        .tokens
-        .with_token(app, |token| {
-            let wechat = state.wechat.clone();
-            let code = code.to_owned();
-            async move { wechat.phone_number(&token, &code).await }
-        })
-        .await
-        .map_err(|e| match e {
-            WechatError::InvalidCode | WechatError::CodeUsed => ApiError::InvalidPhoneCode,
-            other => other.into(),
-        })?;
-    state
-        .store
-        .set_phone(
-            authed.session.user_id,
-            &info.phone_number,
-            &info.country_code,
-        )
-        .await?;
-    Ok(ok(info))
+    Ok(ok(state.open_data.phone(&authed.session, code).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DecryptBody {
     encrypted_data: Option<String>,
@@ -84,27 +64,24 @@ pub(super) struct DecryptBody {
 #[utoipa::path(post, path = "/decrypt", tag = "open data", security(("token" = [])),
     request_body = DecryptBody,
     responses(
-        (status = 200, description = "the decrypted JSON object", body = crate::routes::docs::Envelope<Object>),
-        (status = 400, description = "bad_request (input shape), decrypt_failed (log in again)", body = crate::routes::docs::ErrorBody),
-        (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
-        (status = 413, description = "payload_too_large", body = crate::routes::docs::ErrorBody),
-        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
+        (status = 200, description = "the decrypted JSON object", body = Envelope<Object>),
+        (status = 400, description = "bad_request (input shape), decrypt_failed (log in again)", body = ErrorBody),
+        responses::Unauthorized, responses::TooLarge, responses::Unavailable))]
 pub(super) async fn decrypt(
     State(state): State<AppState>,
     authed: Authed,
     ApiBody(body): ApiBody<DecryptBody>,
-) -> Result<Response, ApiError> {
+) -> Reply<serde_json::Value> {
     let data = required(&body.encrypted_data, "encryptedData")?;
     let iv = required(&body.iv, "iv")?;
-    let key = authed.session_key(&state).await?;
-    match crypto::decrypt(key.expose(), data, iv, Some(authed.session.appid.as_str())) {
-        Ok(value) => Ok(ok(value)),
-        Err(OpenDataError::Malformed(why)) => Err(ApiError::BadRequest(why.into())),
-        Err(OpenDataError::DecryptFailed) => Err(ApiError::DecryptFailed),
-    }
+    let value = state
+        .open_data
+        .decrypt(&authed.token, &authed.session, data, iv)
+        .await?;
+    Ok(ok(value))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct VerifyBody {
     raw_data: Option<String>,
@@ -114,44 +91,33 @@ pub(super) struct VerifyBody {
 /// Checks `wx.getUserInfo`'s rawData signature against the session's session_key.
 #[utoipa::path(post, path = "/userinfo/verify", tag = "open data", security(("token" = [])),
     request_body = VerifyBody,
-    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Valid>), (status = 400, description = "bad_request (or the route's own 400s)", body = crate::routes::docs::ErrorBody),
-        (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
-        (status = 413, description = "payload_too_large", body = crate::routes::docs::ErrorBody),
-        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
+    responses((status = 200, body = Envelope<Valid>),
+        responses::BadRequest, responses::Unauthorized, responses::TooLarge, responses::Unavailable))]
 pub(super) async fn verify_userinfo(
     State(state): State<AppState>,
     authed: Authed,
     ApiBody(body): ApiBody<VerifyBody>,
-) -> Result<Response, ApiError> {
+) -> Reply<Valid> {
     let raw = body
         .raw_data
         .as_deref()
         .ok_or_else(|| ApiError::BadRequest("`rawData` is required".into()))?;
     let signature = required(&body.signature, "signature")?;
-    let key = authed.session_key(&state).await?;
-    let valid = crypto::verify_raw_data(raw, signature, key.expose());
-    Ok(ok(json!({ "valid": valid })))
+    let valid = state
+        .open_data
+        .verify_userinfo(&authed.token, &authed.session, raw, signature)
+        .await?;
+    Ok(ok(Valid { valid }))
 }
 
 /// Asks WeChat whether the session's session_key is still current. `valid: false` means the
 /// client called `wx.login()` since and must log in again before collecting encrypted data.
 #[utoipa::path(get, path = "/session/check", tag = "open data", security(("token" = [])),
-    responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Valid>), (status = 401, description = "unauthorized", body = crate::routes::docs::ErrorBody),
-        (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
-pub(super) async fn check_session(
-    State(state): State<AppState>,
-    authed: Authed,
-) -> Result<Response, ApiError> {
-    let s = &authed.session;
-    let app = state.app(&s.appid)?;
-    let signature = crypto::session_signature(authed.session_key(&state).await?.expose(), "");
+    responses((status = 200, body = Envelope<Valid>), responses::Unauthorized, responses::Unavailable))]
+pub(super) async fn check_session(State(state): State<AppState>, authed: Authed) -> Reply<Valid> {
     let valid = state
-        .tokens
-        .with_token(app, |token| {
-            let (wechat, openid, signature) =
-                (state.wechat.clone(), s.openid.0.clone(), signature.clone());
-            async move { wechat.check_session(&token, &openid, &signature).await }
-        })
+        .open_data
+        .check_session(&authed.token, &authed.session)
         .await?;
-    Ok(ok(json!({ "valid": valid })))
+    Ok(ok(Valid { valid }))
 }

@@ -1,27 +1,42 @@
-//! Operational routes: liveness and readiness.
+//! Operational routes: liveness, readiness and the Prometheus metrics.
 
-use crate::app::AppState;
-use crate::error::{ok, ApiError};
+use super::reply::{ok, Empty, Envelope, Reply};
+use crate::error::responses;
+use crate::state::AppState;
 use axum::extract::State;
-use axum::response::Response;
-use serde_json::json;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::Empty>)))]
-pub(super) async fn healthz() -> Response {
-    ok(json!({}))
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Envelope<Empty>)))]
+pub(super) async fn healthz() -> Reply<Empty> {
+    Ok(ok(Empty {}))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct ReadyData {
+    store: &'static str,
 }
 
 /// Ready when the store of record answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = crate::routes::docs::Envelope<crate::routes::docs::ReadyData>), (status = 503, description = "store_unavailable / wechat_unavailable", body = crate::routes::docs::ErrorBody, headers(("Retry-After" = u64, description = "seconds")))))]
-pub(super) async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    state.store.ping().await?;
-    Ok(ok(json!({ "store": "ok" })))
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Envelope<ReadyData>), responses::Unavailable))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Reply<ReadyData> {
+    state.maintenance.ready().await?;
+    Ok(ok(ReadyData { store: "ok" }))
 }
 
 /// Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub(super) async fn metrics() -> Response {
-    use axum::response::IntoResponse;
     (
         [(
             axum::http::header::CONTENT_TYPE,

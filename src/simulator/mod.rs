@@ -4,8 +4,11 @@
 //! WeChat-compatible routes answer with WeChat's JSON shapes and errcodes, as HTTP 200 with
 //! `errcode`, and `jscode2session` labels its JSON `text/plain` as WeChat does. Control routes
 //! under `/_sim/` play the client side (`wx.login()`), inject faults and count calls.
-//! Depends on the clock and axum only; shares no code with the client it stands in for, so a
-//! mistake in one is not mirrored in the other.
+//! Depends on the clock, axum, and — openly — the open-data cryptography in `wechat::crypto`:
+//! it must encrypt what the client decrypts, and that module is pinned to WeChat's published
+//! samples by known-answer tests, so a mistake there cannot hide behind the simulator agreeing
+//! with it. It shares nothing else with the client it stands in for (not the reply types, not
+//! the errcode table), so a mistake in one of those is not mirrored in the other.
 
 mod faults;
 mod open_api;
@@ -140,15 +143,4 @@ async fn reset_calls(State(sim): State<Arc<SimState>>) -> Response {
 
 fn bad_request(why: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": why }))).into_response()
-}
-
-/// Runs the simulator alone until the future completes (the `simulator` subcommand and tests).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: Arc<SimState>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
 }

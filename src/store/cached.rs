@@ -21,11 +21,11 @@
 
 use super::used_codes::{Known, UsedCodes, MAX_CODES, WINDOW};
 use super::{
-    Cleanup, LoginRecord, NewLogin, SessionRecord, SessionSummary, SharedStore, Stats, Store,
-    StoreError, StoreResult, UserFilter, UserRecord,
+    Cleanup, LoginRecord, LoginStore, MaintenanceStore, NewLogin, SessionRecord, SessionStore,
+    SessionSummary, SharedStore, Stats, StoreError, StoreResult, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppId, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, TokenHash, UserId};
 use async_trait::async_trait;
 use lru::LruCache;
 use std::collections::HashMap;
@@ -63,7 +63,7 @@ impl CachedStore {
     pub async fn new(inner: SharedStore, capacity: NonZeroUsize, clock: SharedClock) -> Self {
         let now = clock.now_ms();
         let mut codes = UsedCodes::new(now, MAX_CODES);
-        let mut add = |code: &str, at| codes.insert(code, at);
+        let mut add = |code: &CodeHash, at| codes.insert(code.as_str(), at);
         match inner.codes_used_since(now - WINDOW, &mut add).await {
             Ok(()) => codes.loaded_since(now - WINDOW),
             Err(e) => {
@@ -148,34 +148,33 @@ impl CachedStore {
 }
 
 #[async_trait]
-impl Store for CachedStore {
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
-    }
-    async fn is_code_used(&self, code_hash: &str) -> StoreResult<bool> {
+impl LoginStore for CachedStore {
+    async fn is_code_used(&self, code: &CodeHash) -> StoreResult<bool> {
         let now = self.clock.now_ms();
-        let known = self.codes().check(code_hash, now);
+        let known = self.codes().check(code.as_str(), now);
         match known {
             Known::Used => Ok(true),
             Known::Unused => Ok(false),
             Known::Unsure => {
-                let used = self.inner.is_code_used(code_hash).await?;
+                let used = self.inner.is_code_used(code).await?;
                 if used {
-                    self.codes().insert(code_hash, now);
+                    self.codes().insert(code.as_str(), now);
                 }
                 Ok(used)
             }
         }
     }
-    async fn mark_code_used(&self, appid: &AppId, code_hash: &str, now: Millis) -> StoreResult<()> {
-        self.inner.mark_code_used(appid, code_hash, now).await?;
-        self.codes().insert(code_hash, now);
+
+    async fn mark_code_used(&self, appid: &AppId, code: &CodeHash, now: Millis) -> StoreResult<()> {
+        self.inner.mark_code_used(appid, code, now).await?;
+        self.codes().insert(code.as_str(), now);
         Ok(())
     }
+
     async fn codes_used_since(
         &self,
         since: Millis,
-        each: &mut (dyn for<'c> FnMut(&'c str, Millis) + Send),
+        each: &mut (dyn for<'c> FnMut(&'c CodeHash, Millis) + Send),
     ) -> StoreResult<()> {
         self.inner.codes_used_since(since, each).await
     }
@@ -183,12 +182,12 @@ impl Store for CachedStore {
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
         let previous = login.previous.cloned();
         let openid = login.openid.clone();
-        let (code, now) = (login.code_hash.to_owned(), login.now);
+        let (code, now) = (login.code_hash.clone(), login.now);
         self.write(self.inner.record_login(login), |cache, result| {
             // Recorded now, or earlier: either way the store has it. After any other failure
             // it most likely does not; if it does, a replay costs one WeChat call (40163).
             if matches!(result, Ok(_) | Err(StoreError::CodeUsed)) {
-                self.codes().insert(&code, now);
+                self.codes().insert(code.as_str(), now);
             }
             if let Some(p) = &previous {
                 cache.drop_session(p);
@@ -213,7 +212,10 @@ impl Store for CachedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl SessionStore for CachedStore {
     async fn find_session(&self, token: &TokenHash) -> StoreResult<Option<SessionRecord>> {
         let epoch = match self.cached_session(token) {
             Ok(s) => {
@@ -254,42 +256,6 @@ impl Store for CachedStore {
         .await
     }
 
-    async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-        let epoch = match self.cached_user(id) {
-            Ok(u) => return Ok(Some(u)),
-            Err(epoch) => epoch,
-        };
-        let found = self.inner.find_user(id).await?;
-        if let Some(u) = &found {
-            self.fill_user(u, epoch);
-        }
-        Ok(found)
-    }
-
-    async fn find_users_by_unionid(&self, unionid: &str) -> StoreResult<Vec<UserRecord>> {
-        self.inner.find_users_by_unionid(unionid).await
-    }
-
-    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
-        self.write(self.inner.set_phone(id, phone, country_code), |cache, _| {
-            cache.users.pop(&id);
-        })
-        .await
-    }
-
-    async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>> {
-        // The sessions it deletes are past their deadlines, and the policy refuses their cached
-        // copies on sight; the entries then age out.
-        self.inner.cleanup(cutoffs).await
-    }
-
-    async fn find_users(&self, filter: &UserFilter) -> StoreResult<Vec<UserRecord>> {
-        self.inner.find_users(filter).await
-    }
-    async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>> {
-        self.inner.list_sessions(user).await
-    }
-
     async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
         self.write(self.inner.revoke_session_by_id(id), |cache, result| {
             if let Ok(Some(hash)) = result {
@@ -318,8 +284,55 @@ impl Store for CachedStore {
         .await
     }
 
+    async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>> {
+        self.inner.list_sessions(user).await
+    }
+}
+
+#[async_trait]
+impl UserStore for CachedStore {
+    async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        let epoch = match self.cached_user(id) {
+            Ok(u) => return Ok(Some(u)),
+            Err(epoch) => epoch,
+        };
+        let found = self.inner.find_user(id).await?;
+        if let Some(u) = &found {
+            self.fill_user(u, epoch);
+        }
+        Ok(found)
+    }
+
+    async fn find_users(&self, filter: &UserFilter) -> StoreResult<Vec<UserRecord>> {
+        self.inner.find_users(filter).await
+    }
+
+    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
+        self.write(self.inner.set_phone(id, phone, country_code), |cache, _| {
+            cache.users.pop(&id);
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MaintenanceStore for CachedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>> {
+        // The sessions it deletes are past their deadlines, and the policy refuses their cached
+        // copies on sight; the entries then age out.
+        self.inner.cleanup(cutoffs).await
+    }
+
     async fn stats(&self, now: Millis) -> StoreResult<Stats> {
         self.inner.stats(now).await
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
     }
 }
 

@@ -1,276 +1,212 @@
-//! The SQL both relational backends share. SQLite and PostgreSQL differ in pools and connect
-//! options, not in these statements (sqlx-sqlite accepts PostgreSQL's `$N` placeholders), so the
-//! `Store` implementation is written once here and instantiated by each backend with its own row
-//! type. Each backend struct has a `writer` and a `reader` pool (the same pool on PostgreSQL),
-//! and its own `record_login_impl` and `touch_session_impl`: SQLite group-commits those on a
-//! writer thread (`sqlite.rs`).
+//! The SQL text both relational backends run, written once. SQLite and PostgreSQL agree on
+//! every statement here; both take PostgreSQL's `$N` placeholders (SQLite numbers `$N` by first
+//! appearance, so each statement names `$1`, `$2`, … in that order: a test below checks it).
+//! What differs — pools, the SQLite writer thread, the cleanup lock — lives in each backend.
+//! The row mapping is here too, generic over sqlx's row types, so both read rows alike.
 
-pub(crate) const SESSION_COLUMNS: &str = "s.id, s.user_id, s.appid, s.session_key, s.created_at, \
-     s.last_seen_at, s.expires_at, u.openid, u.unionid";
-pub(crate) const USER_COLUMNS: &str =
-    "id, appid, openid, unionid, phone, phone_country_code, created_at, last_login_at";
+use super::{SessionRecord, SessionSummary, Stats, StoreError, StoreResult, UserRecord};
+use crate::domain::{AppId, OpenId, SessionKey, UnionId};
+use sqlx::{ColumnIndex, Decode, Row, Type};
 
-macro_rules! impl_sql_store {
-    // `$cleanup_lock`: a query answering whether this instance may clean now.
-    ($store:ty, $row:ty, $cleanup_lock:expr) => {
-        use $crate::clock::Millis;
-        use $crate::domain::{AppId, OpenId, SessionKey, TokenHash, UnionId, UserId};
-        use $crate::store::sql::{SESSION_COLUMNS, USER_COLUMNS};
-        use $crate::store::{LoginRecord, NewLogin, SessionRecord, StoreError, StoreResult, UserRecord};
-        use sqlx::Row;
+pub(crate) const PING: &str = "SELECT 1";
 
-        fn get<'r, T>(row: &'r $row, column: &str) -> StoreResult<T>
-        where
-            T: sqlx::Decode<'r, <$row as Row>::Database> + sqlx::Type<<$row as Row>::Database>,
-        {
-            row.try_get(column).map_err(StoreError::unavailable)
-        }
+pub(crate) const IS_CODE_USED: &str = "SELECT 1 FROM used_codes WHERE code_hash = $1";
 
-        fn appid_of(text: String) -> StoreResult<AppId> {
-            AppId::parse(&text).map_err(StoreError::unavailable)
-        }
+/// Affects no row when the code is already recorded: the caller learns "used" from that.
+pub(crate) const INSERT_USED_CODE: &str =
+    "INSERT INTO used_codes (code_hash, appid, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
-        fn session_from_row(row: &$row) -> StoreResult<SessionRecord> {
-            Ok(SessionRecord {
-                id: get(row, "id")?,
-                user_id: get(row, "user_id")?,
-                appid: appid_of(get(row, "appid")?)?,
-                openid: OpenId(get(row, "openid")?),
-                unionid: get::<Option<String>>(row, "unionid")?.map(UnionId),
-                session_key: Some(SessionKey::new(get(row, "session_key")?)),
-                created_at: get(row, "created_at")?,
-                last_seen_at: get(row, "last_seen_at")?,
-                expires_at: get(row, "expires_at")?,
-            })
-        }
+pub(crate) const CODES_USED_SINCE: &str =
+    "SELECT code_hash, used_at FROM used_codes WHERE used_at >= $1 ORDER BY used_at";
 
-        fn user_from_row(row: &$row) -> StoreResult<UserRecord> {
-            Ok(UserRecord {
-                id: get(row, "id")?,
-                appid: appid_of(get(row, "appid")?)?,
-                openid: OpenId(get(row, "openid")?),
-                unionid: get::<Option<String>>(row, "unionid")?.map(UnionId),
-                phone: get(row, "phone")?,
-                phone_country_code: get(row, "phone_country_code")?,
-                created_at: get(row, "created_at")?,
-                last_login_at: get(row, "last_login_at")?,
-            })
-        }
+/// Insert-or-nothing then update, rather than one upsert, so the login knows whether the user
+/// is new; the unique (appid, openid) key makes it one row under any race.
+pub(crate) const INSERT_USER: &str =
+    "INSERT INTO users (appid, openid, unionid, created_at, last_login_at) \
+     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (appid, openid) DO NOTHING RETURNING id";
 
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-            async fn ping(&self) -> StoreResult<()> {
-                sqlx::query("SELECT 1")
-                    .execute(&self.reader)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                Ok(())
-            }
+pub(crate) const UPDATE_USER_LOGIN: &str =
+    "UPDATE users SET last_login_at = $1, unionid = COALESCE($2, unionid) \
+     WHERE appid = $3 AND openid = $4 RETURNING id";
 
-            async fn is_code_used(&self, code_hash: &str) -> StoreResult<bool> {
-                let row = sqlx::query("SELECT 1 FROM used_codes WHERE code_hash = $1")
-                    .bind(code_hash)
-                    .fetch_optional(&self.reader)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                Ok(row.is_some())
-            }
+pub(crate) const INSERT_SESSION: &str =
+    "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, \
+     expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)";
 
-            async fn mark_code_used(&self, appid: &AppId, code_hash: &str, now: Millis) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO used_codes (code_hash, appid, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(code_hash)
-                .bind(appid.as_str())
-                .bind(now)
-                .execute(&self.writer)
-                .await
-                .map_err(StoreError::unavailable)?;
-                Ok(())
-            }
+pub(crate) const TOUCH_SESSION: &str =
+    "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1";
 
-            async fn codes_used_since(
-                &self,
-                since: Millis,
-                each: &mut (dyn for<'c> FnMut(&'c str, Millis) + Send),
-            ) -> StoreResult<()> {
-                use futures::TryStreamExt;
-                let mut rows = sqlx::query(
-                    "SELECT code_hash, used_at FROM used_codes WHERE used_at >= $1 ORDER BY used_at",
-                )
-                .bind(since)
-                .fetch(&self.reader);
-                while let Some(row) = rows.try_next().await.map_err(StoreError::unavailable)? {
-                    let code: String = get(&row, "code_hash")?;
-                    each(&code, get(&row, "used_at")?);
-                }
-                Ok(())
-            }
+pub(crate) const FIND_SESSION: &str =
+    "SELECT s.id, s.user_id, s.appid, s.session_key, s.created_at, s.last_seen_at, \
+     s.expires_at, u.openid, u.unionid FROM sessions s JOIN users u ON u.id = s.user_id \
+     WHERE s.token_hash = $1";
 
-            async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
-                self.record_login_impl(l).await
-            }
+pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
 
-            async fn find_session(&self, token: &TokenHash) -> StoreResult<Option<SessionRecord>> {
-                let sql = format!(
-                    "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1"
-                );
-                let row = sqlx::query(&sql)
-                    .bind(&token.0)
-                    .fetch_optional(&self.reader)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                row.as_ref().map(session_from_row).transpose()
-            }
+pub(crate) const DELETE_SESSION_BY_ID: &str =
+    "DELETE FROM sessions WHERE id = $1 RETURNING token_hash";
 
-            async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()> {
-                self.touch_session_impl(id, now).await
-            }
+pub(crate) const DELETE_USER_SESSIONS: &str =
+    "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash";
 
-            async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {
-                let done = sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-                    .bind(&token.0)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                Ok(done.rows_affected() > 0)
-            }
+pub(crate) const LIST_SESSIONS: &str =
+    "SELECT id, appid, created_at, last_seen_at, expires_at FROM sessions \
+     WHERE user_id = $1 ORDER BY id";
 
-            async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-                let row = sqlx::query(&sql)
-                    .bind(id)
-                    .fetch_optional(&self.reader)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                row.as_ref().map(user_from_row).transpose()
-            }
+pub(crate) const FIND_USER: &str =
+    "SELECT id, appid, openid, unionid, phone, phone_country_code, created_at, \
+     last_login_at FROM users WHERE id = $1";
 
-            async fn find_users_by_unionid(&self, unionid: &str) -> StoreResult<Vec<UserRecord>> {
-                let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE unionid = $1 ORDER BY id");
-                let rows = sqlx::query(&sql)
-                    .bind(unionid)
-                    .fetch_all(&self.reader)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                rows.iter().map(user_from_row).collect()
-            }
+/// NULL parameters match everything: one statement for any combination of filters.
+pub(crate) const FIND_USERS: &str =
+    "SELECT id, appid, openid, unionid, phone, phone_country_code, created_at, \
+     last_login_at FROM users WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR openid = $2) \
+     AND ($3 IS NULL OR unionid = $3) AND ($4 IS NULL OR phone = $4) ORDER BY id LIMIT 100";
 
-            async fn cleanup(&self, c: $crate::store::Cleanup) -> StoreResult<Option<(u64, u64)>> {
-                let mut tx = self.writer.begin().await.map_err(StoreError::unavailable)?;
-                let mine: bool = sqlx::query_scalar($cleanup_lock)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                if !mine {
-                    return Ok(None);
-                }
-                let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
-                    .bind(c.now)
-                    .bind(c.idle_before)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::unavailable)?
-                    .rows_affected();
-                let codes = sqlx::query("DELETE FROM used_codes WHERE used_at <= $1")
-                    .bind(c.codes_before)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::unavailable)?
-                    .rows_affected();
-                tx.commit().await.map_err(StoreError::unavailable)?;
-                Ok(Some((sessions, codes)))
-            }
+pub(crate) const SET_PHONE: &str =
+    "UPDATE users SET phone = $1, phone_country_code = $2 WHERE id = $3";
 
-            async fn find_users(&self, f: &$crate::store::UserFilter) -> StoreResult<Vec<UserRecord>> {
-                // NULL parameters match everything: one statement for any combination of filters.
-                let sql = format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR openid = $2) \
-                     AND ($3 IS NULL OR unionid = $3) AND ($4 IS NULL OR phone = $4) ORDER BY id LIMIT 100"
-                );
-                let rows = sqlx::query(&sql)
-                    .bind(f.id)
-                    .bind(f.openid.as_deref())
-                    .bind(f.unionid.as_deref())
-                    .bind(f.phone.as_deref())
-                    .fetch_all(&self.reader)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                rows.iter().map(user_from_row).collect()
-            }
+pub(crate) const DELETE_EXPIRED_SESSIONS: &str =
+    "DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2";
 
-            async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<$crate::store::SessionSummary>> {
-                let rows = sqlx::query(
-                    "SELECT id, appid, created_at, last_seen_at, expires_at FROM sessions WHERE user_id = $1 ORDER BY id",
-                )
-                .bind(user)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(StoreError::unavailable)?;
-                rows.iter()
-                    .map(|r| {
-                        Ok($crate::store::SessionSummary {
-                            id: get(r, "id")?,
-                            appid: get(r, "appid")?,
-                            created_at: get(r, "created_at")?,
-                            last_seen_at: get(r, "last_seen_at")?,
-                            expires_at: get(r, "expires_at")?,
-                        })
-                    })
-                    .collect()
-            }
+pub(crate) const DELETE_OLD_CODES: &str = "DELETE FROM used_codes WHERE used_at <= $1";
 
-            async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
-                let hash: Option<String> = sqlx::query_scalar("DELETE FROM sessions WHERE id = $1 RETURNING token_hash")
-                    .bind(id)
-                    .fetch_optional(&self.writer)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                Ok(hash.map(TokenHash))
-            }
+pub(crate) const STATS: &str =
+    "SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM sessions) AS sessions, \
+     (SELECT COUNT(*) FROM sessions WHERE expires_at > $1) AS live_sessions, \
+     (SELECT COUNT(*) FROM users WHERE phone IS NOT NULL) AS users_with_phone, \
+     (SELECT COUNT(*) FROM used_codes) AS used_codes";
 
-            async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>> {
-                let hashes: Vec<String> =
-                    sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash")
-                        .bind(user)
-                        .fetch_all(&self.writer)
-                        .await
-                        .map_err(StoreError::unavailable)?;
-                Ok(hashes.into_iter().map(TokenHash).collect())
-            }
-
-            async fn stats(&self, now: Millis) -> StoreResult<$crate::store::Stats> {
-                let row = sqlx::query(
-                    "SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM sessions) AS sessions, \
-                     (SELECT COUNT(*) FROM sessions WHERE expires_at > $1) AS live_sessions, \
-                     (SELECT COUNT(*) FROM users WHERE phone IS NOT NULL) AS users_with_phone, \
-                     (SELECT COUNT(*) FROM used_codes) AS used_codes",
-                )
-                .bind(now)
-                .fetch_one(&self.reader)
-                .await
-                .map_err(StoreError::unavailable)?;
-                Ok($crate::store::Stats {
-                    users: get(&row, "users")?,
-                    sessions: get(&row, "sessions")?,
-                    live_sessions: get(&row, "live_sessions")?,
-                    users_with_phone: get(&row, "users_with_phone")?,
-                    used_codes: get(&row, "used_codes")?,
-                })
-            }
-
-            async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
-                sqlx::query("UPDATE users SET phone = $1, phone_country_code = $2 WHERE id = $3")
-                    .bind(phone)
-                    .bind(country_code)
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await
-                    .map_err(StoreError::unavailable)?;
-                Ok(())
-            }
-        }
-    };
+fn get<'r, R, T>(row: &'r R, column: &str) -> StoreResult<T>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+{
+    row.try_get(column).map_err(StoreError::unavailable)
 }
 
-pub(crate) use impl_sql_store;
+fn appid_of(text: String) -> StoreResult<AppId> {
+    AppId::parse(&text).map_err(StoreError::unavailable)
+}
+
+/// A row of [`FIND_SESSION`].
+pub(crate) fn session_from_row<R>(row: &R) -> StoreResult<SessionRecord>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(SessionRecord {
+        id: get(row, "id")?,
+        user_id: get(row, "user_id")?,
+        appid: appid_of(get(row, "appid")?)?,
+        openid: OpenId(get(row, "openid")?),
+        unionid: get::<_, Option<String>>(row, "unionid")?.map(UnionId),
+        session_key: Some(SessionKey::new(get(row, "session_key")?)),
+        created_at: get(row, "created_at")?,
+        last_seen_at: get(row, "last_seen_at")?,
+        expires_at: get(row, "expires_at")?,
+    })
+}
+
+/// A row of [`FIND_USER`] or [`FIND_USERS`].
+pub(crate) fn user_from_row<R>(row: &R) -> StoreResult<UserRecord>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(UserRecord {
+        id: get(row, "id")?,
+        appid: appid_of(get(row, "appid")?)?,
+        openid: OpenId(get(row, "openid")?),
+        unionid: get::<_, Option<String>>(row, "unionid")?.map(UnionId),
+        phone: get(row, "phone")?,
+        phone_country_code: get(row, "phone_country_code")?,
+        created_at: get(row, "created_at")?,
+        last_login_at: get(row, "last_login_at")?,
+    })
+}
+
+/// A row of [`LIST_SESSIONS`].
+pub(crate) fn summary_from_row<R>(row: &R) -> StoreResult<SessionSummary>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(SessionSummary {
+        id: get(row, "id")?,
+        appid: get(row, "appid")?,
+        created_at: get(row, "created_at")?,
+        last_seen_at: get(row, "last_seen_at")?,
+        expires_at: get(row, "expires_at")?,
+    })
+}
+
+/// The row of [`STATS`].
+pub(crate) fn stats_from_row<R>(row: &R) -> StoreResult<Stats>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Stats {
+        users: get(row, "users")?,
+        sessions: get(row, "sessions")?,
+        live_sessions: get(row, "live_sessions")?,
+        users_with_phone: get(row, "users_with_phone")?,
+        used_codes: get(row, "used_codes")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite numbers a `$N` parameter by its first appearance, not by N: a statement that named
+    /// `$2` before `$1` would bind the values the wrong way round on SQLite only.
+    #[test]
+    fn every_statement_names_its_parameters_in_order() {
+        let all = [
+            PING,
+            IS_CODE_USED,
+            INSERT_USED_CODE,
+            CODES_USED_SINCE,
+            INSERT_USER,
+            UPDATE_USER_LOGIN,
+            INSERT_SESSION,
+            TOUCH_SESSION,
+            FIND_SESSION,
+            DELETE_SESSION,
+            DELETE_SESSION_BY_ID,
+            DELETE_USER_SESSIONS,
+            LIST_SESSIONS,
+            FIND_USER,
+            FIND_USERS,
+            SET_PHONE,
+            DELETE_EXPIRED_SESSIONS,
+            DELETE_OLD_CODES,
+            STATS,
+        ];
+        for sql in all {
+            let mut highest = 0;
+            for (i, _) in sql.match_indices('$') {
+                let n: usize = sql[i + 1..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .unwrap();
+                assert!(n <= highest + 1, "${n} before ${} in {sql}", highest + 1);
+                highest = highest.max(n);
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! the whole window it answers alone; when it is not (just after a start whose load failed, or
 //! after the size cap pushed out a code younger than the window), the caller asks the store.
 //!
-//! Codes are kept as 64-bit hashes of their fingerprints (themselves SHA-256 hashes), 26 to 50
+//! Codes are kept as 64-bit hashes of their `CodeHash`es (themselves SHA-256 hashes), 26 to 50
 //! bytes each with the tables' growth slack; a false "used" for a fresh code needs a 64-bit
 //! collision among the codes of the last ten minutes.
 

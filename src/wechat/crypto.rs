@@ -6,6 +6,9 @@
 //!   error from a JSON error (no padding oracle).
 //! - rawData signature: hex SHA-1 of `rawData + session_key`, compared in constant time.
 //! - checksession / login-state signature: hex HMAC-SHA256 keyed by the session_key's text.
+//!
+//! Shared openly with the simulator (which encrypts and signs with it), and pinned to WeChat's
+//! published samples by the known-answer tests in `crypto/tests.rs`.
 
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use base64::engine::general_purpose::STANDARD;

@@ -30,7 +30,7 @@ async fn bad_requests_get_the_documented_error_shape() {
     let app = spawn_app().await;
     let json_ct = Some("application/json");
     let big = format!("{{\"code\":\"{}\"}}", "x".repeat(100_000));
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("POST", "/login", json_ct, "{}".into(), 400, "missing_code"),
         (
             "POST",

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use wxlogin::app::{self, AppState, Running};
+use tokio_util::sync::CancellationToken;
+use wxlogin::app::{Application, Running};
 use wxlogin::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use wxlogin::config::Config;
 use wxlogin::simulator::{self, SimApp, SimState};
@@ -98,10 +99,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     let sim = Arc::new(SimState::new(sim_apps, shared.clone()));
     let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sim_addr = sim_listener.local_addr().unwrap();
-    let sim_running = app::spawn(
+    let sim_running = Running::serve(
         sim_listener,
         simulator::router(sim.clone()),
-        std::future::pending(),
+        CancellationToken::new(),
     )
     .unwrap();
 
@@ -120,6 +121,8 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             dir.path().join("wxlogin.toml").display().to_string(),
         ),
         ("WXLOGIN_DATABASE_URL".into(), db.url.clone()),
+        // Every instance takes a port of its own.
+        ("WXLOGIN_LISTEN".into(), "127.0.0.1:0".into()),
         (
             "WXLOGIN_WECHAT_API_BASE".into(),
             format!("http://{sim_addr}"),
@@ -157,9 +160,11 @@ pub async fn spawn_with(opts: Options) -> TestApp {
 }
 
 async fn start(config: &Config, clock: SharedClock) -> Running {
-    let state = AppState::build(config, clock).await.expect("build app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    app::spawn(listener, app::router(state, None), std::future::pending()).unwrap()
+    Application::build(config, clock, None, CancellationToken::new())
+        .await
+        .expect("build app")
+        .spawn()
+        .unwrap()
 }
 
 impl TestApp {
@@ -283,7 +288,8 @@ impl TestApp {
 
     /// The store this test's server uses, opened separately (for assertions only).
     pub async fn store(&self) -> wxlogin::store::SharedStore {
-        wxlogin::store::connect(&self.db.url).await.unwrap()
+        let url = wxlogin::store::DatabaseUrl::parse(&self.db.url).unwrap();
+        wxlogin::store::connect(&url).await.unwrap()
     }
 
     pub async fn calls(&self, api: &str) -> u64 {

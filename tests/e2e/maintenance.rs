@@ -3,7 +3,8 @@
 use crate::harness::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use wxlogin::session::{SessionPolicy, Sessions};
+use wxlogin::services::maintenance::Maintenance;
+use wxlogin::services::sessions::SessionPolicy;
 
 #[tokio::test]
 async fn cleanup_removes_expired_sessions_and_old_used_codes_only() {
@@ -16,8 +17,8 @@ async fn cleanup_removes_expired_sessions_and_old_used_codes_only() {
         idle_timeout: Duration::from_secs(7 * 86400),
         max_lifetime: Duration::from_secs(30 * 86400),
     };
-    let sessions = Sessions::new(app.store().await, None, app.clock.clone(), policy);
-    let (removed_sessions, removed_codes) = sessions
+    let maintenance = Maintenance::new(app.store().await, app.clock.clone(), policy);
+    let (removed_sessions, removed_codes) = maintenance
         .cleanup()
         .await
         .unwrap()
@@ -46,7 +47,7 @@ async fn on_postgresql_cleanup_runs_on_one_instance_at_a_time() {
         idle_timeout: Duration::from_secs(3600),
         max_lifetime: Duration::from_secs(7200),
     };
-    let sessions = Sessions::new(store, None, app.clock.clone(), policy);
+    let maintenance = Maintenance::new(store, app.clock.clone(), policy);
     // Another instance holds the cleanup lock.
     let url = app.database_url();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
@@ -57,11 +58,11 @@ async fn on_postgresql_cleanup_runs_on_one_instance_at_a_time() {
         .unwrap();
     assert!(held);
     assert!(
-        sessions.cleanup().await.unwrap().is_none(),
+        maintenance.cleanup().await.unwrap().is_none(),
         "skips while another instance cleans"
     );
     other.commit().await.unwrap();
-    assert!(sessions.cleanup().await.unwrap().is_some());
+    assert!(maintenance.cleanup().await.unwrap().is_some());
     app.shutdown().await;
 }
 
@@ -78,7 +79,9 @@ async fn sqlite_and_postgres_migrations_have_the_same_versions_and_schema() {
     assert_eq!(migration_names("sqlite"), migration_names("postgres"));
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/m.db", dir.path().display());
-    let _store = wxlogin::store::connect(&url).await.unwrap();
+    let _store = wxlogin::store::connect(&wxlogin::store::DatabaseUrl::parse(&url).unwrap())
+        .await
+        .unwrap();
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let sqlite: BTreeSet<(String, String)> = sqlx::query_as(
         "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \

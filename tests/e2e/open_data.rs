@@ -287,10 +287,11 @@ async fn two_apps_give_one_user_two_openids_and_one_unionid() {
     assert_ne!(users[0]["openid"], users[1]["openid"]);
     assert_ne!(users[0]["id"], users[1]["id"]);
     assert_eq!(users[0]["unionid"], users[1]["unionid"]);
-    let found = app
-        .store()
-        .await
-        .find_users_by_unionid(users[0]["unionid"].as_str().unwrap())
+    let by_unionid = wxlogin::store::UserFilter {
+        unionid: users[0]["unionid"].as_str().map(str::to_owned),
+        ..Default::default()
+    };
+    let found = wxlogin::store::UserStore::find_users(&*app.store().await, &by_unionid)
         .await
         .unwrap();
     assert_eq!(found.len(), 2);

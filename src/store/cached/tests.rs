@@ -42,7 +42,7 @@ impl Fixture {
         previous: Option<&TokenHash>,
     ) -> (TokenHash, LoginRecord) {
         let token = SessionToken::generate().hash();
-        let code = format!("code-{}", token.0);
+        let code = CodeHash(format!("code-{}", token.0));
         let record = self
             .cached
             .record_login(NewLogin {

@@ -3,7 +3,7 @@
 //! commits into the database file.
 
 use super::*;
-use crate::store::Store;
+use crate::domain::{OpenId, SessionKey, UnionId};
 
 struct Login {
     openid: &'static str,
@@ -32,7 +32,7 @@ async fn record(store: &SqliteStore, l: &Login, now: Millis) -> StoreResult<Logi
             unionid: l.unionid.map(|u| UnionId(u.into())).as_ref(),
             session_key: &SessionKey::new("a2V5a2V5a2V5a2V5a2V5aw==".into()),
             token_hash: &l.token,
-            code_hash: l.code,
+            code_hash: &CodeHash(l.code.into()),
             previous: l.previous.as_ref(),
             now,
             expires_at: now + 86_400_000,

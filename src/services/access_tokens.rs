@@ -9,11 +9,10 @@
 //! 40001/40014/42001 the cached token is dropped only if it is still the one that failed (a
 //! newer one may already be in place) and the call is retried once; we never force-refresh.
 
-use super::{WechatClient, WechatError};
 use crate::clock::{Millis, SharedClock};
-use crate::config::AppConfig;
 use crate::coord::{Coord, Lock};
-use crate::domain::AppId;
+use crate::domain::{AppCredentials, AppId};
+use crate::wechat::{WechatClient, WechatError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -91,7 +90,7 @@ impl AccessTokens {
     }
 
     /// A valid token for `app`, from the cache or from one shared refresh.
-    pub async fn get(&self, app: &AppConfig) -> Result<String, WechatError> {
+    pub async fn get(&self, app: &AppCredentials) -> Result<String, WechatError> {
         let entry = self.entry(&app.appid);
         if let Some(token) = entry.fresh(self.clock.now_ms()) {
             return Ok(token);
@@ -110,7 +109,7 @@ impl AccessTokens {
         Ok(token)
     }
 
-    async fn fetch(&self, app: &AppConfig) -> Result<Cached, WechatError> {
+    async fn fetch(&self, app: &AppCredentials) -> Result<Cached, WechatError> {
         let fetched = self.client.stable_token(app).await?;
         tracing::info!(appid = %app.appid, expires_in = fetched.expires_in, "access_token refreshed");
         Ok(Cached {
@@ -122,7 +121,11 @@ impl AccessTokens {
     /// Across instances: take the token another instance stored, or hold the lease and fetch
     /// it for everyone. Without Redis (or when it fails) each instance fetches its own, which
     /// stable_token makes harmless.
-    async fn shared_refresh(&self, coord: &Coord, app: &AppConfig) -> Result<Cached, WechatError> {
+    async fn shared_refresh(
+        &self,
+        coord: &Coord,
+        app: &AppCredentials,
+    ) -> Result<Cached, WechatError> {
         let name = format!("at:{}", app.appid);
         let deadline = Instant::now() + self.client.budget() + LEASE;
         while Instant::now() < deadline {
@@ -175,7 +178,11 @@ impl AccessTokens {
     }
 
     /// Runs `call` with a token; if WeChat rejects the token, refreshes once and retries once.
-    pub async fn with_token<T, F, Fut>(&self, app: &AppConfig, call: F) -> Result<T, WechatError>
+    pub async fn with_token<T, F, Fut>(
+        &self,
+        app: &AppCredentials,
+        call: F,
+    ) -> Result<T, WechatError>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T, WechatError>>,

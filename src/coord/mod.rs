@@ -5,17 +5,18 @@
 //! Why the pieces look the way they do:
 //! - Each operation has a 250 ms budget and a failure opens a 1 s circuit, so a hung Redis
 //!   (`kill -STOP`) costs a request at most one short wait, not a stall.
-//! - Revocation writes a tombstone instead of deleting, and fills go through a script that will
-//!   not overwrite a tombstone, so a fill racing a logout cannot resurrect the token.
-//! - Entries are tagged with a cache epoch. An instance that saw Redis fail (and so may have
-//!   missed writing a tombstone) bumps the epoch before it uses the cache again, which turns
-//!   every entry written before the outage into a miss.
-//! - The cached session never holds the `session_key`: routes that need it read the store.
+//! - An instance that saw Redis fail (and so may have missed writing a revocation) bumps the
+//!   cache epoch before it uses Redis again; see [`session_cache`].
+//!
+//! This module holds the connection, the budget and the circuit breaker, plus the small
+//! primitives other services build on: locks (one code exchange, one access_token refresh),
+//! shared values and rate-limit counters. The shared session cache is [`session_cache`].
+//! Depends on the domain and store records only.
 
-use crate::domain::TokenHash;
+pub mod session_cache;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
-use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,40 +24,10 @@ use std::time::{Duration, Instant};
 
 const OP_TIMEOUT: Duration = Duration::from_millis(250);
 const OPEN_FOR: Duration = Duration::from_secs(1);
-/// How long a token check may be answered from the cache without the store.
-pub const SESSION_TTL: Duration = Duration::from_secs(30);
-const TOMBSTONE: &str = "revoked";
-
-/// Sets KEYS[1] to "<current epoch>|ARGV[1]" for ARGV[2] ms unless it holds a tombstone; the
-/// epoch is read from KEYS[2] in the same step, so a fill is one round trip.
-const SET_UNLESS_REVOKED: &str = r#"
-if redis.call('GET', KEYS[1]) == 'revoked' then return 0 end
-local epoch = redis.call('GET', KEYS[2]) or '0'
-redis.call('SET', KEYS[1], epoch .. '|' .. ARGV[1], 'PX', ARGV[2])
-return 1"#;
 /// Deletes KEYS[1] if it still holds ARGV[1] (release a lock, drop a value we wrote).
 const DELETE_IF: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0"#;
-
-/// What a token check needs, shared between instances. No session_key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CachedSession {
-    pub id: i64,
-    pub user_id: i64,
-    pub appid: String,
-    pub openid: String,
-    pub unionid: Option<String>,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    pub expires_at: i64,
-}
-
-pub enum Lookup {
-    Hit(CachedSession),
-    Revoked,
-    Miss,
-}
 
 pub enum Lock {
     Acquired(String),
@@ -119,7 +90,11 @@ impl Coord {
         *self.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
     }
 
-    fn key(&self, kind: &str, name: &str) -> String {
+    pub(crate) fn epoch_key(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
+    pub(crate) fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
     }
 
@@ -139,7 +114,7 @@ impl Coord {
     }
 
     /// Runs one Redis operation within its budget; `None` if Redis is unavailable.
-    async fn run<T, F, Fut>(&self, op: F) -> Option<T>
+    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Option<T>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -154,7 +129,7 @@ impl Coord {
             .clone()?;
         if self.must_bump_epoch.load(Ordering::SeqCst) {
             let mut c = conn.clone();
-            let epoch_key = format!("{}epoch", self.prefix);
+            let epoch_key = self.epoch_key();
             let mut incr = redis::cmd("INCR");
             incr.arg(epoch_key);
             match tokio::time::timeout(OP_TIMEOUT, incr.query_async::<i64>(&mut c)).await {
@@ -182,67 +157,6 @@ impl Coord {
                 None
             }
         }
-    }
-
-    pub async fn session(&self, hash: &TokenHash) -> Option<Lookup> {
-        let (epoch_key, key) = (format!("{}epoch", self.prefix), self.key("s", &hash.0));
-        let (epoch, value): (Option<String>, Option<String>) = self
-            .run(|mut c| async move {
-                redis::cmd("MGET")
-                    .arg(epoch_key)
-                    .arg(key)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        let Some(value) = value else {
-            return Some(Lookup::Miss);
-        };
-        if value == TOMBSTONE {
-            return Some(Lookup::Revoked);
-        }
-        let epoch = epoch.unwrap_or_else(|| "0".into());
-        let parsed = value
-            .split_once('|')
-            .filter(|(e, _)| *e == epoch)
-            .and_then(|(_, json)| serde_json::from_str(json).ok());
-        Some(parsed.map_or(Lookup::Miss, Lookup::Hit))
-    }
-
-    pub async fn put_session(&self, hash: &TokenHash, session: &CachedSession, ttl: Duration) {
-        let (epoch_key, key) = (format!("{}epoch", self.prefix), self.key("s", &hash.0));
-        let Ok(json) = serde_json::to_string(session) else {
-            return;
-        };
-        let ms = ttl.min(SESSION_TTL).as_millis().max(1) as u64;
-        self.run(|mut c| async move {
-            Script::new(SET_UNLESS_REVOKED)
-                .key(key)
-                .key(epoch_key)
-                .arg(json)
-                .arg(ms)
-                .invoke_async::<i64>(&mut c)
-                .await
-        })
-        .await;
-    }
-
-    /// Marks the token revoked for every instance. `false` if Redis could not be told (the
-    /// epoch bump on recovery then covers it).
-    pub async fn revoke(&self, hash: &TokenHash) -> bool {
-        let key = self.key("s", &hash.0);
-        let ms = (SESSION_TTL * 2).as_millis() as u64;
-        self.run(|mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(TOMBSTONE)
-                .arg("PX")
-                .arg(ms)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
-        .is_some()
     }
 
     pub async fn lock(&self, name: &str, ttl: Duration) -> Lock {

@@ -5,13 +5,19 @@
 //! store's `used_codes` and a later request gets `code_used` without calling WeChat.
 //! The exchange runs in its own task so that a client hanging up cannot cancel it half-way and
 //! let a second caller spend the code again.
+//!
+//! Where a code is marked used: by the login's own transaction (`LoginStore::record_login`),
+//! or by [`LoginStore::mark_code_used`] when WeChat says 40163. Its one name is its
+//! [`CodeHash`].
 
+use super::sessions::Sessions;
+use super::{ServiceError, ServiceResult};
 use crate::clock::SharedClock;
-use crate::config::AppConfig;
 use crate::coord::{Coord, Lock};
-use crate::domain::{JsCode, OpenId, SessionToken, TokenHash, UnionId, UserId};
-use crate::session::SessionPolicy;
-use crate::store::{NewLogin, SharedStore, StoreError};
+use crate::domain::{
+    AppCredentials, CodeHash, JsCode, OpenId, SessionToken, TokenHash, UnionId, UserId,
+};
+use crate::store::{LoginStore, NewLogin};
 use crate::wechat::{WechatClient, WechatError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
@@ -28,86 +34,69 @@ pub struct LoginOutcome {
     pub new_user: bool,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LoginError {
-    #[error(transparent)]
-    Wechat(WechatError),
-    #[error("code already used")]
-    CodeUsed,
-    #[error("store unavailable")]
-    StoreUnavailable,
-    #[error("login task failed")]
-    Internal,
-}
-
-impl From<StoreError> for LoginError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::CodeUsed => Self::CodeUsed,
-            StoreError::Unavailable(why) => {
-                tracing::error!(error = %why, "store unavailable during login");
-                Self::StoreUnavailable
-            }
-        }
-    }
-}
-
-type Flight = Shared<BoxFuture<'static, Result<LoginOutcome, LoginError>>>;
+type Flight = Shared<BoxFuture<'static, ServiceResult<LoginOutcome>>>;
 
 pub struct LoginService {
-    store: SharedStore,
+    store: Arc<dyn LoginStore>,
+    sessions: Sessions,
     coord: Option<Arc<Coord>>,
     wechat: WechatClient,
     clock: SharedClock,
-    policy: SessionPolicy,
-    /// In-flight exchanges by code fingerprint. Entries live only while WeChat is being asked.
-    inflight: Mutex<HashMap<String, Flight>>,
+    /// In-flight exchanges by code hash. Entries live only while WeChat is being asked.
+    inflight: Mutex<HashMap<CodeHash, Flight>>,
 }
 
 impl LoginService {
     pub fn new(
-        store: SharedStore,
+        store: Arc<dyn LoginStore>,
+        sessions: Sessions,
         coord: Option<Arc<Coord>>,
         wechat: WechatClient,
         clock: SharedClock,
-        policy: SessionPolicy,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
+            sessions,
             coord,
             wechat,
             clock,
-            policy,
             inflight: Mutex::new(HashMap::new()),
         })
     }
 
     pub async fn login(
         self: &Arc<Self>,
-        app: &AppConfig,
+        app: &AppCredentials,
         code: JsCode,
         previous: Option<TokenHash>,
-    ) -> Result<LoginOutcome, LoginError> {
-        let key = code.fingerprint(&app.appid);
+    ) -> ServiceResult<LoginOutcome> {
+        let code_hash = code.hash(&app.appid);
         let flight = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-            match inflight.get(&key) {
+            match inflight.get(&code_hash) {
                 Some(f) => f.clone(),
                 None => {
                     let this = Arc::clone(self);
-                    let (app, k) = (app.clone(), key.clone());
+                    let (app, hash) = (app.clone(), code_hash.clone());
                     let task = tokio::spawn(async move {
-                        let result = this.exchange_once(&app, &code, &k, previous.as_ref()).await;
+                        let result = this
+                            .exchange_once(&app, &code, &hash, previous.as_ref())
+                            .await;
                         this.inflight
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .remove(&k);
+                            .remove(&hash);
                         result
                     });
-                    let flight = async move { task.await.unwrap_or(Err(LoginError::Internal)) }
-                        .boxed()
-                        .shared();
-                    inflight.insert(key, flight.clone());
+                    let flight = async move {
+                        task.await.unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "the login task failed");
+                            Err(ServiceError::Internal("the login task failed".into()))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    inflight.insert(code_hash, flight.clone());
                     flight
                 }
             }
@@ -121,15 +110,15 @@ impl LoginService {
     /// WeChat's own 40163 still keep a code from making two sessions.
     async fn exchange_once(
         &self,
-        app: &AppConfig,
+        app: &AppCredentials,
         code: &JsCode,
-        code_hash: &str,
+        code_hash: &CodeHash,
         previous: Option<&TokenHash>,
-    ) -> Result<LoginOutcome, LoginError> {
+    ) -> ServiceResult<LoginOutcome> {
         let Some(coord) = &self.coord else {
             return self.exchange(app, code, code_hash, previous).await;
         };
-        let lock = format!("code:{code_hash}");
+        let lock = format!("code:{}", code_hash.as_str());
         let ttl = self.wechat.budget() * 2 + Duration::from_secs(5);
         let deadline = Instant::now() + ttl;
         loop {
@@ -145,10 +134,10 @@ impl LoginService {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     if self.store.is_code_used(code_hash).await? {
-                        return Err(LoginError::CodeUsed);
+                        return Err(ServiceError::CodeUsed);
                     }
                     if Instant::now() >= deadline {
-                        return Err(LoginError::Wechat(WechatError::Timeout));
+                        return Err(ServiceError::Wechat(WechatError::Timeout));
                     }
                 }
             }
@@ -157,13 +146,13 @@ impl LoginService {
 
     async fn exchange(
         &self,
-        app: &AppConfig,
+        app: &AppCredentials,
         code: &JsCode,
-        code_hash: &str,
+        code_hash: &CodeHash,
         previous: Option<&TokenHash>,
-    ) -> Result<LoginOutcome, LoginError> {
+    ) -> ServiceResult<LoginOutcome> {
         if self.store.is_code_used(code_hash).await? {
-            return Err(LoginError::CodeUsed);
+            return Err(ServiceError::CodeUsed);
         }
         let wx = match self.wechat.code2session(app, code).await {
             Ok(wx) => wx,
@@ -173,12 +162,13 @@ impl LoginService {
                     .store
                     .mark_code_used(&app.appid, code_hash, self.clock.now_ms())
                     .await;
-                return Err(LoginError::CodeUsed);
+                return Err(ServiceError::CodeUsed);
             }
-            Err(e) => return Err(LoginError::Wechat(e)),
+            Err(e) => return Err(ServiceError::Wechat(e)),
         };
         let token = SessionToken::generate();
         let now = self.clock.now_ms();
+        let policy = self.sessions.policy();
         let record = self
             .store
             .record_login(NewLogin {
@@ -190,16 +180,16 @@ impl LoginService {
                 code_hash,
                 previous,
                 now,
-                expires_at: self.policy.absolute_expiry(now),
+                expires_at: policy.absolute_expiry(now),
             })
             .await?;
-        if let (Some(coord), Some(previous)) = (&self.coord, previous) {
-            coord.revoke(previous).await;
+        if let Some(previous) = previous {
+            self.sessions.replaced(previous).await;
         }
         tracing::info!(appid = %app.appid, user_id = record.user_id, new_user = record.new_user, "login");
         Ok(LoginOutcome {
             token,
-            expires_in: self.policy.expires_in_secs(),
+            expires_in: policy.expires_in_secs(),
             user_id: record.user_id,
             openid: wx.openid,
             unionid: wx.unionid,

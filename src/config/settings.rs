@@ -1,0 +1,247 @@
+//! The table of settings. A new setting is one row here: its file key, environment variable,
+//! default, whether it is a secret (then it also takes `VAR_FILE` / `key_file`, and prints
+//! redacted), how to parse it into [`Config`] and how to print it. Loading, the unknown-variable
+//! warnings and `check-config` are all read off this table, so none of them can miss one.
+//! (The mini programs themselves — `[[apps]]`, `WXLOGIN_APPID`, `WXLOGIN_SECRET` — are a list,
+//! not a value, and are read in `config.rs`.)
+
+use super::{Config, LogFormat};
+use crate::domain::{RateRule, SecretUrl};
+use crate::store::DatabaseUrl;
+use secrecy::SecretString;
+
+pub(super) struct Setting {
+    /// The key in `wxlogin.toml`; `section.name` for a key inside `[section]`.
+    pub(super) key: &'static str,
+    pub(super) env: &'static str,
+    /// Applied when neither the environment nor the file sets it; `None`: stays unset.
+    pub(super) default: Option<&'static str>,
+    pub(super) secret: bool,
+    pub(super) set: fn(&mut Config, &str) -> Result<(), String>,
+    pub(super) show: fn(&Config) -> String,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("expected a duration like 5s or 7d, got {text:?}"))
+}
+
+fn show_duration(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn show_rule(rule: Option<RateRule>) -> String {
+    match rule {
+        Some(r) => format!("{}/{}", r.limit, show_duration(r.window)),
+        None => "off".into(),
+    }
+}
+
+fn redis_url(text: &str) -> Result<SecretUrl, String> {
+    if text.starts_with("redis://") || text.starts_with("rediss://") {
+        Ok(SecretUrl::new(text))
+    } else {
+        Err("must start with redis://".into())
+    }
+}
+
+pub(super) const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "listen",
+        env: "WXLOGIN_LISTEN",
+        default: Some("127.0.0.1:8000"),
+        secret: false,
+        set: |c, v| {
+            c.listen = v
+                .parse()
+                .map_err(|_| "expected an address like 127.0.0.1:8000".to_owned())?;
+            Ok(())
+        },
+        show: |c| c.listen.to_string(),
+    },
+    Setting {
+        key: "database_url",
+        env: "WXLOGIN_DATABASE_URL",
+        default: Some(super::DEFAULT_DATABASE_URL),
+        secret: true,
+        set: |c, v| {
+            c.database_url = DatabaseUrl::parse(v)?;
+            Ok(())
+        },
+        show: |c| c.database_url.redacted(),
+    },
+    Setting {
+        key: "redis_url",
+        env: "WXLOGIN_REDIS_URL",
+        default: None,
+        secret: true,
+        set: |c, v| {
+            c.redis_url = Some(redis_url(v)?);
+            Ok(())
+        },
+        show: |c| {
+            c.redis_url
+                .as_ref()
+                .map_or("(unset)".into(), |r| r.redacted())
+        },
+    },
+    Setting {
+        key: "redis_prefix",
+        env: "WXLOGIN_REDIS_PREFIX",
+        default: Some("wxlogin:"),
+        secret: false,
+        set: |c, v| {
+            c.redis_prefix = v.to_owned();
+            Ok(())
+        },
+        show: |c| c.redis_prefix.clone(),
+    },
+    Setting {
+        key: "wechat_api_base",
+        env: "WXLOGIN_WECHAT_API_BASE",
+        default: Some(super::DEFAULT_WECHAT_API_BASE),
+        secret: false,
+        set: |c, v| {
+            c.wechat_api_base = url::Url::parse(v)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or("expected an http(s) URL")?;
+            Ok(())
+        },
+        show: |c| c.wechat_api_base.to_string(),
+    },
+    Setting {
+        key: "wechat_timeout",
+        env: "WXLOGIN_WECHAT_TIMEOUT",
+        default: Some("5s"),
+        secret: false,
+        set: |c, v| {
+            c.wechat_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.wechat_timeout),
+    },
+    Setting {
+        key: "session.idle_timeout",
+        env: "WXLOGIN_SESSION_IDLE_TIMEOUT",
+        default: Some("7d"),
+        secret: false,
+        set: |c, v| {
+            c.session_idle_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.session_idle_timeout),
+    },
+    Setting {
+        key: "session.max_lifetime",
+        env: "WXLOGIN_SESSION_MAX_LIFETIME",
+        default: Some("30d"),
+        secret: false,
+        set: |c, v| {
+            c.session_max_lifetime = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.session_max_lifetime),
+    },
+    Setting {
+        key: "session.cache_size",
+        env: "WXLOGIN_SESSION_CACHE_SIZE",
+        default: Some("20000"),
+        secret: false,
+        set: |c, v| {
+            c.session_cache_size = v
+                .parse()
+                .map_err(|_| format!("expected a number of sessions (0 = no cache), got {v:?}"))?;
+            Ok(())
+        },
+        show: |c| c.session_cache_size.to_string(),
+    },
+    Setting {
+        key: "admin_token",
+        env: "WXLOGIN_ADMIN_TOKEN",
+        default: None,
+        secret: true,
+        set: |c, v| {
+            if v.len() < 16 {
+                return Err("must be at least 16 characters".into());
+            }
+            c.admin_token = Some(SecretString::from(v.to_owned()));
+            Ok(())
+        },
+        show: |c| {
+            if c.admin_token.is_some() {
+                "[redacted] (admin API on)"
+            } else {
+                "(unset, admin API off)"
+            }
+            .into()
+        },
+    },
+    Setting {
+        key: "log_format",
+        env: "WXLOGIN_LOG_FORMAT",
+        default: Some("human"),
+        secret: false,
+        set: |c, v| {
+            c.log_format = match v {
+                "human" => LogFormat::Human,
+                "json" => LogFormat::Json,
+                _ => return Err("expected human or json".into()),
+            };
+            Ok(())
+        },
+        show: |c| format!("{:?}", c.log_format).to_lowercase(),
+    },
+    Setting {
+        key: "rate_limit_login",
+        env: "WXLOGIN_RATE_LIMIT_LOGIN",
+        default: Some("120/1m"),
+        secret: false,
+        set: |c, v| {
+            c.rate_limit_login = RateRule::parse(v)?;
+            Ok(())
+        },
+        show: |c| show_rule(c.rate_limit_login),
+    },
+    Setting {
+        key: "rate_limit_phone",
+        env: "WXLOGIN_RATE_LIMIT_PHONE",
+        default: Some("10/1m"),
+        secret: false,
+        set: |c, v| {
+            c.rate_limit_phone = RateRule::parse(v)?;
+            Ok(())
+        },
+        show: |c| show_rule(c.rate_limit_phone),
+    },
+    Setting {
+        // A list in the file; comma-separated in the environment.
+        key: "trusted_proxies",
+        env: "WXLOGIN_TRUSTED_PROXIES",
+        default: None,
+        secret: false,
+        set: |c, v| {
+            c.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| format!("{p:?} is not an IP or CIDR"))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(())
+        },
+        show: |c| {
+            if c.trusted_proxies.is_empty() {
+                "(none)".into()
+            } else {
+                let all: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+                all.join(", ")
+            }
+        },
+    },
+];

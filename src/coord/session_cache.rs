@@ -1,0 +1,160 @@
+//! The shared session cache in Redis: token checks answered without the store, and the
+//! revocation tombstones every instance reads. All of it is here; the session service is its
+//! one caller.
+//!
+//! Why it looks the way it does:
+//! - Revocation writes a tombstone instead of deleting, and fills go through a script that will
+//!   not overwrite a tombstone, so a fill racing a logout cannot resurrect the token.
+//! - Entries are tagged with a cache epoch. An instance that saw Redis fail (and so may have
+//!   missed writing a tombstone) bumps the epoch before it uses the cache again (`Coord::run`),
+//!   which turns every entry written before the outage into a miss.
+//! - The cached session never holds the `session_key`: routes that need it read the store.
+
+use super::Coord;
+use crate::domain::{AppId, OpenId, TokenHash, UnionId};
+use crate::store::SessionRecord;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a token check may be answered from the cache without the store.
+pub const SESSION_TTL: Duration = Duration::from_secs(30);
+const TOMBSTONE: &str = "revoked";
+
+/// Sets KEYS[1] to "<current epoch>|ARGV[1]" for ARGV[2] ms unless it holds a tombstone; the
+/// epoch is read from KEYS[2] in the same step, so a fill is one round trip.
+const SET_UNLESS_REVOKED: &str = r#"
+if redis.call('GET', KEYS[1]) == 'revoked' then return 0 end
+local epoch = redis.call('GET', KEYS[2]) or '0'
+redis.call('SET', KEYS[1], epoch .. '|' .. ARGV[1], 'PX', ARGV[2])
+return 1"#;
+
+/// What a token check needs, shared between instances. No session_key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedSession {
+    id: i64,
+    user_id: i64,
+    appid: String,
+    openid: String,
+    unionid: Option<String>,
+    created_at: i64,
+    last_seen_at: i64,
+    expires_at: i64,
+}
+
+impl CachedSession {
+    fn of(s: &SessionRecord) -> Self {
+        Self {
+            id: s.id,
+            user_id: s.user_id,
+            appid: s.appid.to_string(),
+            openid: s.openid.0.clone(),
+            unionid: s.unionid.as_ref().map(|u| u.0.clone()),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
+        }
+    }
+
+    fn into_record(self) -> Option<SessionRecord> {
+        Some(SessionRecord {
+            id: self.id,
+            user_id: self.user_id,
+            appid: AppId::parse(&self.appid).ok()?,
+            openid: OpenId(self.openid),
+            unionid: self.unionid.map(UnionId),
+            session_key: None,
+            created_at: self.created_at,
+            last_seen_at: self.last_seen_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// What the shared cache knows of a token.
+pub enum Lookup {
+    /// A live entry (without its session_key).
+    Hit(SessionRecord),
+    /// Revoked: refuse it without asking the store.
+    Revoked,
+    /// Not cached (or cached before the last outage): ask the store.
+    Miss,
+}
+
+#[derive(Clone)]
+pub struct SessionCache(Arc<Coord>);
+
+impl SessionCache {
+    pub fn new(coord: Arc<Coord>) -> Self {
+        Self(coord)
+    }
+
+    /// `None` when Redis is unavailable.
+    pub async fn get(&self, hash: &TokenHash) -> Option<Lookup> {
+        let (epoch_key, key) = (self.0.epoch_key(), self.0.key("s", &hash.0));
+        let (epoch, value): (Option<String>, Option<String>) = self
+            .0
+            .run(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(epoch_key)
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(value) = value else {
+            return Some(Lookup::Miss);
+        };
+        if value == TOMBSTONE {
+            return Some(Lookup::Revoked);
+        }
+        let epoch = epoch.unwrap_or_else(|| "0".into());
+        let parsed = value
+            .split_once('|')
+            .filter(|(e, _)| *e == epoch)
+            .and_then(|(_, json)| serde_json::from_str::<CachedSession>(json).ok())
+            .and_then(CachedSession::into_record);
+        Some(parsed.map_or(Lookup::Miss, Lookup::Hit))
+    }
+
+    /// Caches `session` for at most `ttl` (and never past [`SESSION_TTL`]), unless the token
+    /// was revoked meanwhile.
+    pub async fn put(&self, hash: &TokenHash, session: &SessionRecord, ttl: Duration) {
+        let (epoch_key, key) = (self.0.epoch_key(), self.0.key("s", &hash.0));
+        let Ok(json) = serde_json::to_string(&CachedSession::of(session)) else {
+            return;
+        };
+        let ms = ttl.min(SESSION_TTL).as_millis().max(1) as u64;
+        self.0
+            .run(|mut c| async move {
+                Script::new(SET_UNLESS_REVOKED)
+                    .key(key)
+                    .key(epoch_key)
+                    .arg(json)
+                    .arg(ms)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+    }
+
+    /// Marks the token revoked for every instance. `false` if Redis could not be told (the
+    /// epoch bump on recovery then covers it).
+    pub async fn revoke(&self, hash: &TokenHash) -> bool {
+        let key = self.0.key("s", &hash.0);
+        let ms = (SESSION_TTL * 2).as_millis() as u64;
+        self.0
+            .run(|mut c| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(TOMBSTONE)
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+            .is_some()
+    }
+}

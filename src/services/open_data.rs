@@ -1,0 +1,110 @@
+//! What needs the session's `session_key` or the app's access_token — which only the server
+//! holds: phone numbers, encrypted open data, rawData signatures, and checksession.
+
+use super::access_tokens::AccessTokens;
+use super::apps::Apps;
+use super::sessions::Sessions;
+use super::users::Users;
+use super::{ServiceError, ServiceResult};
+use crate::domain::{AppCredentials, SessionToken};
+use crate::store::SessionRecord;
+use crate::wechat::crypto::{self, OpenDataError};
+use crate::wechat::{PhoneInfo, WechatClient, WechatError};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct OpenData {
+    apps: Arc<Apps>,
+    sessions: Sessions,
+    users: Users,
+    tokens: Arc<AccessTokens>,
+    wechat: WechatClient,
+}
+
+impl OpenData {
+    pub fn new(
+        apps: Arc<Apps>,
+        sessions: Sessions,
+        users: Users,
+        tokens: Arc<AccessTokens>,
+        wechat: WechatClient,
+    ) -> Self {
+        Self {
+            apps,
+            sessions,
+            users,
+            tokens,
+            wechat,
+        }
+    }
+
+    /// The configuration of a session's app (it may have been removed since the login).
+    fn app(&self, s: &SessionRecord) -> ServiceResult<&AppCredentials> {
+        self.apps.get(&s.appid).ok_or(ServiceError::Unauthorized)
+    }
+
+    /// Exchanges the getPhoneNumber button's code for the phone number and binds it to the user.
+    pub async fn phone(&self, s: &SessionRecord, code: &str) -> ServiceResult<PhoneInfo> {
+        let app = self.app(s)?;
+        let info = self
+            .tokens
+            .with_token(app, |token| {
+                let wechat = self.wechat.clone();
+                let code = code.to_owned();
+                async move { wechat.phone_number(&token, &code).await }
+            })
+            .await
+            .map_err(|e| match e {
+                WechatError::InvalidCode | WechatError::CodeUsed => ServiceError::InvalidPhoneCode,
+                other => other.into(),
+            })?;
+        self.users.bind_phone(s.user_id, &info).await?;
+        Ok(info)
+    }
+
+    /// Decrypts open data with the session's own session_key and checks the watermark.
+    pub async fn decrypt(
+        &self,
+        token: &SessionToken,
+        s: &SessionRecord,
+        data: &str,
+        iv: &str,
+    ) -> ServiceResult<serde_json::Value> {
+        let key = self.sessions.session_key(token, s).await?;
+        crypto::decrypt(key.expose(), data, iv, Some(s.appid.as_str())).map_err(|e| match e {
+            OpenDataError::Malformed(why) => ServiceError::BadInput(why),
+            OpenDataError::DecryptFailed => ServiceError::DecryptFailed,
+        })
+    }
+
+    /// Checks `wx.getUserInfo`'s rawData signature against the session's session_key.
+    pub async fn verify_userinfo(
+        &self,
+        token: &SessionToken,
+        s: &SessionRecord,
+        raw: &str,
+        signature: &str,
+    ) -> ServiceResult<bool> {
+        let key = self.sessions.session_key(token, s).await?;
+        Ok(crypto::verify_raw_data(raw, signature, key.expose()))
+    }
+
+    /// Asks WeChat whether the session's session_key is still current.
+    pub async fn check_session(
+        &self,
+        token: &SessionToken,
+        s: &SessionRecord,
+    ) -> ServiceResult<bool> {
+        let app = self.app(s)?;
+        let signature =
+            crypto::session_signature(self.sessions.session_key(token, s).await?.expose(), "");
+        Ok(self
+            .tokens
+            .with_token(app, |token| {
+                let (wechat, openid, signature) =
+                    (self.wechat.clone(), s.openid.0.clone(), signature.clone());
+                async move { wechat.check_session(&token, &openid, &signature).await }
+            })
+            .await?)
+    }
+}

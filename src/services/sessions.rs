@@ -1,0 +1,212 @@
+//! Sessions: verify a token, decide expiry, and end sessions — every revocation (logout, a
+//! login that replaces a token, admin revocation, and later bans and deletions) goes through
+//! this one service, which deletes in the store of record first (the truth) and then tells
+//! every instance through the shared cache.
+//!
+//! A session ends at whichever comes first: `idle_timeout` after it was last used, or
+//! `max_lifetime` after it was created. Both are checked here on every use, against the
+//! injected clock, so the server enforces them whatever the client does.
+//! With Redis configured, checks are answered from the shared cache when it has the session.
+
+use super::{ServiceError, ServiceResult};
+use crate::clock::{Millis, SharedClock};
+use crate::coord::session_cache::{Lookup, SessionCache};
+use crate::domain::{SessionKey, SessionToken, TokenHash, UserId};
+use crate::store::{SessionRecord, SessionStore, SessionSummary};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+}
+
+impl SessionPolicy {
+    pub fn idle_ms(&self) -> Millis {
+        self.idle_timeout.as_millis() as Millis
+    }
+
+    /// How stale `last_seen_at` may get before a use writes it again. Writing on every request
+    /// would turn every token check into a write; this bounds the writes to one a minute per
+    /// session, at the cost of the idle window being up to that much shorter than configured.
+    fn touch_interval_ms(&self) -> Millis {
+        (self.idle_ms() / 4).min(60_000)
+    }
+
+    /// Seconds the client may count on at login: the sooner of the two limits.
+    pub fn expires_in_secs(&self) -> u64 {
+        self.idle_timeout.min(self.max_lifetime).as_secs()
+    }
+
+    pub fn absolute_expiry(&self, now: Millis) -> Millis {
+        now + self.max_lifetime.as_millis() as Millis
+    }
+
+    pub fn is_live(&self, s: &SessionRecord, now: Millis) -> bool {
+        now < s.expires_at && now < self.idle_deadline(s)
+    }
+
+    fn idle_deadline(&self, s: &SessionRecord) -> Millis {
+        s.last_seen_at + self.idle_ms()
+    }
+}
+
+#[derive(Clone)]
+pub struct Sessions {
+    store: Arc<dyn SessionStore>,
+    cache: Option<SessionCache>,
+    clock: SharedClock,
+    policy: SessionPolicy,
+}
+
+impl Sessions {
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        cache: Option<SessionCache>,
+        clock: SharedClock,
+        policy: SessionPolicy,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            clock,
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> SessionPolicy {
+        self.policy
+    }
+
+    /// Resolves a token to its live session, refreshing the idle deadline when due.
+    pub async fn verify(&self, token: &SessionToken) -> ServiceResult<SessionRecord> {
+        let result = self.verify_inner(token).await;
+        let outcome = match &result {
+            Ok((_, true)) => ("ok", "cache"),
+            Ok((_, false)) => ("ok", "store"),
+            Err(ServiceError::Unauthorized) => ("unauthorized", "-"),
+            Err(_) => ("store_unavailable", "-"),
+        };
+        crate::metrics::token_check(outcome.0, outcome.1);
+        result.map(|(s, _)| s)
+    }
+
+    async fn verify_inner(&self, token: &SessionToken) -> ServiceResult<(SessionRecord, bool)> {
+        let now = self.clock.now_ms();
+        let hash = token.hash();
+        let cached = match &self.cache {
+            Some(cache) => cache.get(&hash).await,
+            None => None,
+        };
+        let (mut session, from_cache) = match cached {
+            Some(Lookup::Revoked) => return Err(ServiceError::Unauthorized),
+            Some(Lookup::Hit(s)) => (s, true),
+            Some(Lookup::Miss) | None => (self.load(&hash).await?, false),
+        };
+        if !self.policy.is_live(&session, now) {
+            return Err(ServiceError::Unauthorized);
+        }
+        let touch = now - session.last_seen_at >= self.policy.touch_interval_ms();
+        if touch {
+            self.store.touch_session(session.id, now).await?;
+            session.last_seen_at = now;
+        }
+        if touch || !from_cache {
+            self.fill(&hash, &session, now).await;
+        }
+        Ok((session, from_cache))
+    }
+
+    async fn load(&self, hash: &TokenHash) -> ServiceResult<SessionRecord> {
+        self.store
+            .find_session(hash)
+            .await?
+            .ok_or(ServiceError::Unauthorized)
+    }
+
+    async fn fill(&self, hash: &TokenHash, s: &SessionRecord, now: Millis) {
+        if let Some(cache) = &self.cache {
+            let left = s.expires_at.min(self.policy.idle_deadline(s)) - now;
+            cache
+                .put(hash, s, Duration::from_millis(left.max(1) as u64))
+                .await;
+        }
+    }
+
+    /// The session_key of a verified session (from the store when the check was cached).
+    pub async fn session_key(
+        &self,
+        token: &SessionToken,
+        s: &SessionRecord,
+    ) -> ServiceResult<SessionKey> {
+        if let Some(k) = &s.session_key {
+            return Ok(k.clone());
+        }
+        self.load(&token.hash())
+            .await?
+            .session_key
+            .ok_or(ServiceError::Unauthorized)
+    }
+
+    /// A user's sessions, for the admin API.
+    pub async fn list(&self, user: UserId) -> ServiceResult<Vec<SessionSummary>> {
+        Ok(self.store.list_sessions(user).await?)
+    }
+
+    /// Logout: revokes the session; `Unauthorized` if there was none (already revoked or never
+    /// issued).
+    pub async fn revoke(&self, token: &SessionToken) -> ServiceResult<()> {
+        let hash = token.hash();
+        let existed = self.store.revoke_session(&hash).await?;
+        self.announce(&hash).await;
+        if existed {
+            Ok(())
+        } else {
+            Err(ServiceError::Unauthorized)
+        }
+    }
+
+    /// Revokes one session by its id; `false` if there was none.
+    pub async fn revoke_by_id(&self, id: i64) -> ServiceResult<bool> {
+        match self.store.revoke_session_by_id(id).await? {
+            Some(hash) => {
+                self.announce(&hash).await;
+                tracing::info!(session_id = id, "session revoked");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Revokes every session of a user; returns how many there were.
+    pub async fn revoke_user(&self, user: UserId) -> ServiceResult<usize> {
+        let hashes = self.store.revoke_user_sessions(user).await?;
+        for hash in &hashes {
+            self.announce(hash).await;
+        }
+        tracing::info!(
+            user_id = user,
+            revoked = hashes.len(),
+            "a user's sessions revoked"
+        );
+        Ok(hashes.len())
+    }
+
+    /// A login replaced this token, and the store deleted it in the login's own transaction:
+    /// tell every instance.
+    pub async fn replaced(&self, hash: &TokenHash) {
+        self.announce(hash).await;
+    }
+
+    /// Tells every instance's cache that this token is gone (after the store has it deleted).
+    async fn announce(&self, hash: &TokenHash) {
+        if let Some(cache) = &self.cache {
+            if !cache.revoke(hash).await {
+                tracing::warn!(
+                    "redis did not take a revocation; the cache epoch will be bumped on recovery"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The state every handler gets: the services, wired once from the configuration, an opened
+//! store and the Redis layer. Below the routes (which read it) and above the services (which
+//! it holds); the handlers reach the stores only through these services.
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::coord::session_cache::SessionCache;
+use crate::coord::Coord;
+use crate::services::access_tokens::AccessTokens;
+use crate::services::apps::Apps;
+use crate::services::login::LoginService;
+use crate::services::maintenance::Maintenance;
+use crate::services::open_data::OpenData;
+use crate::services::ratelimit::{Limits, RateLimiter};
+use crate::services::sessions::{SessionPolicy, Sessions};
+use crate::services::users::Users;
+use crate::store::SharedStore;
+use crate::wechat::WechatClient;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+pub struct Services {
+    pub apps: Arc<Apps>,
+    pub login: Arc<LoginService>,
+    pub sessions: Sessions,
+    pub users: Users,
+    pub open_data: OpenData,
+    pub limits: Limits,
+    pub maintenance: Maintenance,
+    /// Proxies whose `X-Forwarded-For` is believed (read by the client-address extractor).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wires the services over an opened store and (optionally) Redis.
+    pub fn new(
+        config: &Config,
+        clock: SharedClock,
+        store: SharedStore,
+        coord: Option<Arc<Coord>>,
+    ) -> anyhow::Result<Self> {
+        let policy = SessionPolicy {
+            idle_timeout: config.session_idle_timeout,
+            max_lifetime: config.session_max_lifetime,
+        };
+        let wechat = WechatClient::new(config.wechat_api_base.clone(), config.wechat_timeout)?;
+        let apps = Arc::new(Apps::new(config.apps.clone()));
+        let sessions = Sessions::new(
+            store.clone(),
+            coord.clone().map(SessionCache::new),
+            clock.clone(),
+            policy,
+        );
+        let users = Users::new(store.clone());
+        let login = LoginService::new(
+            store.clone(),
+            sessions.clone(),
+            coord.clone(),
+            wechat.clone(),
+            clock.clone(),
+        );
+        let tokens = Arc::new(AccessTokens::new(
+            wechat.clone(),
+            coord.clone(),
+            clock.clone(),
+        ));
+        let open_data = OpenData::new(
+            apps.clone(),
+            sessions.clone(),
+            users.clone(),
+            tokens,
+            wechat,
+        );
+        let limits = Limits::new(
+            RateLimiter::new(coord, clock.clone()),
+            config.rate_limit_login,
+            config.rate_limit_phone,
+        );
+        Ok(Self(Arc::new(Services {
+            apps,
+            login,
+            sessions,
+            users,
+            open_data,
+            limits,
+            maintenance: Maintenance::new(store, clock, policy),
+            trusted_proxies: config.trusted_proxies.clone(),
+        })))
+    }
+}

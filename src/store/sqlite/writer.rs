@@ -1,0 +1,238 @@
+//! The SQLite writer thread: group commit for the hot writes (logins and session touches).
+//!
+//! One thread with its own rusqlite connection takes every write waiting at that moment, runs
+//! them one after another in one `BEGIN IMMEDIATE` transaction with cached prepared statements,
+//! commits once (one fsync for the batch), and only then answers each caller. Durability is
+//! unchanged — no caller hears success before its commit — while the fsync, the cost that
+//! bounded logins to one per disk flush, is shared. rusqlite rather than sqlx here, so a batch
+//! runs start to finish on this thread with no hand-off per statement.
+//!
+//! WAL checkpoints (copying committed pages from the WAL into the database file, with an fsync
+//! of their own) run on a second thread, so commits rarely wait behind them: the writer
+//! checkpoints by itself only once the WAL passes `WAL_FALLBACK_FRAMES` pages, when that thread
+//! has already copied nearly all of it.
+//!
+//! Both threads stop on [`Write::Stop`] (sent by `SqliteStore::close` after the server has
+//! drained): the writer commits what was queued before it, answers it, and returns; the
+//! checkpoint thread follows when the writer's wake-up channel closes.
+
+use super::super::sql;
+use crate::clock::Millis;
+use crate::domain::{AppId, CodeHash, OpenId, SessionKey, TokenHash, UnionId};
+use crate::store::{LoginRecord, StoreError, StoreResult};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How many writes one commit may carry.
+pub(super) const MAX_BATCH: usize = 128;
+
+/// WAL size (in pages, 16 MiB at SQLite's 4 KiB default) at which a committing connection
+/// checkpoints by itself. Under steady load the checkpoint thread never quite catches up with
+/// the writer, and the WAL can only start over from its beginning once a checkpoint has copied
+/// all of it; by then the checkpoint thread has copied nearly everything, so this checkpoint is
+/// short.
+pub(super) const WAL_FALLBACK_FRAMES: u32 = 4096;
+
+/// The checkpoint thread's pause after each checkpoint, so that under load one checkpoint
+/// covers many commits (pages written repeatedly are copied once).
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(50);
+
+/// A write waiting for the writer thread, with everything it writes owned.
+pub(super) enum Write {
+    Login(Box<Login>, oneshot::Sender<StoreResult<LoginRecord>>),
+    Touch {
+        id: i64,
+        now: Millis,
+        reply: oneshot::Sender<StoreResult<()>>,
+    },
+    /// Commit what came before, then stop.
+    Stop(oneshot::Sender<()>),
+}
+
+pub(super) struct Login {
+    pub(super) appid: AppId,
+    pub(super) openid: OpenId,
+    pub(super) unionid: Option<UnionId>,
+    pub(super) session_key: SessionKey,
+    pub(super) token_hash: TokenHash,
+    pub(super) code_hash: CodeHash,
+    pub(super) previous: Option<TokenHash>,
+    pub(super) now: Millis,
+    pub(super) expires_at: Millis,
+}
+
+/// Starts the writer and checkpoint threads on the database at `path`; returns the writer's
+/// queue.
+pub(super) fn start(path: &std::path::Path) -> anyhow::Result<mpsc::Sender<Write>> {
+    let conn = connect(path)?;
+    let checkpoints = connect(path)?;
+    let (wake, woken) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || checkpoint(checkpoints, woken))?;
+    let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || group_commit(conn, queue, wake))?;
+    Ok(writes)
+}
+
+/// A connection for the writer or checkpoint thread, set up as the sqlx pools are.
+fn connect(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_FALLBACK_FRAMES)?;
+    Ok(conn)
+}
+
+/// The writer thread: batches of waiting writes, one transaction and one commit each. After a
+/// commit it wakes the checkpoint thread (if that is not already awake).
+fn group_commit(
+    mut conn: rusqlite::Connection,
+    mut queue: mpsc::Receiver<Write>,
+    wake: std::sync::mpsc::SyncSender<()>,
+) {
+    let mut stop = None;
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut next = Some(first);
+        while let Some(write) = next.take() {
+            match write {
+                Write::Stop(ack) => stop = Some(ack),
+                write => batch.push(write),
+            }
+            if stop.is_none() && batch.len() < MAX_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            commit_and_answer(&mut conn, batch, &wake);
+        }
+        if let Some(ack) = stop {
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+fn commit_and_answer(
+    conn: &mut rusqlite::Connection,
+    batch: Vec<Write>,
+    wake: &std::sync::mpsc::SyncSender<()>,
+) {
+    match commit_batch(conn, &batch) {
+        Ok(answers) => {
+            for (write, answer) in batch.into_iter().zip(answers) {
+                match write {
+                    Write::Login(_, reply) => {
+                        if let Some(answer) = answer {
+                            let _ = reply.send(answer);
+                        }
+                    }
+                    Write::Touch { reply, .. } => _ = reply.send(Ok(())),
+                    Write::Stop(_) => {}
+                }
+            }
+            let _ = wake.try_send(());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, writes = batch.len(), "SQLite batch failed");
+            for write in batch {
+                match write {
+                    Write::Login(_, reply) => _ = reply.send(Err(StoreError::unavailable(&e))),
+                    Write::Touch { reply, .. } => _ = reply.send(Err(StoreError::unavailable(&e))),
+                    Write::Stop(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The checkpoint thread: after commits, a passive checkpoint (it never blocks the writer),
+/// then a pause. Quits when the writer thread does.
+fn checkpoint(conn: rusqlite::Connection, woken: std::sync::mpsc::Receiver<()>) {
+    while woken.recv().is_ok() {
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "SQLite checkpoint failed; the writer will checkpoint if the WAL grows");
+        }
+        std::thread::sleep(CHECKPOINT_PAUSE);
+    }
+}
+
+/// A batch in one transaction, its writes run one after another on this thread. Each login
+/// gets the answer it would have had alone: a code already recorded, earlier or by a login
+/// before it in the batch, is `CodeUsed` and writes nothing. Any error fails the whole batch
+/// (after an I/O error SQLite may already have rolled the transaction back, and the writes after
+/// it must not land outside it), and a failed batch leaves nothing behind.
+fn commit_batch(
+    conn: &mut rusqlite::Connection,
+    batch: &[Write],
+) -> rusqlite::Result<Vec<Option<StoreResult<LoginRecord>>>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut answers = Vec::with_capacity(batch.len());
+    for write in batch {
+        answers.push(match write {
+            Write::Login(login, _) => Some(login_statements(&tx, login)?),
+            Write::Touch { id, now, .. } => {
+                tx.prepare_cached(sql::TOUCH_SESSION)?
+                    .execute(rusqlite::params![now, id])?;
+                // A touch's answer is the batch's.
+                None
+            }
+            Write::Stop(_) => None,
+        });
+    }
+    tx.commit()?;
+    Ok(answers)
+}
+
+/// The statements of one login, as `login_statements` in `postgres.rs` (the same SQL text):
+/// used code, user insert-or-update, revoking the replaced token, the new session. The outer
+/// `Result` is a store failure; the inner one is this login's answer.
+fn login_statements(
+    tx: &rusqlite::Transaction<'_>,
+    j: &Login,
+) -> rusqlite::Result<StoreResult<LoginRecord>> {
+    use rusqlite::{params, OptionalExtension};
+    let fresh = tx.prepare_cached(sql::INSERT_USED_CODE)?.execute(params![
+        j.code_hash.as_str(),
+        j.appid.as_str(),
+        j.now
+    ])?;
+    if fresh == 0 {
+        return Ok(Err(StoreError::CodeUsed));
+    }
+    let unionid = j.unionid.as_ref().map(|u| u.0.as_str());
+    let inserted: Option<i64> = tx
+        .prepare_cached(sql::INSERT_USER)?
+        .query_row(params![j.appid.as_str(), j.openid.0, unionid, j.now], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let (user_id, new_user) = match inserted {
+        Some(id) => (id, true),
+        None => {
+            let id: i64 = tx
+                .prepare_cached(sql::UPDATE_USER_LOGIN)?
+                .query_row(params![j.now, unionid, j.appid.as_str(), j.openid.0], |r| {
+                    r.get(0)
+                })?;
+            (id, false)
+        }
+    };
+    if let Some(previous) = &j.previous {
+        tx.prepare_cached(sql::DELETE_SESSION)?
+            .execute(params![previous.0])?;
+    }
+    tx.prepare_cached(sql::INSERT_SESSION)?.execute(params![
+        j.token_hash.0,
+        user_id,
+        j.appid.as_str(),
+        j.session_key.expose(),
+        j.now,
+        j.expires_at
+    ])?;
+    Ok(Ok(LoginRecord { user_id, new_user }))
+}

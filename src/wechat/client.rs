@@ -1,0 +1,244 @@
+//! The WeChat server API client. Every endpoint goes through one [`WechatClient::call`]: one
+//! time budget for the whole exchange (retry included), one metrics record per attempt, one
+//! retry rule.
+//!
+//! Outbound URLs carry the AppSecret and the code in their query string, so neither a URL nor a
+//! reqwest error that embeds one is ever logged or returned: errors are built with `without_url`.
+
+use super::replies::{
+    AccessToken, CheckSessionReply, Code2Session, Code2SessionReply, PhoneInfo, PhoneReply, Reply,
+    TokenReply,
+};
+use super::WechatError;
+use crate::domain::{AppCredentials, JsCode};
+use secrecy::ExposeSecret;
+use std::time::{Duration, Instant};
+
+/// The endpoints we call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Code2Session,
+    StableToken,
+    PhoneNumber,
+    CheckSession,
+}
+
+impl Api {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Code2Session => "sns/jscode2session",
+            Self::StableToken => "cgi-bin/stable_token",
+            Self::PhoneNumber => "wxa/business/getuserphonenumber",
+            Self::CheckSession => "wxa/checksession",
+        }
+    }
+
+    /// The `api` label of `wxlogin_wechat_calls_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Code2Session => "jscode2session",
+            Self::StableToken => "stable_token",
+            Self::PhoneNumber => "getuserphonenumber",
+            Self::CheckSession => "checksession",
+        }
+    }
+
+    /// Only a login is worth one more try within its budget: the mini program is waiting on
+    /// it, and the code is not spent by a "busy" or a failed connection.
+    fn retries_once(self) -> bool {
+        self == Self::Code2Session
+    }
+}
+
+/// A request's method and body: WeChat's GET endpoints take only a query string.
+enum Body {
+    Get,
+    Json(serde_json::Value),
+}
+
+#[derive(Clone)]
+pub struct WechatClient {
+    http: reqwest::Client,
+    base: url::Url,
+    budget: Duration,
+}
+
+impl WechatClient {
+    /// `budget` bounds one whole exchange, retry included, so a slow WeChat turns into a 503
+    /// within a known time instead of holding the mini program's request open.
+    pub fn new(base: url::Url, budget: Duration) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(budget.min(Duration::from_secs(2)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { http, base, budget })
+    }
+
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// `auth.code2Session`: exchanges a `wx.login()` code.
+    pub async fn code2session(
+        &self,
+        app: &AppCredentials,
+        code: &JsCode,
+    ) -> Result<Code2Session, WechatError> {
+        let query = [
+            ("appid", app.appid.as_str()),
+            ("secret", app.secret.expose_secret()),
+            ("js_code", code.expose()),
+            ("grant_type", "authorization_code"),
+        ];
+        self.call::<Code2SessionReply>(Api::Code2Session, &query, Body::Get)
+            .await
+    }
+
+    /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`): every caller gets
+    /// the same token while it is valid, so instances do not invalidate each other's tokens.
+    pub async fn stable_token(&self, app: &AppCredentials) -> Result<AccessToken, WechatError> {
+        let body = serde_json::json!({
+            "grant_type": "client_credential",
+            "appid": app.appid.as_str(),
+            "secret": app.secret.expose_secret(),
+            "force_refresh": false,
+        });
+        self.call::<TokenReply>(Api::StableToken, &[], Body::Json(body))
+            .await
+    }
+
+    /// `POST /wxa/business/getuserphonenumber`: a phone code from the getPhoneNumber button.
+    pub async fn phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> Result<PhoneInfo, WechatError> {
+        let body = serde_json::json!({ "code": code });
+        let query = [("access_token", access_token)];
+        self.call::<PhoneReply>(Api::PhoneNumber, &query, Body::Json(body))
+            .await
+    }
+
+    /// `GET /wxa/checksession`: is this session_key still the user's current one?
+    pub async fn check_session(
+        &self,
+        access_token: &str,
+        openid: &str,
+        signature: &str,
+    ) -> Result<bool, WechatError> {
+        let query = [
+            ("access_token", access_token),
+            ("openid", openid),
+            ("signature", signature),
+            ("sig_method", "hmac_sha256"),
+        ];
+        self.call::<CheckSessionReply>(Api::CheckSession, &query, Body::Get)
+            .await
+    }
+
+    /// The one path of every WeChat call: attempts within the budget, each recorded.
+    async fn call<R: Reply>(
+        &self,
+        api: Api,
+        query: &[(&str, &str)],
+        body: Body,
+    ) -> Result<R::Output, WechatError> {
+        let attempts = async {
+            let mut retried = false;
+            loop {
+                let started = Instant::now();
+                let result = self.attempt::<R>(api, query, &body).await;
+                let label = match &result {
+                    Ok((errcode, _)) => errcode.to_string(),
+                    Err(e) => e.errcode_label(),
+                };
+                crate::metrics::wechat_call(api.label(), label, started);
+                match result {
+                    Err(e) if api.retries_once() && !retried && e.retryable() => {
+                        tracing::warn!(api = api.label(), errcode = %e.errcode_label(), "WeChat call failed, retrying once");
+                        retried = true;
+                    }
+                    other => return other.map(|(_, output)| output),
+                }
+            }
+        };
+        let result = tokio::time::timeout(self.budget, attempts)
+            .await
+            .unwrap_or(Err(WechatError::Timeout));
+        if let Err(e) = &result {
+            tracing::info!(api = api.label(), errcode = %e.errcode_label(), "WeChat call failed");
+        }
+        result
+    }
+
+    /// One request; on an answer, its errcode (for the metrics) and its result.
+    async fn attempt<R: Reply>(
+        &self,
+        api: Api,
+        query: &[(&str, &str)],
+        body: &Body,
+    ) -> Result<(i64, R::Output), WechatError> {
+        let url = self.endpoint(api.path());
+        let request = match body {
+            Body::Get => self.http.get(url),
+            Body::Json(json) => self.http.post(url).json(json),
+        };
+        let response = request
+            .query(query)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e.without_url()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(WechatError::HttpStatus(status.as_u16()));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&e.without_url()))?;
+        // WeChat labels JSON as `text/plain` on some routes: decode whatever the type says.
+        let reply: R = serde_json::from_slice(&bytes).map_err(|_| WechatError::BadReply)?;
+        let errcode = reply.errcode();
+        match reply.into_result() {
+            Ok(output) => Ok((errcode, output)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn endpoint(&self, path: &str) -> url::Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url
+    }
+}
+
+fn transport_error(e: &reqwest::Error) -> WechatError {
+    if e.is_timeout() {
+        WechatError::Timeout
+    } else if e.is_connect() {
+        WechatError::Connect
+    } else {
+        WechatError::BadReply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_keeps_a_base_path() {
+        let c = WechatClient::new(
+            "http://127.0.0.1:1/wx/".parse().unwrap(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(
+            c.endpoint("sns/jscode2session").as_str(),
+            "http://127.0.0.1:1/wx/sns/jscode2session"
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! WeChat's reply bodies and what they mean. Each reply type says how it turns into a result
+//! ([`Reply`]), so the client reads every endpoint the same way.
+
+use super::WechatError;
+use crate::domain::{OpenId, SessionKey, UnionId};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// A WeChat reply body: its `errcode` (0 on success) and the value it carries.
+pub(super) trait Reply: DeserializeOwned {
+    type Output;
+    fn errcode(&self) -> i64;
+    fn into_result(self) -> Result<Self::Output, WechatError>;
+}
+
+/// What `jscode2session` hands the server.
+#[derive(Debug, Clone)]
+pub struct Code2Session {
+    pub openid: OpenId,
+    pub session_key: SessionKey,
+    pub unionid: Option<UnionId>,
+}
+
+/// An access_token and how long WeChat says it lives.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_in: u64,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// `phone_info` from getuserphonenumber. `countryCode` arrives as a number or a string.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneInfo {
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub country_code: String,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(serde::de::Error::custom(
+            "countryCode must be a string or a number",
+        )),
+    }
+}
+
+fn check(errcode: i64) -> Result<(), WechatError> {
+    match errcode {
+        0 => Ok(()),
+        code => Err(WechatError::from_errcode(code)),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct Code2SessionReply {
+    #[serde(default)]
+    errcode: i64,
+    openid: Option<String>,
+    session_key: Option<String>,
+    unionid: Option<String>,
+}
+
+impl Reply for Code2SessionReply {
+    type Output = Code2Session;
+    fn errcode(&self) -> i64 {
+        self.errcode
+    }
+    fn into_result(self) -> Result<Code2Session, WechatError> {
+        check(self.errcode)?;
+        match (self.openid, self.session_key) {
+            (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => {
+                Ok(Code2Session {
+                    openid: OpenId(openid),
+                    session_key: SessionKey::new(key),
+                    unionid: self.unionid.filter(|u| !u.is_empty()).map(UnionId),
+                })
+            }
+            _ => Err(WechatError::BadReply),
+        }
+    }
+}
+
+/// Reads a `jscode2session` reply body exactly as the client does (the fuzz targets' entry).
+pub fn parse_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
+    serde_json::from_slice::<Code2SessionReply>(body)
+        .map_err(|_| WechatError::BadReply)?
+        .into_result()
+}
+
+#[derive(Deserialize)]
+pub(super) struct TokenReply {
+    #[serde(default)]
+    errcode: i64,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Reply for TokenReply {
+    type Output = AccessToken;
+    fn errcode(&self) -> i64 {
+        self.errcode
+    }
+    fn into_result(self) -> Result<AccessToken, WechatError> {
+        check(self.errcode)?;
+        match self.access_token {
+            Some(token) if !token.is_empty() => Ok(AccessToken {
+                token,
+                expires_in: self.expires_in.unwrap_or(7200),
+            }),
+            _ => Err(WechatError::BadReply),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct PhoneReply {
+    #[serde(default)]
+    errcode: i64,
+    phone_info: Option<PhoneInfo>,
+}
+
+impl Reply for PhoneReply {
+    type Output = PhoneInfo;
+    fn errcode(&self) -> i64 {
+        self.errcode
+    }
+    fn into_result(self) -> Result<PhoneInfo, WechatError> {
+        check(self.errcode)?;
+        self.phone_info.ok_or(WechatError::BadReply)
+    }
+}
+
+/// `checksession`: 0 means the session_key is current, 87009 that it is not; both are answers.
+#[derive(Deserialize)]
+pub(super) struct CheckSessionReply {
+    #[serde(default)]
+    errcode: i64,
+}
+
+impl Reply for CheckSessionReply {
+    type Output = bool;
+    fn errcode(&self) -> i64 {
+        self.errcode
+    }
+    fn into_result(self) -> Result<bool, WechatError> {
+        match self.errcode {
+            0 => Ok(true),
+            87009 => Ok(false),
+            code => Err(WechatError::from_errcode(code)),
+        }
+    }
+}
