@@ -95,6 +95,38 @@ pub enum AdminCommand {
     RevokeSession { session_id: i64 },
     /// Revoke every session of a user.
     RevokeUser { user_id: i64 },
+    /// Show one user (a deleted one as its tombstone).
+    User { user_id: i64 },
+    /// Ban a user: every session revoked at once, later logins refused (403 banned).
+    Ban {
+        user_id: i64,
+        /// Why (kept for operators, never shown to the user).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a ban.
+    Unban { user_id: i64 },
+    /// Move FROM's identities, sessions and phone into INTO and delete FROM, in one transaction.
+    Merge { into: i64, from: i64 },
+    /// Delete a user as `DELETE /me` does (erase, keep the tombstone).
+    DeleteUser { user_id: i64 },
+    /// The event log, newest first.
+    Events {
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<i64>,
+        /// Only this type (login, login_failed, user_banned, ...).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only older than this event id (the previous page's next_before).
+        #[arg(long)]
+        before: Option<i64>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
     /// Counts of users, sessions and used codes.
     Stats,
 }
@@ -254,6 +286,35 @@ async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::RevokeUser { user_id } => {
             http.delete(format!("{base}/admin/users/{user_id}/sessions"))
+        }
+        AdminCommand::User { user_id } => http.get(format!("{base}/admin/users/{user_id}")),
+        AdminCommand::Ban { user_id, reason } => http
+            .post(format!("{base}/admin/users/{user_id}/ban"))
+            .json(&serde_json::json!({ "reason": reason })),
+        AdminCommand::Unban { user_id } => http.post(format!("{base}/admin/users/{user_id}/unban")),
+        AdminCommand::Merge { into, from } => http
+            .post(format!("{base}/admin/users/{into}/merge"))
+            .json(&serde_json::json!({ "from": from })),
+        AdminCommand::DeleteUser { user_id } => {
+            http.delete(format!("{base}/admin/users/{user_id}"))
+        }
+        AdminCommand::Events {
+            user,
+            kind,
+            since,
+            before,
+            limit,
+        } => {
+            let mut query: Vec<(&str, String)> = Vec::new();
+            query.extend(kind.map(|v| ("type", v)));
+            query.extend(since.map(|v| ("since", v)));
+            query.extend(before.map(|v| ("before", v.to_string())));
+            query.extend(limit.map(|v| ("limit", v.to_string())));
+            let path = match user {
+                Some(id) => format!("{base}/admin/users/{id}/events"),
+                None => format!("{base}/admin/events"),
+            };
+            http.get(path).query(&query)
         }
         AdminCommand::Stats => http.get(format!("{base}/admin/stats")),
     };

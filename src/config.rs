@@ -75,6 +75,16 @@ pub struct Config {
     pub rate_limit_phone: Option<RateRule>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A new identity whose unionid another user of the platform has joins that user.
+    pub link_by_unionid: bool,
+    /// Live sessions per user; a login beyond it revokes the oldest.
+    pub max_sessions_per_user: u32,
+    /// How long account events are kept.
+    pub event_retention: Duration,
+    /// How long a bound phone number is answered again without WeChat's paid API; `None`: never.
+    pub phone_reuse: Option<Duration>,
+    /// The URL clients reach this service at (no trailing slash), for absolute avatar URLs.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -96,6 +106,11 @@ impl Config {
             rate_limit_login: None,
             rate_limit_phone: None,
             trusted_proxies: Vec::new(),
+            link_by_unionid: true,
+            max_sessions_per_user: 10,
+            event_retention: Duration::from_secs(180 * 86400),
+            phone_reuse: None,
+            public_url: None,
         }
     }
 

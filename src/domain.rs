@@ -204,6 +204,230 @@ impl fmt::Debug for AppCredentials {
     }
 }
 
+/// The super-app a mini program runs in. Only WeChat's exchange is built so far; the identity
+/// graph already keys every identity by platform, so a code from one platform can never log in
+/// to another platform's app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Platform {
+    Weixin,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Weixin => "weixin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "weixin" => Some(Self::Weixin),
+            _ => None,
+        }
+    }
+}
+
+/// Where a user's account stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    /// Sessions revoked; logins refused with `banned` until unbanned.
+    Banned,
+    /// Erased on the user's request; only the id and the time remain, never reused.
+    Deleted,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Banned => "banned",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "banned" => Some(Self::Banned),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// WeChat's `<input type="nickname">` default: never a name a person chose.
+pub const PLACEHOLDER_NICKNAME: &str = "微信用户";
+
+/// Why a nickname was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicknameError {
+    /// Empty or over 32 characters after trimming.
+    Length,
+    /// WeChat's placeholder, which the nickname input fills in by itself.
+    Placeholder,
+}
+
+/// A nickname: 1–32 characters (not bytes) after trimming, no control characters, never
+/// WeChat's placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nickname(String);
+
+impl Nickname {
+    pub fn parse(s: &str) -> Result<Self, NicknameError> {
+        let s = s.trim();
+        let n = s.chars().count();
+        if n == 0 || n > 32 || s.chars().any(char::is_control) {
+            return Err(NicknameError::Length);
+        }
+        if s == PLACEHOLDER_NICKNAME {
+            return Err(NicknameError::Placeholder);
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a request tells about its client, kept with a session and an event: the address and
+/// the user agent (capped, so a client cannot make us store a megabyte).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub const MAX_USER_AGENT: usize = 256;
+
+    pub fn new(ip: Option<String>, user_agent: Option<&str>) -> Self {
+        let user_agent = user_agent
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(Self::MAX_USER_AGENT)
+                    .collect::<String>()
+            })
+            .filter(|ua| !ua.is_empty());
+        Self { ip, user_agent }
+    }
+}
+
+/// The image formats an avatar may have, told by their magic bytes (never by a client's label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    Png,
+    Jpeg,
+    Webp,
+}
+
+impl ImageKind {
+    /// Largest avatar accepted: `<button open-type="chooseAvatar">` hands over a small image.
+    pub const MAX_AVATAR_BYTES: usize = 256 * 1024;
+
+    /// The format of an image, from its bytes: the signature and the container's own framing
+    /// (PNG: an `IHDR` first and an `IEND` last; JPEG: SOI … EOI; WebP: a RIFF size that is the
+    /// file's and a VP8 chunk), so a valid header on garbage is refused too.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+        const PNG_IHDR: &[u8] = b"\0\0\0\x0dIHDR";
+        const PNG_IEND: &[u8] = b"\0\0\0\0IEND\xae\x42\x60\x82";
+        if bytes.starts_with(PNG_SIGNATURE) {
+            let framed = bytes.len() >= 8 + 25 + 12
+                && bytes[8..].starts_with(PNG_IHDR)
+                && bytes.ends_with(PNG_IEND);
+            return framed.then_some(Self::Png);
+        }
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            return (bytes.len() >= 6 && bytes.ends_with(&[0xFF, 0xD9])).then_some(Self::Jpeg);
+        }
+        if bytes.len() >= 20 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+            let size = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+            let chunk = &bytes[12..16];
+            let framed = size + 8 == bytes.len()
+                && (chunk == b"VP8 " || chunk == b"VP8L" || chunk == b"VP8X");
+            return framed.then_some(Self::Webp);
+        }
+        None
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Jpeg => "jpg",
+            Self::Webp => "webp",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+            Self::Webp => "image/webp",
+        }
+    }
+
+    pub fn from_extension(ext: &str) -> Option<Self> {
+        [Self::Png, Self::Jpeg, Self::Webp]
+            .into_iter()
+            .find(|k| k.extension() == ext)
+    }
+}
+
+/// The account events (SPEC §6), as stored in `events.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Login,
+    LoginFailed,
+    Logout,
+    SessionRevoked,
+    PhoneBound,
+    ProfileUpdated,
+    UserCreated,
+    UserBanned,
+    UserUnbanned,
+    UserMerged,
+    UserDeleted,
+}
+
+impl EventType {
+    pub const ALL: [Self; 11] = [
+        Self::Login,
+        Self::LoginFailed,
+        Self::Logout,
+        Self::SessionRevoked,
+        Self::PhoneBound,
+        Self::ProfileUpdated,
+        Self::UserCreated,
+        Self::UserBanned,
+        Self::UserUnbanned,
+        Self::UserMerged,
+        Self::UserDeleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::LoginFailed => "login_failed",
+            Self::Logout => "logout",
+            Self::SessionRevoked => "session_revoked",
+            Self::PhoneBound => "phone_bound",
+            Self::ProfileUpdated => "profile_updated",
+            Self::UserCreated => "user_created",
+            Self::UserBanned => "user_banned",
+            Self::UserUnbanned => "user_unbanned",
+            Self::UserMerged => "user_merged",
+            Self::UserDeleted => "user_deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// A connection URL (database, Redis) that may hold a password. `Debug` masks it.
 #[derive(Clone)]
 pub struct SecretUrl(SecretString);
@@ -311,6 +535,85 @@ mod tests {
         let b = AppId::parse("wxb").unwrap();
         assert_ne!(c.hash(&a), c.hash(&b));
         assert!(!c.hash(&a).0.contains("code"));
+    }
+
+    #[test]
+    fn nicknames_are_trimmed_bounded_and_never_the_placeholder() {
+        assert_eq!(Nickname::parse("  小明 ").unwrap().as_str(), "小明");
+        assert_eq!(
+            Nickname::parse(&"名".repeat(32))
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            32
+        );
+        assert_eq!(
+            Nickname::parse(&"名".repeat(33)),
+            Err(NicknameError::Length)
+        );
+        assert_eq!(Nickname::parse("   "), Err(NicknameError::Length));
+        assert_eq!(Nickname::parse("a\u{0}b"), Err(NicknameError::Length));
+        assert_eq!(
+            Nickname::parse(" 微信用户 "),
+            Err(NicknameError::Placeholder)
+        );
+    }
+
+    /// A 1×1 PNG, a minimal JPEG frame and a minimal WebP container.
+    pub(crate) fn sample_images() -> [(ImageKind, Vec<u8>); 3] {
+        let png = hex::decode(
+            "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489\
+             0000000a49444154789c63000100000500010d0a2db40000000049454e44ae426082",
+        )
+        .unwrap();
+        let jpeg = vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 0xFF, 0xD9,
+        ];
+        let mut webp = b"RIFF\0\0\0\0WEBPVP8L\x05\0\0\0\x2f\0\0\0\0\0".to_vec();
+        let size = (webp.len() - 8) as u32;
+        webp[4..8].copy_from_slice(&size.to_le_bytes());
+        [
+            (ImageKind::Png, png),
+            (ImageKind::Jpeg, jpeg),
+            (ImageKind::Webp, webp),
+        ]
+    }
+
+    #[test]
+    fn images_are_told_by_their_bytes_and_framing() {
+        for (kind, bytes) in sample_images() {
+            assert_eq!(ImageKind::sniff(&bytes), Some(kind));
+            // The right signature on garbage, or cut short, is no image.
+            let mut garbage = bytes[..8].to_vec();
+            garbage.extend_from_slice(&[0x42; 64]);
+            assert_eq!(
+                ImageKind::sniff(&garbage),
+                None,
+                "{kind:?} header on garbage"
+            );
+            assert_eq!(
+                ImageKind::sniff(&bytes[..bytes.len() - 2]),
+                None,
+                "{kind:?} cut short"
+            );
+        }
+        for bad in [
+            &b"GIF89a\x01\0\x01\0\0\0\0;"[..],
+            b"",
+            b"\x89PNG",
+            b"<svg/>",
+        ] {
+            assert_eq!(ImageKind::sniff(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn event_types_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("nope"), None);
     }
 
     #[test]

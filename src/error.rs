@@ -65,6 +65,10 @@ pub enum ApiError {
     PayloadTooLarge,
     InvalidPhoneCode,
     DecryptFailed,
+    Banned,
+    PlaceholderNickname,
+    PhoneInUse,
+    UnsupportedImage,
     RateLimited { retry_after_secs: u64 },
     WechatRateLimited,
     WechatUnavailable(Cause),
@@ -86,13 +90,17 @@ impl ApiError {
             Self::CodeUsed => (S::UNAUTHORIZED, 2, "code_used"),
             Self::UserBlocked => (S::FORBIDDEN, 3, "user_blocked"),
             Self::Unauthorized => (S::UNAUTHORIZED, 4, "unauthorized"),
-            Self::BadRequest(_) => (S::BAD_REQUEST, 5, "bad_request"),
+            Self::BadRequest(_) => (S::BAD_REQUEST, 14, "bad_request"),
             Self::UnknownApp(_) => (S::BAD_REQUEST, 6, "unknown_app"),
             Self::NotFound => (S::NOT_FOUND, 7, "not_found"),
             Self::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, 8, "method_not_allowed"),
             Self::PayloadTooLarge => (S::PAYLOAD_TOO_LARGE, 9, "payload_too_large"),
             Self::InvalidPhoneCode => (S::BAD_REQUEST, 12, "invalid_phone_code"),
             Self::DecryptFailed => (S::BAD_REQUEST, 13, "decrypt_failed"),
+            Self::Banned => (S::FORBIDDEN, 5, "banned"),
+            Self::PlaceholderNickname => (S::BAD_REQUEST, 15, "placeholder_nickname"),
+            Self::PhoneInUse => (S::CONFLICT, 16, "phone_in_use"),
+            Self::UnsupportedImage => (S::UNSUPPORTED_MEDIA_TYPE, 17, "unsupported_image"),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, 10, "rate_limited"),
             Self::WechatRateLimited => (S::TOO_MANY_REQUESTS, 11, "wechat_rate_limited"),
             Self::WechatUnavailable(_) => (S::SERVICE_UNAVAILABLE, 20, "wechat_unavailable"),
@@ -132,6 +140,14 @@ impl ApiError {
                  (wx.login() was called again). Log in again, then collect the encrypted data"
                     .into()
             }
+            Self::Banned => "this account is banned".into(),
+            Self::PlaceholderNickname => {
+                "choose a nickname: WeChat's placeholder 微信用户 is not one".into()
+            }
+            Self::PhoneInUse => {
+                "this phone number belongs to another account: sign in to that one".into()
+            }
+            Self::UnsupportedImage => "the avatar must be a PNG, JPEG or WebP image".into(),
             Self::RateLimited { .. } => "too many requests: slow down".into(),
             Self::WechatRateLimited => "WeChat's rate limit was reached: retry in a minute".into(),
             Self::WechatUnavailable(_) => "WeChat is unavailable right now: retry shortly".into(),
@@ -239,6 +255,12 @@ impl From<ServiceError> for ApiError {
             ServiceError::BadInput(why) => Self::BadRequest(why.into()),
             ServiceError::InvalidPhoneCode => Self::InvalidPhoneCode,
             ServiceError::DecryptFailed => Self::DecryptFailed,
+            ServiceError::Banned => Self::Banned,
+            ServiceError::PlaceholderNickname => Self::PlaceholderNickname,
+            ServiceError::PhoneInUse => Self::PhoneInUse,
+            ServiceError::UnsupportedImage => Self::UnsupportedImage,
+            ServiceError::ImageTooLarge => Self::PayloadTooLarge,
+            ServiceError::NotFound => Self::NotFound,
             ServiceError::RateLimited { retry_after_secs } => {
                 Self::RateLimited { retry_after_secs }
             }
@@ -308,6 +330,10 @@ mod tests {
             ApiError::PayloadTooLarge,
             ApiError::InvalidPhoneCode,
             ApiError::DecryptFailed,
+            ApiError::Banned,
+            ApiError::PlaceholderNickname,
+            ApiError::PhoneInUse,
+            ApiError::UnsupportedImage,
             ApiError::RateLimited {
                 retry_after_secs: 1,
             },

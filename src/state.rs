@@ -8,7 +8,7 @@ use crate::coord::session_cache::SessionCache;
 use crate::coord::Coord;
 use crate::services::access_tokens::AccessTokens;
 use crate::services::apps::Apps;
-use crate::services::login::LoginService;
+use crate::services::login::{AccountRules, LoginService};
 use crate::services::maintenance::Maintenance;
 use crate::services::open_data::OpenData;
 use crate::services::ratelimit::{Limits, RateLimiter};
@@ -31,6 +31,9 @@ pub struct Services {
     pub maintenance: Maintenance,
     /// Proxies whose `X-Forwarded-For` is believed (read by the client-address extractor).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where avatar URLs point: `<public_url>/avatars/…`, or `avatars/…` relative to the
+    /// service root when unset.
+    pub public_url: Option<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -60,13 +63,22 @@ impl AppState {
             clock.clone(),
             policy,
         );
-        let users = Users::new(store.clone());
+        let users = Users::new(
+            store.clone(),
+            sessions.clone(),
+            clock.clone(),
+            config.phone_reuse,
+        );
         let login = LoginService::new(
             store.clone(),
             sessions.clone(),
             coord.clone(),
             wechat.clone(),
             clock.clone(),
+            AccountRules {
+                link_by_unionid: config.link_by_unionid,
+                max_sessions: config.max_sessions_per_user,
+            },
         );
         let tokens = Arc::new(AccessTokens::new(
             wechat.clone(),
@@ -92,8 +104,9 @@ impl AppState {
             users,
             open_data,
             limits,
-            maintenance: Maintenance::new(store, clock, policy),
+            maintenance: Maintenance::new(store, clock, policy, config.event_retention),
             trusted_proxies: config.trusted_proxies.clone(),
+            public_url: config.public_url.clone(),
         })))
     }
 }

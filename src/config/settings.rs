@@ -244,4 +244,75 @@ pub(super) const SETTINGS: &[Setting] = &[
             }
         },
     },
+    Setting {
+        key: "accounts.link_by_unionid",
+        env: "WXLOGIN_LINK_BY_UNIONID",
+        default: Some("true"),
+        secret: false,
+        set: |c, v| {
+            c.link_by_unionid = match v {
+                "true" | "on" | "1" => true,
+                "false" | "off" | "0" => false,
+                _ => return Err("expected true or false".into()),
+            };
+            Ok(())
+        },
+        show: |c| c.link_by_unionid.to_string(),
+    },
+    Setting {
+        key: "accounts.max_sessions_per_user",
+        env: "WXLOGIN_MAX_SESSIONS_PER_USER",
+        default: Some("10"),
+        secret: false,
+        set: |c, v| {
+            c.max_sessions_per_user = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| format!("expected a number from 1 to 1000, got {v:?}"))?;
+            Ok(())
+        },
+        show: |c| c.max_sessions_per_user.to_string(),
+    },
+    Setting {
+        key: "accounts.event_retention",
+        env: "WXLOGIN_EVENT_RETENTION",
+        default: Some("180d"),
+        secret: false,
+        set: |c, v| {
+            c.event_retention = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.event_retention),
+    },
+    Setting {
+        key: "accounts.phone_reuse",
+        env: "WXLOGIN_PHONE_REUSE",
+        default: Some("30d"),
+        secret: false,
+        set: |c, v| {
+            c.phone_reuse = if v.trim().eq_ignore_ascii_case("off") {
+                None
+            } else {
+                Some(duration(v)?)
+            };
+            Ok(())
+        },
+        show: |c| c.phone_reuse.map_or("off".into(), show_duration),
+    },
+    Setting {
+        key: "public_url",
+        env: "WXLOGIN_PUBLIC_URL",
+        default: None,
+        secret: false,
+        set: |c, v| {
+            let url = url::Url::parse(v)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or("expected the http(s) URL clients reach this service at")?;
+            c.public_url = Some(url.as_str().trim_end_matches('/').to_owned());
+            Ok(())
+        },
+        show: |c| c.public_url.clone().unwrap_or_else(|| "(unset)".into()),
+    },
 ];

@@ -35,6 +35,8 @@ return 1"#;
 struct CachedSession {
     id: i64,
     user_id: i64,
+    #[serde(default = "weixin")]
+    platform: String,
     appid: String,
     openid: String,
     unionid: Option<String>,
@@ -43,11 +45,17 @@ struct CachedSession {
     expires_at: i64,
 }
 
+/// Entries written by a release before platforms were recorded.
+fn weixin() -> String {
+    "weixin".into()
+}
+
 impl CachedSession {
     fn of(s: &SessionRecord) -> Self {
         Self {
             id: s.id,
             user_id: s.user_id,
+            platform: s.platform.clone(),
             appid: s.appid.to_string(),
             openid: s.openid.0.clone(),
             unionid: s.unionid.as_ref().map(|u| u.0.clone()),
@@ -61,6 +69,7 @@ impl CachedSession {
         Some(SessionRecord {
             id: self.id,
             user_id: self.user_id,
+            platform: self.platform,
             appid: AppId::parse(&self.appid).ok()?,
             openid: OpenId(self.openid),
             unionid: self.unionid.map(UnionId),
@@ -137,6 +146,18 @@ impl SessionCache {
                     .await
             })
             .await;
+    }
+
+    /// Turns every cached entry into a miss on every instance (a new epoch). `false` if Redis
+    /// could not be told (the epoch bump on recovery then covers it).
+    pub async fn invalidate_all(&self) -> bool {
+        let key = self.0.epoch_key();
+        self.0
+            .run(
+                |mut c| async move { redis::cmd("INCR").arg(key).query_async::<i64>(&mut c).await },
+            )
+            .await
+            .is_some()
     }
 
     /// Marks the token revoked for every instance. `false` if Redis could not be told (the

@@ -1,14 +1,16 @@
-//! `/admin/…`: find users, list and revoke sessions, counts. Mounted only when
+//! `/admin/…`: find users, list and revoke sessions, ban, unban, merge and delete users, read
+//! the event log, counts. Mounted only when
 //! `WXLOGIN_ADMIN_TOKEN` is set; every request needs `Authorization: Bearer <admin token>`,
 //! compared in constant time.
 
-use super::extract::{token_text, ApiPath, ApiQuery};
-use super::reply::{ok, Envelope, Reply};
-use super::session::MeData;
+use super::extract::{token_text, ApiBody, ApiPath, ApiQuery, Client};
+use super::me::{avatar_url, EventView, IdentityView};
+use super::reply::{ok, Empty, Envelope, Reply};
 use crate::clock::rfc3339;
+use crate::domain::EventType;
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::state::AppState;
-use crate::store::{SessionSummary, Stats, UserFilter};
+use crate::store::{EventFilter, SessionSummary, Stats, UserFilter, UserRecord};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -24,8 +26,14 @@ pub(super) fn router(admin_token: SecretString) -> OpenApiRouter<AppState> {
     let token = Arc::new(admin_token);
     OpenApiRouter::new()
         .routes(routes!(find_users))
+        .routes(routes!(get_user, delete_user))
         .routes(routes!(list_sessions, revoke_user))
         .routes(routes!(revoke_session))
+        .routes(routes!(ban))
+        .routes(routes!(unban))
+        .routes(routes!(merge))
+        .routes(routes!(user_events))
+        .routes(routes!(events))
         .routes(routes!(stats))
         .route_layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
@@ -58,9 +66,51 @@ async fn require_admin(expected: &SecretString, req: Request, next: Next) -> Res
 )]
 struct AdminNotFound(#[to_schema] ErrorBody);
 
+/// A user as operators see it. A deleted user is a tombstone: `id`, `status`, `deleted_at`
+/// (and the times), nothing else.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AdminUser {
+    id: i64,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nickname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_country_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ban_reason: Option<String>,
+    /// RFC 3339.
+    created_at: String,
+    last_login_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_at: Option<String>,
+    identities: Vec<IdentityView>,
+}
+
+impl AdminUser {
+    fn new(state: &AppState, u: UserRecord) -> Self {
+        Self {
+            id: u.id,
+            status: u.status.as_str(),
+            nickname: u.nickname,
+            avatar_url: avatar_url(state, u.avatar),
+            phone: u.phone,
+            phone_country_code: u.phone_country_code,
+            ban_reason: u.ban_reason,
+            created_at: rfc3339(u.created_at),
+            last_login_at: rfc3339(u.last_login_at),
+            deleted_at: u.deleted_at.map(rfc3339),
+            identities: u.identities.into_iter().map(IdentityView::from).collect(),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub(super) struct AdminUsers {
-    users: Vec<MeData>,
+    users: Vec<AdminUser>,
 }
 
 /// `GET /admin/users?id=&openid=&unionid=&phone=` (at least one).
@@ -72,35 +122,193 @@ pub(super) async fn find_users(
 ) -> Reply<AdminUsers> {
     let users = state.users.find(&filter).await?;
     Ok(ok(AdminUsers {
-        users: users.into_iter().map(MeData::from).collect(),
+        users: users
+            .into_iter()
+            .map(|u| AdminUser::new(&state, u))
+            .collect(),
     }))
 }
 
-#[derive(Serialize, ToSchema)]
-pub(super) struct AdminSession {
-    id: i64,
-    appid: String,
-    /// RFC 3339.
-    created_at: String,
-    last_seen_at: String,
-    expires_at: String,
+/// One user, a tombstone included.
+#[utoipa::path(get, path = "/admin/users/{id}", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "user id")),
+    responses((status = 200, body = Envelope<AdminUser>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+pub(super) async fn get_user(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Reply<AdminUser> {
+    let user = state.users.get(id).await?;
+    Ok(ok(AdminUser::new(&state, user)))
 }
 
-impl From<SessionSummary> for AdminSession {
-    fn from(s: SessionSummary) -> Self {
-        Self {
-            id: s.id,
-            appid: s.appid,
-            created_at: rfc3339(s.created_at),
-            last_seen_at: rfc3339(s.last_seen_at),
-            expires_at: rfc3339(s.expires_at),
-        }
+/// Deletes a user as `DELETE /me` does (for a request that reached the operator another way).
+#[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "user id")),
+    responses((status = 200, body = Envelope<Empty>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+pub(super) async fn delete_user(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiPath(id): ApiPath<i64>,
+) -> Reply<Empty> {
+    state.users.delete(id, &client).await?;
+    Ok(ok(Empty {}))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub(super) struct BanBody {
+    /// Shown to operators, never to the user.
+    #[schema(value_type = String, max_length = 500)]
+    reason: Option<String>,
+}
+
+/// Bans a user: every session revoked on every instance before the reply; later logins get
+/// 403 `banned`.
+#[utoipa::path(post, path = "/admin/users/{id}/ban", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "user id")),
+    request_body = BanBody,
+    responses((status = 200, body = Envelope<Empty>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+pub(super) async fn ban(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiPath(id): ApiPath<i64>,
+    ApiBody(body): ApiBody<BanBody>,
+) -> Reply<Empty> {
+    let reason = body.reason.unwrap_or_default();
+    if reason.chars().count() > 500 {
+        return Err(ApiError::BadRequest(
+            "`reason` is over 500 characters".into(),
+        ));
     }
+    state.users.ban(id, reason.trim(), &client).await?;
+    Ok(ok(Empty {}))
+}
+
+#[utoipa::path(post, path = "/admin/users/{id}/unban", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "user id")),
+    responses((status = 200, body = Envelope<Empty>), responses::BadRequest, responses::Unauthorized,
+        (status = 404, description = "not_found: no such banned user", body = ErrorBody), responses::Unavailable))]
+pub(super) async fn unban(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiPath(id): ApiPath<i64>,
+) -> Reply<Empty> {
+    state.users.unban(id, &client).await?;
+    Ok(ok(Empty {}))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub(super) struct MergeBody {
+    /// The user merged into this one (and deleted).
+    #[schema(value_type = i64)]
+    from: Option<i64>,
+}
+
+/// Moves the other user's identities, sessions and phone (if this one has none) to this user
+/// and deletes the other, in one transaction.
+#[utoipa::path(post, path = "/admin/users/{id}/merge", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "the user that stays")),
+    request_body = MergeBody,
+    responses((status = 200, body = Envelope<AdminUser>), responses::BadRequest, responses::Unauthorized,
+        (status = 404, description = "not_found: either user is missing or deleted, or they are the same", body = ErrorBody), responses::Unavailable))]
+pub(super) async fn merge(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiPath(id): ApiPath<i64>,
+    ApiBody(body): ApiBody<MergeBody>,
+) -> Reply<AdminUser> {
+    let from = body
+        .from
+        .ok_or_else(|| ApiError::BadRequest("`from` (a user id) is required".into()))?;
+    state.users.merge(id, from, &client).await?;
+    let user = state.users.get(id).await?;
+    Ok(ok(AdminUser::new(&state, user)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct EventsData {
+    events: Vec<EventView>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    next_before: Option<i64>,
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub(super) struct EventQuery {
+    /// An event type (`login`, `login_failed`, `user_banned`, …).
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    kind: Option<String>,
+    /// RFC 3339: only events at or after this time.
+    since: Option<String>,
+    /// Only events older than this id (paging).
+    before: Option<i64>,
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+}
+
+impl EventQuery {
+    fn filter(self, user_id: Option<i64>) -> Result<EventFilter, ApiError> {
+        let kind = match self.kind.as_deref() {
+            None | Some("") => None,
+            Some(k) => Some(
+                EventType::parse(k)
+                    .ok_or_else(|| ApiError::BadRequest(format!("unknown event type {k:?}")))?,
+            ),
+        };
+        let since = match self.since.as_deref() {
+            None | Some("") => None,
+            Some(t) => {
+                let at = humantime::parse_rfc3339_weak(t)
+                    .map_err(|_| ApiError::BadRequest("`since` must be an RFC 3339 time".into()))?;
+                let ms = at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                Some(ms)
+            }
+        };
+        Ok(EventFilter {
+            user_id,
+            kind,
+            since,
+            before: self.before,
+            limit: self.limit.unwrap_or(100).clamp(1, 1000),
+        })
+    }
+}
+
+fn page(events: Vec<crate::store::EventRecord>, limit: u32) -> EventsData {
+    let next_before = (events.len() as u32 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    EventsData {
+        events: events.into_iter().map(EventView::from).collect(),
+        next_before,
+    }
+}
+
+#[utoipa::path(get, path = "/admin/users/{id}/events", tag = "admin", security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "user id"), EventQuery),
+    responses((status = 200, body = Envelope<EventsData>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+pub(super) async fn user_events(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiQuery(query): ApiQuery<EventQuery>,
+) -> Reply<EventsData> {
+    let filter = query.filter(Some(id))?;
+    let events = state.users.events(&filter).await?;
+    Ok(ok(page(events, filter.limit)))
+}
+
+/// The event log, newest first: `?type=&since=&before=&limit=`.
+#[utoipa::path(get, path = "/admin/events", tag = "admin", security(("admin_token" = [])), params(EventQuery),
+    responses((status = 200, body = Envelope<EventsData>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+pub(super) async fn events(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<EventQuery>,
+) -> Reply<EventsData> {
+    let filter = query.filter(None)?;
+    let events = state.users.events(&filter).await?;
+    Ok(ok(page(events, filter.limit)))
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct AdminSessions {
-    sessions: Vec<AdminSession>,
+    sessions: Vec<super::me::SessionView>,
 }
 
 #[utoipa::path(get, path = "/admin/users/{id}/sessions", tag = "admin", security(("admin_token" = [])), params(("id" = i64, Path, description = "user id")),
@@ -111,7 +319,10 @@ pub(super) async fn list_sessions(
 ) -> Reply<AdminSessions> {
     let sessions = state.sessions.list(id).await?;
     Ok(ok(AdminSessions {
-        sessions: sessions.into_iter().map(AdminSession::from).collect(),
+        sessions: sessions
+            .into_iter()
+            .map(|s: SessionSummary| super::me::SessionView::new(s, None))
+            .collect(),
     }))
 }
 
@@ -125,9 +336,10 @@ pub(super) struct Revoked {
     responses((status = 200, body = Envelope<Revoked>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
 pub(super) async fn revoke_user(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiPath(id): ApiPath<i64>,
 ) -> Reply<Revoked> {
-    let revoked = state.sessions.revoke_user(id).await?;
+    let revoked = state.sessions.revoke_user(id, &client).await?;
     Ok(ok(Revoked {
         revoked: revoked as u64,
     }))
@@ -137,9 +349,10 @@ pub(super) async fn revoke_user(
     responses((status = 200, body = Envelope<Revoked>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
 pub(super) async fn revoke_session(
     State(state): State<AppState>,
+    Client(client): Client,
     ApiPath(id): ApiPath<i64>,
 ) -> Reply<Revoked> {
-    if !state.sessions.revoke_by_id(id).await? {
+    if !state.sessions.revoke_by_id(id, None, &client).await? {
         return Err(ApiError::NotFound);
     }
     Ok(ok(Revoked { revoked: 1 }))

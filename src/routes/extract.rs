@@ -5,7 +5,7 @@
 //! from `Authorization: Bearer …` or a `token:` header — never from the URL. [`ClientIp`] is
 //! the address a request comes from, believing `X-Forwarded-For` only from trusted proxies.
 
-use crate::domain::SessionToken;
+use crate::domain::{ClientInfo, SessionToken};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::SessionRecord;
@@ -162,6 +162,22 @@ impl FromRequestParts<AppState> for ClientIp {
             &parts.headers,
             &state.trusted_proxies,
         )))
+    }
+}
+
+/// The client as sessions and events record it: its address and user agent.
+pub(crate) struct Client(pub ClientInfo);
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        Ok(Self(ClientInfo::new(Some(ip.to_string()), user_agent)))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `POST /login`: a `wx.login()` code in, our token out.
 
-use super::extract::{token_text, ApiBody, ClientIp};
+use super::extract::{token_text, ApiBody, Client};
 use super::reply::{ok, Envelope, Reply};
 use crate::domain::{JsCode, SessionToken};
 use crate::error::{responses, ApiError, ErrorBody};
@@ -49,16 +49,19 @@ pub(super) struct LoginData {
         (status = 200, body = Envelope<LoginData>),
         (status = 400, description = "missing_code, bad_request, unknown_app", body = ErrorBody),
         (status = 401, description = "invalid_code, code_used", body = ErrorBody),
-        (status = 403, description = "user_blocked", body = ErrorBody),
+        (status = 403, description = "user_blocked, banned", body = ErrorBody),
         responses::TooLarge, responses::RateLimited, responses::Unavailable,
     ))]
 pub(super) async fn login(
     State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
+    Client(client): Client,
     headers: HeaderMap,
     ApiBody(body): ApiBody<LoginBody>,
 ) -> Reply<LoginData> {
-    state.limits.login(&ip.to_string()).await?;
+    state
+        .limits
+        .login(client.ip.as_deref().unwrap_or("-"))
+        .await?;
     let code = match body.code.as_deref().map(str::trim) {
         None | Some("") => return Err(ApiError::MissingCode),
         Some(text) => JsCode::parse(text).map_err(|e| ApiError::BadRequest(e.0.into()))?,
@@ -68,7 +71,7 @@ pub(super) async fn login(
     let previous = token_text(&headers)
         .and_then(SessionToken::parse)
         .map(|t| t.hash());
-    let outcome = match state.login.login(app, code, previous).await {
+    let outcome = match state.login.login(app, code, previous, client).await {
         Ok(o) => o,
         Err(e) => {
             let e = ApiError::from(e);

@@ -3,15 +3,18 @@
 //! reply. They reach the stores, Redis and WeChat only through the services in `AppState`.
 
 mod admin;
+mod avatar;
 mod docs;
 mod extract;
 mod login;
+mod me;
 mod middleware;
 mod open_data;
 mod ops;
 mod reply;
 mod session;
 
+pub use avatar::image_of;
 pub use extract::{decode_body, token_text};
 
 use crate::error::ApiError;
@@ -28,6 +31,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub fn router(state: AppState, admin_token: Option<secrecy::SecretString>) -> Router {
     let mut api = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(login::router())
+        .merge(me::router())
         .merge(session::router())
         .merge(open_data::router())
         .merge(ops::router());

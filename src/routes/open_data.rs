@@ -2,7 +2,7 @@
 //! server holds: `POST /phone`, `POST /decrypt`, `POST /userinfo/verify`, `GET /session/check`.
 //! Handlers check the input's shape; `services::open_data` does the rest.
 
-use super::extract::{ApiBody, Authed};
+use super::extract::{ApiBody, Authed, Client};
 use super::reply::{ok, Envelope, Reply, Valid};
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::state::AppState;
@@ -31,18 +31,24 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
 #[derive(Deserialize, ToSchema)]
 pub(super) struct PhoneBody {
     code: Option<String>,
+    /// `true`: ask WeChat even when the user's bound number is fresh.
+    refresh: Option<bool>,
 }
 
-/// Exchanges the getPhoneNumber button's code for the phone number and stores it on the user.
+/// Exchanges the getPhoneNumber button's code for the phone number and binds it to the user.
+/// A number bound within `WXLOGIN_PHONE_REUSE` is answered from the store (no paid WeChat
+/// call) unless `refresh` is set; a number another user holds is 409 `phone_in_use`.
 #[utoipa::path(post, path = "/phone", tag = "open data", security(("token" = [])),
     request_body = PhoneBody,
     responses(
         (status = 200, body = Envelope<PhoneInfo>),
         (status = 400, description = "bad_request, invalid_phone_code", body = ErrorBody),
+        (status = 409, description = "phone_in_use", body = ErrorBody),
         responses::Unauthorized, responses::TooLarge, responses::RateLimited, responses::Unavailable))]
 pub(super) async fn phone(
     State(state): State<AppState>,
     authed: Authed,
+    Client(client): Client,
     ApiBody(body): ApiBody<PhoneBody>,
 ) -> Reply<PhoneInfo> {
     state.limits.phone(authed.session.id).await?;
@@ -50,7 +56,12 @@ pub(super) async fn phone(
     if code.len() > 128 {
         return Err(ApiError::BadRequest("`code` is not a phone code".into()));
     }
-    Ok(ok(state.open_data.phone(&authed.session, code).await?))
+    let refresh = body.refresh.unwrap_or(false);
+    let info = state
+        .open_data
+        .phone(&authed.session, code, refresh, &client)
+        .await?;
+    Ok(ok(info))
 }
 
 #[derive(Deserialize, ToSchema)]

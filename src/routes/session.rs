@@ -1,67 +1,49 @@
-//! Routes for a logged-in client: `GET /me`, `POST /logout`, and `GET /auth` for reverse
-//! proxies (nginx `auth_request`, Traefik ForwardAuth).
+//! Ending sessions and proving them: `POST /logout`, and `GET /auth` for reverse proxies
+//! (nginx `auth_request`, Traefik ForwardAuth). The account itself (`/me…`) is `me.rs`.
 
-use super::extract::Authed;
+use super::extract::{ApiBody, Authed, Client};
 use super::reply::{ok, Empty, Envelope, Reply};
-use crate::clock::rfc3339;
 use crate::error::{responses, ApiError};
 use crate::state::AppState;
-use crate::store::UserRecord;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(me))
         .routes(routes!(logout))
         .routes(routes!(auth))
 }
 
-/// A user as `/me` and the admin API show it (the schema clients read as `MeData`).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct MeData {
-    id: i64,
-    appid: String,
-    openid: String,
-    unionid: Option<String>,
-    phone: Option<String>,
-    phone_country_code: Option<String>,
-    /// RFC 3339.
-    created_at: String,
-    last_login_at: String,
+#[derive(Deserialize, ToSchema)]
+pub(super) struct LogoutBody {
+    /// `true`: end every session of this user, on every device.
+    all: Option<bool>,
 }
 
-impl From<UserRecord> for MeData {
-    fn from(u: UserRecord) -> Self {
-        Self {
-            id: u.id,
-            appid: u.appid.to_string(),
-            openid: u.openid.0,
-            unionid: u.unionid.map(|x| x.0),
-            phone: u.phone,
-            phone_country_code: u.phone_country_code,
-            created_at: rfc3339(u.created_at),
-            last_login_at: rfc3339(u.last_login_at),
-        }
-    }
-}
-
-#[utoipa::path(get, path = "/me", tag = "mini program", security(("token" = [])),
-    responses((status = 200, body = Envelope<MeData>), responses::Unauthorized, responses::Unavailable))]
-pub(super) async fn me(State(state): State<AppState>, authed: Authed) -> Reply<MeData> {
-    let user = state.users.of_session(authed.session.user_id).await?;
-    Ok(ok(user.into()))
-}
-
+/// Revokes this token (or, with `{"all": true}`, every session of the user) on every instance
+/// before answering.
 #[utoipa::path(post, path = "/logout", tag = "mini program", security(("token" = [])),
-    responses((status = 200, body = Envelope<Empty>), responses::Unauthorized, responses::Unavailable))]
-pub(super) async fn logout(State(state): State<AppState>, authed: Authed) -> Reply<Empty> {
-    state.sessions.revoke(&authed.token).await?;
+    request_body(content = LogoutBody, description = "optional"),
+    responses((status = 200, body = Envelope<Empty>), responses::BadRequest, responses::Unauthorized, responses::Unavailable))]
+pub(super) async fn logout(
+    State(state): State<AppState>,
+    authed: Authed,
+    Client(client): Client,
+    ApiBody(body): ApiBody<LogoutBody>,
+) -> Reply<Empty> {
+    if body.all == Some(true) {
+        state
+            .sessions
+            .revoke_user(authed.session.user_id, &client)
+            .await?;
+    } else {
+        state.sessions.revoke(&authed.token, &client).await?;
+    }
     Ok(ok(Empty {}))
 }
 

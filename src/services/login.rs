@@ -15,9 +15,10 @@ use super::{ServiceError, ServiceResult};
 use crate::clock::SharedClock;
 use crate::coord::{Coord, Lock};
 use crate::domain::{
-    AppCredentials, CodeHash, JsCode, OpenId, SessionToken, TokenHash, UnionId, UserId,
+    AppCredentials, ClientInfo, CodeHash, JsCode, OpenId, Platform, SessionToken, TokenHash,
+    UnionId, UserId,
 };
-use crate::store::{LoginStore, NewLogin};
+use crate::store::{Audit, LoginStore, NewLogin};
 use crate::wechat::{WechatClient, WechatError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
@@ -36,12 +37,22 @@ pub struct LoginOutcome {
 
 type Flight = Shared<BoxFuture<'static, ServiceResult<LoginOutcome>>>;
 
+/// How logins shape accounts (`[accounts]` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct AccountRules {
+    /// A new identity whose unionid another user of the platform has joins that user.
+    pub link_by_unionid: bool,
+    /// Live sessions a user may have; a login beyond it revokes the oldest.
+    pub max_sessions: u32,
+}
+
 pub struct LoginService {
     store: Arc<dyn LoginStore>,
     sessions: Sessions,
     coord: Option<Arc<Coord>>,
     wechat: WechatClient,
     clock: SharedClock,
+    rules: AccountRules,
     /// In-flight exchanges by code hash. Entries live only while WeChat is being asked.
     inflight: Mutex<HashMap<CodeHash, Flight>>,
 }
@@ -53,6 +64,7 @@ impl LoginService {
         coord: Option<Arc<Coord>>,
         wechat: WechatClient,
         clock: SharedClock,
+        rules: AccountRules,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -60,6 +72,7 @@ impl LoginService {
             coord,
             wechat,
             clock,
+            rules,
             inflight: Mutex::new(HashMap::new()),
         })
     }
@@ -69,6 +82,7 @@ impl LoginService {
         app: &AppCredentials,
         code: JsCode,
         previous: Option<TokenHash>,
+        client: ClientInfo,
     ) -> ServiceResult<LoginOutcome> {
         let code_hash = code.hash(&app.appid);
         let flight = {
@@ -80,8 +94,9 @@ impl LoginService {
                     let (app, hash) = (app.clone(), code_hash.clone());
                     let task = tokio::spawn(async move {
                         let result = this
-                            .exchange_once(&app, &code, &hash, previous.as_ref())
+                            .exchange_once(&app, &code, &hash, previous.as_ref(), &client)
                             .await;
+                        this.record_failure(&app, &result, &client).await;
                         this.inflight
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -114,9 +129,10 @@ impl LoginService {
         code: &JsCode,
         code_hash: &CodeHash,
         previous: Option<&TokenHash>,
+        client: &ClientInfo,
     ) -> ServiceResult<LoginOutcome> {
         let Some(coord) = &self.coord else {
-            return self.exchange(app, code, code_hash, previous).await;
+            return self.exchange(app, code, code_hash, previous, client).await;
         };
         let lock = format!("code:{}", code_hash.as_str());
         let ttl = self.wechat.budget() * 2 + Duration::from_secs(5);
@@ -124,11 +140,13 @@ impl LoginService {
         loop {
             match coord.lock(&lock, ttl).await {
                 Lock::Acquired(nonce) => {
-                    let result = self.exchange(app, code, code_hash, previous).await;
+                    let result = self.exchange(app, code, code_hash, previous, client).await;
                     coord.unlock(&lock, &nonce).await;
                     return result;
                 }
-                Lock::Unavailable => return self.exchange(app, code, code_hash, previous).await,
+                Lock::Unavailable => {
+                    return self.exchange(app, code, code_hash, previous, client).await
+                }
                 Lock::Held => {
                     while coord.is_locked(&lock).await == Some(true) && Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -144,12 +162,47 @@ impl LoginService {
         }
     }
 
+    /// A `login_failed` event for a failed exchange (once, however many requests joined it).
+    /// A banned user's refusal was logged with its transaction; a failure of the store cannot
+    /// be written down.
+    async fn record_failure(
+        &self,
+        app: &AppCredentials,
+        result: &ServiceResult<LoginOutcome>,
+        client: &ClientInfo,
+    ) {
+        let error = match result {
+            Ok(_) | Err(ServiceError::Banned | ServiceError::StoreUnavailable(_)) => return,
+            Err(ServiceError::CodeUsed) => "code_used",
+            Err(ServiceError::Wechat(e)) => match e {
+                WechatError::InvalidCode => "invalid_code",
+                WechatError::UserBlocked => "user_blocked",
+                WechatError::RateLimited => "wechat_rate_limited",
+                WechatError::BadCredentials(_) => "wechat_misconfigured",
+                _ => "wechat_unavailable",
+            },
+            Err(_) => "internal",
+        };
+        let audit = Audit {
+            now: self.clock.now_ms(),
+            client,
+        };
+        if let Err(e) = self
+            .store
+            .record_login_failure(Platform::Weixin, &app.appid, error, audit)
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a failed login");
+        }
+    }
+
     async fn exchange(
         &self,
         app: &AppCredentials,
         code: &JsCode,
         code_hash: &CodeHash,
         previous: Option<&TokenHash>,
+        client: &ClientInfo,
     ) -> ServiceResult<LoginOutcome> {
         if self.store.is_code_used(code_hash).await? {
             return Err(ServiceError::CodeUsed);
@@ -172,6 +225,7 @@ impl LoginService {
         let record = self
             .store
             .record_login(NewLogin {
+                platform: Platform::Weixin,
                 appid: &app.appid,
                 openid: &wx.openid,
                 unionid: wx.unionid.as_ref(),
@@ -181,11 +235,12 @@ impl LoginService {
                 previous,
                 now,
                 expires_at: policy.absolute_expiry(now),
+                client,
+                link_by_unionid: self.rules.link_by_unionid,
+                max_sessions: self.rules.max_sessions,
             })
             .await?;
-        if let Some(previous) = previous {
-            self.sessions.replaced(previous).await;
-        }
+        self.sessions.ended(&record.revoked).await;
         tracing::info!(appid = %app.appid, user_id = record.user_id, new_user = record.new_user, "login");
         Ok(LoginOutcome {
             token,

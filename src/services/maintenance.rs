@@ -17,6 +17,7 @@ pub struct Maintenance {
     store: Arc<dyn MaintenanceStore>,
     clock: SharedClock,
     policy: SessionPolicy,
+    event_retention: Duration,
 }
 
 impl Maintenance {
@@ -24,11 +25,13 @@ impl Maintenance {
         store: Arc<dyn MaintenanceStore>,
         clock: SharedClock,
         policy: SessionPolicy,
+        event_retention: Duration,
     ) -> Self {
         Self {
             store,
             clock,
             policy,
+            event_retention,
         }
     }
 
@@ -41,7 +44,8 @@ impl Maintenance {
         Ok(self.store.stats(self.clock.now_ms()).await?)
     }
 
-    /// Deletes expired sessions and used codes no client can present any more. Safe to call
+    /// Deletes expired sessions, used codes no client can present any more and events past
+    /// their retention. Safe to call
     /// on every instance: the store lets one at a time do the work (`None`: another is on it).
     pub async fn cleanup(&self) -> StoreResult<Option<(u64, u64)>> {
         let now = self.clock.now_ms();
@@ -50,6 +54,7 @@ impl Maintenance {
                 now,
                 idle_before: now - self.policy.idle_ms(),
                 codes_before: now - USED_CODE_RETENTION_MS,
+                events_before: now - self.event_retention.as_millis() as Millis,
             })
             .await
     }

@@ -4,7 +4,8 @@
 //! - [`apps`]: which mini programs this server serves, and their credentials.
 //! - [`login`]: code → WeChat → user + session, single-flight per code.
 //! - [`sessions`]: token checks, expiry policy, and every revocation (the one session seam).
-//! - [`users`]: the user a token resolves to, admin look-ups, phone binding.
+//! - [`users`]: the person behind a token: profile, avatar, phone, export, and the account
+//!   actions (ban, unban, merge, delete), admin look-ups and the event log.
 //! - [`open_data`]: phone numbers, encrypted data, rawData signatures, checksession.
 //! - [`access_tokens`]: the per-app access_token, one refresher across instances.
 //! - [`ratelimit`]: fixed-window limits, shared through Redis when it is configured.
@@ -42,6 +43,18 @@ pub enum ServiceError {
     InvalidPhoneCode,
     #[error("could not decrypt with this session's session_key")]
     DecryptFailed,
+    #[error("the user is banned")]
+    Banned,
+    #[error("WeChat's placeholder nickname")]
+    PlaceholderNickname,
+    #[error("another user holds this phone number")]
+    PhoneInUse,
+    #[error("not a PNG, JPEG or WebP image")]
+    UnsupportedImage,
+    #[error("the image is too large")]
+    ImageTooLarge,
+    #[error("no such user or session")]
+    NotFound,
     #[error("rate limit reached")]
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
@@ -58,6 +71,7 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::CodeUsed => Self::CodeUsed,
+            StoreError::Banned => Self::Banned,
             StoreError::Unavailable(why) => Self::StoreUnavailable(why.into()),
         }
     }

@@ -6,7 +6,7 @@ use super::apps::Apps;
 use super::sessions::Sessions;
 use super::users::Users;
 use super::{ServiceError, ServiceResult};
-use crate::domain::{AppCredentials, SessionToken};
+use crate::domain::{AppCredentials, ClientInfo, SessionToken};
 use crate::store::SessionRecord;
 use crate::wechat::crypto::{self, OpenDataError};
 use crate::wechat::{PhoneInfo, WechatClient, WechatError};
@@ -43,8 +43,21 @@ impl OpenData {
         self.apps.get(&s.appid).ok_or(ServiceError::Unauthorized)
     }
 
-    /// Exchanges the getPhoneNumber button's code for the phone number and binds it to the user.
-    pub async fn phone(&self, s: &SessionRecord, code: &str) -> ServiceResult<PhoneInfo> {
+    /// Exchanges the getPhoneNumber button's code for the phone number and binds it to the user
+    /// — unless the user's bound number is fresh (`WXLOGIN_PHONE_REUSE`) and `refresh` is not
+    /// asked for: then the stored number is the answer, and WeChat's paid API is not called.
+    pub async fn phone(
+        &self,
+        s: &SessionRecord,
+        code: &str,
+        refresh: bool,
+        client: &ClientInfo,
+    ) -> ServiceResult<PhoneInfo> {
+        if !refresh {
+            if let Some(stored) = self.users.fresh_phone(s.user_id).await? {
+                return Ok(stored);
+            }
+        }
         let app = self.app(s)?;
         let info = self
             .tokens
@@ -58,7 +71,7 @@ impl OpenData {
                 WechatError::InvalidCode | WechatError::CodeUsed => ServiceError::InvalidPhoneCode,
                 other => other.into(),
             })?;
-        self.users.bind_phone(s.user_id, &info).await?;
+        self.users.bind_phone(s.user_id, &info, client).await?;
         Ok(info)
     }
 

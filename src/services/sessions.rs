@@ -11,8 +11,8 @@
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
 use crate::coord::session_cache::{Lookup, SessionCache};
-use crate::domain::{SessionKey, SessionToken, TokenHash, UserId};
-use crate::store::{SessionRecord, SessionStore, SessionSummary};
+use crate::domain::{ClientInfo, SessionKey, SessionToken, TokenHash, UserId};
+use crate::store::{Audit, SessionRecord, SessionStore, SessionSummary};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,16 +149,23 @@ impl Sessions {
             .ok_or(ServiceError::Unauthorized)
     }
 
-    /// A user's sessions, for the admin API.
+    /// A user's sessions, for the user and the admin API.
     pub async fn list(&self, user: UserId) -> ServiceResult<Vec<SessionSummary>> {
         Ok(self.store.list_sessions(user).await?)
     }
 
+    fn audit<'a>(&self, client: &'a ClientInfo) -> Audit<'a> {
+        Audit {
+            now: self.clock.now_ms(),
+            client,
+        }
+    }
+
     /// Logout: revokes the session; `Unauthorized` if there was none (already revoked or never
     /// issued).
-    pub async fn revoke(&self, token: &SessionToken) -> ServiceResult<()> {
+    pub async fn revoke(&self, token: &SessionToken, client: &ClientInfo) -> ServiceResult<()> {
         let hash = token.hash();
-        let existed = self.store.revoke_session(&hash).await?;
+        let existed = self.store.revoke_session(&hash, self.audit(client)).await?;
         self.announce(&hash).await;
         if existed {
             Ok(())
@@ -167,9 +174,19 @@ impl Sessions {
         }
     }
 
-    /// Revokes one session by its id; `false` if there was none.
-    pub async fn revoke_by_id(&self, id: i64) -> ServiceResult<bool> {
-        match self.store.revoke_session_by_id(id).await? {
+    /// Revokes one session by its id: any session (admin), or only one of `owner`'s (the user
+    /// ending their own sessions). `false` if there was no such session.
+    pub async fn revoke_by_id(
+        &self,
+        id: i64,
+        owner: Option<UserId>,
+        client: &ClientInfo,
+    ) -> ServiceResult<bool> {
+        let ended = self
+            .store
+            .revoke_session_by_id(id, owner, self.audit(client))
+            .await?;
+        match ended {
             Some(hash) => {
                 self.announce(&hash).await;
                 tracing::info!(session_id = id, "session revoked");
@@ -180,11 +197,12 @@ impl Sessions {
     }
 
     /// Revokes every session of a user; returns how many there were.
-    pub async fn revoke_user(&self, user: UserId) -> ServiceResult<usize> {
-        let hashes = self.store.revoke_user_sessions(user).await?;
-        for hash in &hashes {
-            self.announce(hash).await;
-        }
+    pub async fn revoke_user(&self, user: UserId, client: &ClientInfo) -> ServiceResult<usize> {
+        let hashes = self
+            .store
+            .revoke_user_sessions(user, self.audit(client))
+            .await?;
+        self.ended(&hashes).await;
         tracing::info!(
             user_id = user,
             revoked = hashes.len(),
@@ -193,10 +211,24 @@ impl Sessions {
         Ok(hashes.len())
     }
 
-    /// A login replaced this token, and the store deleted it in the login's own transaction:
-    /// tell every instance.
-    pub async fn replaced(&self, hash: &TokenHash) {
-        self.announce(hash).await;
+    /// Sessions the store has already ended (in a login's transaction: the replaced token, the
+    /// oldest over the cap; in an account change: a ban, a deletion): tell every instance.
+    pub async fn ended(&self, hashes: &[TokenHash]) {
+        for hash in hashes {
+            self.announce(hash).await;
+        }
+    }
+
+    /// Sessions that now belong to another user (a merge): no instance may answer them from
+    /// what it cached before.
+    pub async fn moved(&self) {
+        if let Some(cache) = &self.cache {
+            if !cache.invalidate_all().await {
+                tracing::warn!(
+                    "redis did not take a cache invalidation; the cache epoch will be bumped on recovery"
+                );
+            }
+        }
     }
 
     /// Tells every instance's cache that this token is gone (after the store has it deleted).

@@ -21,11 +21,12 @@
 
 use super::used_codes::{Known, UsedCodes, MAX_CODES, WINDOW};
 use super::{
-    Cleanup, LoginRecord, LoginStore, MaintenanceStore, NewLogin, SessionRecord, SessionStore,
+    AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
+    MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
     SessionSummary, SharedStore, Stats, StoreError, StoreResult, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppId, CodeHash, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
 use async_trait::async_trait;
 use lru::LruCache;
 use std::collections::HashMap;
@@ -52,6 +53,21 @@ impl Cache {
     fn drop_session(&mut self, hash: &TokenHash) {
         if let Some(s) = self.sessions.pop(hash) {
             self.ids.remove(&s.id);
+        }
+    }
+
+    /// Forgets a user and every cached session of theirs: after a change to the account
+    /// (whatever its outcome: a failed commit may still have landed).
+    fn drop_user(&mut self, user: UserId) {
+        self.users.pop(&user);
+        let hashes: Vec<TokenHash> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user_id == user)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in &hashes {
+            self.drop_session(h);
         }
     }
 }
@@ -193,24 +209,41 @@ impl LoginStore for CachedStore {
                 cache.drop_session(p);
             }
             match result {
-                // The user row changed (last login, maybe unionid).
+                // The user row changed (last login, maybe unionid), and the login may have
+                // ended sessions (the cap).
                 Ok(r) => {
                     cache.users.pop(&r.user_id);
+                    for h in &r.revoked {
+                        cache.drop_session(h);
+                    }
                 }
-                // Unknown outcome: drop whichever cached user this openid is.
+                // Unknown outcome: drop whichever cached user this openid is, with their
+                // sessions (a trim over the cap may have landed).
                 Err(_) => {
                     let id = cache
                         .users
                         .iter()
-                        .find(|(_, u)| u.openid == openid)
+                        .find(|(_, u)| u.identities.iter().any(|i| i.openid == openid.0))
                         .map(|(id, _)| *id);
                     if let Some(id) = id {
-                        cache.users.pop(&id);
+                        cache.drop_user(id);
                     }
                 }
             }
         })
         .await
+    }
+
+    async fn record_login_failure(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        error: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<()> {
+        self.inner
+            .record_login_failure(platform, appid, error, audit)
+            .await
     }
 }
 
@@ -249,37 +282,41 @@ impl SessionStore for CachedStore {
         .await
     }
 
-    async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {
-        self.write(self.inner.revoke_session(token), |cache, _| {
+    async fn revoke_session(&self, token: &TokenHash, audit: Audit<'_>) -> StoreResult<bool> {
+        self.write(self.inner.revoke_session(token, audit), |cache, _| {
             cache.drop_session(token)
         })
         .await
     }
 
-    async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
-        self.write(self.inner.revoke_session_by_id(id), |cache, result| {
-            if let Ok(Some(hash)) = result {
-                cache.drop_session(hash);
-            }
-            if let Some(hash) = cache.ids.get(&id).cloned() {
-                cache.drop_session(&hash);
-            }
-        })
+    async fn revoke_session_by_id(
+        &self,
+        id: i64,
+        owner: Option<UserId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<TokenHash>> {
+        self.write(
+            self.inner.revoke_session_by_id(id, owner, audit),
+            |cache, result| {
+                if let Ok(Some(hash)) = result {
+                    cache.drop_session(hash);
+                }
+                if let Some(hash) = cache.ids.get(&id).cloned() {
+                    cache.drop_session(&hash);
+                }
+            },
+        )
         .await
     }
 
-    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>> {
-        self.write(self.inner.revoke_user_sessions(user), |cache, _| {
-            // Whatever the outcome, none of the user's sessions may be answered from memory.
-            let hashes: Vec<TokenHash> = cache
-                .sessions
-                .iter()
-                .filter(|(_, s)| s.user_id == user)
-                .map(|(h, _)| h.clone())
-                .collect();
-            for h in &hashes {
-                cache.drop_session(h);
-            }
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Vec<TokenHash>> {
+        // Whatever the outcome, none of the user's sessions may be answered from memory.
+        self.write(self.inner.revoke_user_sessions(user, audit), |cache, _| {
+            cache.drop_user(user)
         })
         .await
     }
@@ -307,11 +344,87 @@ impl UserStore for CachedStore {
         self.inner.find_users(filter).await
     }
 
-    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
-        self.write(self.inner.set_phone(id, phone, country_code), |cache, _| {
+    async fn bind_phone(
+        &self,
+        id: UserId,
+        phone: &str,
+        country_code: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<PhoneBinding> {
+        self.write(
+            self.inner.bind_phone(id, phone, country_code, audit),
+            |cache, _| {
+                cache.users.pop(&id);
+            },
+        )
+        .await
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        audit: Audit<'_>,
+    ) -> StoreResult<bool> {
+        self.write(self.inner.update_profile(id, change, audit), |cache, _| {
             cache.users.pop(&id);
         })
         .await
+    }
+
+    async fn put_avatar(&self, avatar: &Avatar, now: Millis) -> StoreResult<()> {
+        self.inner.put_avatar(avatar, now).await
+    }
+
+    async fn avatar(&self, sha256: &str) -> StoreResult<Option<Avatar>> {
+        self.inner.avatar(sha256).await
+    }
+
+    async fn ban_user(
+        &self,
+        id: UserId,
+        reason: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        self.write(self.inner.ban_user(id, reason, audit), |cache, _| {
+            cache.drop_user(id)
+        })
+        .await
+    }
+
+    async fn unban_user(&self, id: UserId, audit: Audit<'_>) -> StoreResult<bool> {
+        self.write(self.inner.unban_user(id, audit), |cache, _| {
+            cache.drop_user(id)
+        })
+        .await
+    }
+
+    async fn merge_users(
+        &self,
+        into: UserId,
+        from: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        self.write(self.inner.merge_users(into, from, audit), |cache, _| {
+            cache.drop_user(into);
+            cache.drop_user(from);
+        })
+        .await
+    }
+
+    async fn delete_user(
+        &self,
+        id: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        self.write(self.inner.delete_user(id, audit), |cache, _| {
+            cache.drop_user(id)
+        })
+        .await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        self.inner.events(filter).await
     }
 }
 

@@ -2,11 +2,12 @@
 //! backend, below the in-memory cache, so the histogram shows the database's own latency.
 
 use super::{
-    Cleanup, LoginRecord, LoginStore, MaintenanceStore, NewLogin, SessionRecord, SessionStore,
+    AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
+    MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
     SessionSummary, SharedStore, Stats, StoreResult, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
 use async_trait::async_trait;
 use std::future::Future;
 use std::time::Instant;
@@ -38,6 +39,19 @@ impl LoginStore for MeteredStore {
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
         timed("record_login", self.0.record_login(login)).await
     }
+    async fn record_login_failure(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        error: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<()> {
+        timed(
+            "record_login_failure",
+            self.0.record_login_failure(platform, appid, error, audit),
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -48,14 +62,31 @@ impl SessionStore for MeteredStore {
     async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()> {
         timed("touch_session", self.0.touch_session(id, now)).await
     }
-    async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {
-        timed("revoke_session", self.0.revoke_session(token)).await
+    async fn revoke_session(&self, token: &TokenHash, audit: Audit<'_>) -> StoreResult<bool> {
+        timed("revoke_session", self.0.revoke_session(token, audit)).await
     }
-    async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
-        timed("revoke_session_by_id", self.0.revoke_session_by_id(id)).await
+    async fn revoke_session_by_id(
+        &self,
+        id: i64,
+        owner: Option<UserId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<TokenHash>> {
+        timed(
+            "revoke_session_by_id",
+            self.0.revoke_session_by_id(id, owner, audit),
+        )
+        .await
     }
-    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>> {
-        timed("revoke_user_sessions", self.0.revoke_user_sessions(user)).await
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Vec<TokenHash>> {
+        timed(
+            "revoke_user_sessions",
+            self.0.revoke_user_sessions(user, audit),
+        )
+        .await
     }
     async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>> {
         timed("list_sessions", self.0.list_sessions(user)).await
@@ -70,8 +101,61 @@ impl UserStore for MeteredStore {
     async fn find_users(&self, filter: &UserFilter) -> StoreResult<Vec<UserRecord>> {
         timed("find_users", self.0.find_users(filter)).await
     }
-    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
-        timed("set_phone", self.0.set_phone(id, phone, country_code)).await
+    async fn bind_phone(
+        &self,
+        id: UserId,
+        phone: &str,
+        country_code: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<PhoneBinding> {
+        timed(
+            "bind_phone",
+            self.0.bind_phone(id, phone, country_code, audit),
+        )
+        .await
+    }
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        audit: Audit<'_>,
+    ) -> StoreResult<bool> {
+        timed("update_profile", self.0.update_profile(id, change, audit)).await
+    }
+    async fn put_avatar(&self, avatar: &Avatar, now: Millis) -> StoreResult<()> {
+        timed("put_avatar", self.0.put_avatar(avatar, now)).await
+    }
+    async fn avatar(&self, sha256: &str) -> StoreResult<Option<Avatar>> {
+        timed("avatar", self.0.avatar(sha256)).await
+    }
+    async fn ban_user(
+        &self,
+        id: UserId,
+        reason: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        timed("ban_user", self.0.ban_user(id, reason, audit)).await
+    }
+    async fn unban_user(&self, id: UserId, audit: Audit<'_>) -> StoreResult<bool> {
+        timed("unban_user", self.0.unban_user(id, audit)).await
+    }
+    async fn merge_users(
+        &self,
+        into: UserId,
+        from: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        timed("merge_users", self.0.merge_users(into, from, audit)).await
+    }
+    async fn delete_user(
+        &self,
+        id: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        timed("delete_user", self.0.delete_user(id, audit)).await
+    }
+    async fn events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        timed("events", self.0.events(filter)).await
     }
 }
 

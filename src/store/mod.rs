@@ -21,7 +21,10 @@ pub mod sqlite;
 pub mod used_codes;
 
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, OpenId, SecretUrl, SessionKey, TokenHash, UnionId, UserId};
+use crate::domain::{
+    AppId, ClientInfo, CodeHash, EventType, OpenId, Platform, SecretUrl, SessionKey, TokenHash,
+    UnionId, UserId, UserStatus,
+};
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::Arc;
@@ -34,6 +37,9 @@ pub enum StoreError {
     /// The code was recorded as used by someone else first (another instance, a race).
     #[error("code already used")]
     CodeUsed,
+    /// The login's user is banned: the code is spent, no session was made.
+    #[error("user banned")]
+    Banned,
 }
 
 impl StoreError {
@@ -94,9 +100,18 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// Everything one successful login writes, in one transaction.
+/// When and from where a change was made: written with the change's event.
+#[derive(Debug, Clone, Copy)]
+pub struct Audit<'a> {
+    pub now: Millis,
+    pub client: &'a ClientInfo,
+}
+
+/// Everything one successful login writes, in one transaction: the used code, the identity
+/// (and its user, when new), the session, the `login` event (and `user_created`).
 #[derive(Debug)]
 pub struct NewLogin<'a> {
+    pub platform: Platform,
     pub appid: &'a AppId,
     pub openid: &'a OpenId,
     pub unionid: Option<&'a UnionId>,
@@ -107,6 +122,11 @@ pub struct NewLogin<'a> {
     pub previous: Option<&'a TokenHash>,
     pub now: Millis,
     pub expires_at: Millis,
+    pub client: &'a ClientInfo,
+    /// A new identity whose unionid another user of the platform has joins that user.
+    pub link_by_unionid: bool,
+    /// Live sessions a user may have: the oldest beyond it are revoked by this login.
+    pub max_sessions: u32,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -124,11 +144,14 @@ impl UserFilter {
     }
 }
 
-/// A session as the admin API shows it: no token, no hash, no session_key.
+/// A session as its user and the admin API see it: no token, no hash, no session_key.
 #[derive(Debug, Clone)]
 pub struct SessionSummary {
     pub id: i64,
+    pub platform: Option<String>,
     pub appid: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
     pub created_at: Millis,
     pub last_seen_at: Millis,
     pub expires_at: Millis,
@@ -151,19 +174,26 @@ pub struct Cleanup {
     pub idle_before: Millis,
     /// Used codes recorded before this can no longer be presented (WeChat codes live 5 minutes).
     pub codes_before: Millis,
+    /// Events older than the retention period.
+    pub events_before: Millis,
 }
 
 #[derive(Debug, Clone)]
 pub struct LoginRecord {
     pub user_id: UserId,
     pub new_user: bool,
+    /// Sessions this login ended (the replaced token, the oldest over the cap): caches must
+    /// be told.
+    pub revoked: Vec<TokenHash>,
 }
 
-/// A live session joined with the user it belongs to: what a token check needs in one read.
+/// A live session joined with its identity (and only while its user is active): what a token
+/// check needs in one read.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     pub id: i64,
     pub user_id: UserId,
+    pub platform: String,
     pub appid: AppId,
     pub openid: OpenId,
     pub unionid: Option<UnionId>,
@@ -174,16 +204,88 @@ pub struct SessionRecord {
     pub expires_at: Millis,
 }
 
+/// One login handle of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityRecord {
+    pub platform: String,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub created_at: Millis,
+}
+
+/// A user (a person) with their identities. A deleted user keeps only id, status and times.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub id: UserId,
-    pub appid: AppId,
-    pub openid: OpenId,
-    pub unionid: Option<UnionId>,
+    pub status: UserStatus,
+    pub nickname: Option<String>,
+    /// `<sha256>.<ext>` of the stored avatar.
+    pub avatar: Option<String>,
     pub phone: Option<String>,
     pub phone_country_code: Option<String>,
+    pub phone_bound_at: Option<Millis>,
+    pub ban_reason: Option<String>,
     pub created_at: Millis,
     pub last_login_at: Millis,
+    pub deleted_at: Option<Millis>,
+    pub identities: Vec<IdentityRecord>,
+}
+
+/// An avatar image, stored once by content.
+#[derive(Debug, Clone)]
+pub struct Avatar {
+    pub sha256: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a profile change sets (`None`: leave as it is).
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub nickname: Option<String>,
+    /// `<sha256>.<ext>` of an avatar already stored with [`UserStore::put_avatar`].
+    pub avatar: Option<String>,
+}
+
+/// The outcome of binding a phone number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhoneBinding {
+    Bound,
+    /// Another (not deleted) user holds the number: nothing changed.
+    InUse,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub id: i64,
+    pub kind: String,
+    pub user_id: Option<UserId>,
+    pub platform: Option<String>,
+    pub appid: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// A small JSON object (`{"error": …}`, `{"reason": …}`, `{"from": …}`, …).
+    pub detail: Option<String>,
+    pub at: Millis,
+}
+
+/// Which events to list, newest first: all given filters apply; `before` pages back by id.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub user_id: Option<UserId>,
+    pub kind: Option<EventType>,
+    pub since: Option<Millis>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// A change to a user made by an operator or the user: which user, and what it touched.
+#[derive(Debug, Clone)]
+pub struct AccountChange {
+    /// Sessions the change ended or moved: caches must forget them.
+    pub tokens: Vec<TokenHash>,
 }
 
 /// Used codes and the login write: the hot path of `POST /login`.
@@ -199,32 +301,98 @@ pub trait LoginStore: Send + Sync + 'static {
         since: Millis,
         each: &mut (dyn for<'c> FnMut(&'c CodeHash, Millis) + Send),
     ) -> StoreResult<()>;
-    /// User upsert + new session + used code (+ revoking the previous token), atomically.
-    /// Fails with [`StoreError::CodeUsed`] if the code was recorded meanwhile.
+    /// Used code + identity (and user) + session + events (+ revoking the previous token and
+    /// the sessions over the cap), atomically. Fails with [`StoreError::CodeUsed`] if the code
+    /// was recorded meanwhile, and with [`StoreError::Banned`] (the code spent, a
+    /// `login_failed` event written) if the user is banned.
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord>;
+    /// A `login_failed` event for a login that changed nothing (a bad or used code, …).
+    async fn record_login_failure(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        error: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<()>;
 }
 
-/// Token checks and every way a session ends.
+/// Token checks and every way a session ends. Each revocation writes its event in its own
+/// transaction.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn find_session(&self, token: &TokenHash) -> StoreResult<Option<SessionRecord>>;
     async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()>;
-    /// Deletes the session; returns whether it existed.
-    async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool>;
-    /// Deletes one session; returns its token hash so caches can be told.
-    async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>>;
-    /// Deletes all of a user's sessions; returns their token hashes.
-    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>>;
+    /// Logout: deletes the session (event `logout`); returns whether it existed.
+    async fn revoke_session(&self, token: &TokenHash, audit: Audit<'_>) -> StoreResult<bool>;
+    /// Deletes one session (event `session_revoked`), only if it is `owner`'s when an owner is
+    /// given; returns its token hash so caches can be told.
+    async fn revoke_session_by_id(
+        &self,
+        id: i64,
+        owner: Option<UserId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<TokenHash>>;
+    /// Deletes all of a user's sessions (event `session_revoked` each); returns their hashes.
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Vec<TokenHash>>;
     async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>>;
 }
 
-/// Users: the profile a token resolves to, and the admin look-ups.
+/// Users: the person a token resolves to, their profile and account, the admin look-ups. Every
+/// change writes its event in its own transaction.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     async fn find_user(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
     /// Users matching every given field (at most 100).
     async fn find_users(&self, filter: &UserFilter) -> StoreResult<Vec<UserRecord>>;
-    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()>;
+    /// Binds the number to an active user (event `phone_bound`), unless another user holds it.
+    async fn bind_phone(
+        &self,
+        id: UserId,
+        phone: &str,
+        country_code: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<PhoneBinding>;
+    /// Sets nickname and/or avatar of an active user (event `profile_updated`); `false` if
+    /// there is no such active user.
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        audit: Audit<'_>,
+    ) -> StoreResult<bool>;
+    /// Stores an avatar once per content (a second upload of the same bytes changes nothing).
+    async fn put_avatar(&self, avatar: &Avatar, now: Millis) -> StoreResult<()>;
+    async fn avatar(&self, sha256: &str) -> StoreResult<Option<Avatar>>;
+    /// Bans an active or banned user: status, reason, every session revoked (event
+    /// `user_banned`). `None` if there is no such user (or it is deleted).
+    async fn ban_user(
+        &self,
+        id: UserId,
+        reason: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>>;
+    /// Lifts a ban (event `user_unbanned`); `false` if the user is not banned.
+    async fn unban_user(&self, id: UserId, audit: Audit<'_>) -> StoreResult<bool>;
+    /// Moves `from`'s identities, sessions and (if `into` has none) phone to `into`, and
+    /// deletes `from`, in one transaction (event `user_merged`). `None` if either is missing,
+    /// deleted, or they are the same user.
+    async fn merge_users(
+        &self,
+        into: UserId,
+        from: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>>;
+    /// Erases the user (event `user_deleted`): sessions and identities deleted, profile and
+    /// phone cleared, client details of their past events blanked; the row stays as a
+    /// tombstone. `None` if there is no such user or it is already deleted.
+    async fn delete_user(&self, id: UserId, audit: Audit<'_>)
+        -> StoreResult<Option<AccountChange>>;
+    /// Events, newest first.
+    async fn events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>>;
 }
 
 /// Readiness, expiry cleanup, counts, and an orderly close.
@@ -232,8 +400,9 @@ pub trait UserStore: Send + Sync + 'static {
 pub trait MaintenanceStore: Send + Sync + 'static {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
-    /// Deletes sessions past their lifetime or idle deadline and used codes older than
-    /// `codes_before`. `None` when another instance is cleaning right now.
+    /// Deletes sessions past their lifetime or idle deadline, used codes older than
+    /// `codes_before` and events older than `events_before`; returns the sessions and codes
+    /// deleted. `None` when another instance is cleaning right now.
     async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>>;
     async fn stats(&self, now: Millis) -> StoreResult<Stats>;
     /// Finishes the writes already queued and stops the store's own threads. Called once, after

@@ -2,13 +2,14 @@
 //! One pool serves reads and writes; PostgreSQL's row locks and the unique keys keep logins
 //! atomic across instances. The statements are `sql.rs`'s, shared with SQLite.
 
-use super::sql;
+use super::sql::{self, Ended, NewEvent};
 use super::{
-    Cleanup, LoginRecord, LoginStore, MaintenanceStore, NewLogin, SessionRecord, SessionStore,
+    AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
+    MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
     SessionSummary, Stats, StoreError, StoreResult, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use sqlx::postgres::PgPoolOptions;
@@ -35,61 +36,191 @@ impl PgStore {
     }
 }
 
-/// The statements of one login, inside a transaction the caller commits: used code, user
-/// insert-or-update, revoking the replaced token, the new session. (SQLite runs the same
-/// statements for a whole batch of logins at once: `sqlite/writer.rs`.)
-async fn login_statements(tx: &mut PgConnection, l: &NewLogin<'_>) -> StoreResult<LoginRecord> {
+/// The advisory lock a login takes: one person (by unionid, else by openid) at a time.
+fn person_lock_key(l: &NewLogin<'_>) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(l.platform.as_str());
+    match l.unionid {
+        Some(u) => h.update(format!("\0u\0{}", u.0)),
+        None => h.update(format!("\0o\0{}\0{}", l.appid.as_str(), l.openid.0)),
+    }
+    let digest = h.finalize();
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+async fn insert_event(tx: &mut PgConnection, e: &NewEvent<'_>) -> StoreResult<()> {
+    sqlx::query(sql::INSERT_EVENT)
+        .bind(e.kind.as_str())
+        .bind(e.user_id)
+        .bind(e.platform)
+        .bind(e.appid)
+        .bind(e.ip())
+        .bind(e.user_agent())
+        .bind(e.detail.as_deref())
+        .bind(e.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Runs a revoking statement (`RETURNING` the ended sessions) and writes an event for each.
+async fn end_sessions<'q>(
+    tx: &mut PgConnection,
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    kind: EventType,
+    reason: &str,
+    audit: Audit<'_>,
+) -> StoreResult<Vec<Ended>> {
+    let rows = query.fetch_all(&mut *tx).await.map_err(unavailable)?;
+    let ended = rows
+        .iter()
+        .map(sql::ended_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    for e in &ended {
+        insert_event(tx, &NewEvent::for_session(kind, e, audit, reason)).await?;
+    }
+    Ok(ended)
+}
+
+/// The statements of one login, inside a transaction the caller commits (see
+/// `sqlite/writer.rs` for the same logic on SQLite). The outer `Result` is a store failure;
+/// the inner one is this login's answer (`Banned` still commits: the code is spent, the
+/// identity recorded, the refusal logged).
+async fn login_statements(
+    tx: &mut PgConnection,
+    l: &NewLogin<'_>,
+) -> StoreResult<StoreResult<LoginRecord>> {
+    // First logins of one person through several apps (or one app, twice) run one at a time,
+    // so the person gets one user: the lock is keyed by the unionid (or the openid).
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(person_lock_key(l))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     let fresh = sqlx::query(sql::INSERT_USED_CODE)
         .bind(l.code_hash.as_str())
         .bind(l.appid.as_str())
         .bind(l.now)
         .execute(&mut *tx)
         .await
-        .map_err(StoreError::unavailable)?;
+        .map_err(unavailable)?;
     if fresh.rows_affected() == 0 {
-        return Err(StoreError::CodeUsed);
+        return Ok(Err(StoreError::CodeUsed));
     }
+    let platform = l.platform.as_str();
     let unionid = l.unionid.map(|u| u.0.as_str());
-    let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_USER)
+    let found: Option<(i64, i64, Option<String>, String)> = sqlx::query_as(sql::FIND_IDENTITY)
+        .bind(platform)
         .bind(l.appid.as_str())
         .bind(&l.openid.0)
-        .bind(unionid)
-        .bind(l.now)
         .fetch_optional(&mut *tx)
         .await
-        .map_err(StoreError::unavailable)?;
-    let (user_id, new_user) = match inserted {
-        Some(id) => (id, true),
+        .map_err(unavailable)?;
+    let (identity_id, user_id, status, new_user) = match found {
+        Some((id, user, stored, status)) => {
+            if stored.is_none() && unionid.is_some() {
+                sqlx::query(sql::SET_IDENTITY_UNIONID)
+                    .bind(unionid)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            (id, user, status, false)
+        }
         None => {
-            let id: i64 = sqlx::query_scalar(sql::UPDATE_USER_LOGIN)
-                .bind(l.now)
-                .bind(unionid)
+            let linked: Option<(i64, String)> = match unionid.filter(|_| l.link_by_unionid) {
+                Some(u) => sqlx::query_as(sql::FIND_UNIONID_USER)
+                    .bind(platform)
+                    .bind(u)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?,
+                None => None,
+            };
+            let (user, status, new_user) = match linked {
+                Some((user, status)) => (user, status, false),
+                None => {
+                    let id: i64 = sqlx::query_scalar(sql::INSERT_USER)
+                        .bind(l.now)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    (id, "active".to_owned(), true)
+                }
+            };
+            let identity: i64 = sqlx::query_scalar(sql::INSERT_IDENTITY)
+                .bind(user)
+                .bind(platform)
                 .bind(l.appid.as_str())
                 .bind(&l.openid.0)
+                .bind(unionid)
+                .bind(l.now)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(StoreError::unavailable)?;
-            (id, false)
+                .map_err(unavailable)?;
+            (identity, user, status, new_user)
         }
     };
-    if let Some(previous) = l.previous {
-        sqlx::query(sql::DELETE_SESSION)
-            .bind(&previous.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::unavailable)?;
+    let audit = Audit {
+        now: l.now,
+        client: l.client,
+    };
+    let event = |kind, detail: Option<String>| NewEvent {
+        platform: Some(platform),
+        appid: Some(l.appid.as_str()),
+        detail,
+        ..NewEvent::new(kind, Some(user_id), audit)
+    };
+    if status != "active" {
+        let detail = serde_json::json!({ "error": "banned" }).to_string();
+        insert_event(tx, &event(EventType::LoginFailed, Some(detail))).await?;
+        return Ok(Err(StoreError::Banned));
     }
+    if new_user {
+        insert_event(tx, &event(EventType::UserCreated, None)).await?;
+    }
+    sqlx::query(sql::TOUCH_USER_LOGIN)
+        .bind(l.now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let mut revoked = Vec::new();
+    if let Some(previous) = l.previous {
+        let query = sqlx::query(sql::DELETE_SESSION).bind(&previous.0);
+        revoked
+            .extend(end_sessions(tx, query, EventType::SessionRevoked, "replaced", audit).await?);
+    }
+    let keep = i64::from(l.max_sessions.max(1) - 1);
+    let query = sqlx::query(sql::TRIM_SESSIONS).bind(user_id).bind(keep);
+    revoked.extend(end_sessions(tx, query, EventType::SessionRevoked, "limit", audit).await?);
     sqlx::query(sql::INSERT_SESSION)
         .bind(&l.token_hash.0)
         .bind(user_id)
+        .bind(identity_id)
+        .bind(platform)
         .bind(l.appid.as_str())
         .bind(l.session_key.expose())
+        .bind(l.client.ip.as_deref())
+        .bind(l.client.user_agent.as_deref())
         .bind(l.now)
         .bind(l.expires_at)
         .execute(&mut *tx)
         .await
-        .map_err(StoreError::unavailable)?;
-    Ok(LoginRecord { user_id, new_user })
+        .map_err(unavailable)?;
+    insert_event(tx, &event(EventType::Login, None)).await?;
+    Ok(Ok(LoginRecord {
+        user_id,
+        new_user,
+        revoked: revoked.into_iter().map(|e| e.token_hash).collect(),
+    }))
 }
 
 #[async_trait]
@@ -99,7 +230,7 @@ impl LoginStore for PgStore {
             .bind(code.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         Ok(row.is_some())
     }
 
@@ -110,7 +241,7 @@ impl LoginStore for PgStore {
             .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -122,9 +253,9 @@ impl LoginStore for PgStore {
         let mut rows = sqlx::query(sql::CODES_USED_SINCE)
             .bind(since)
             .fetch(&self.pool);
-        while let Some(row) = rows.try_next().await.map_err(StoreError::unavailable)? {
-            let code: String = row.try_get(0).map_err(StoreError::unavailable)?;
-            let at: i64 = row.try_get(1).map_err(StoreError::unavailable)?;
+        while let Some(row) = rows.try_next().await.map_err(unavailable)? {
+            let code: String = row.try_get(0).map_err(unavailable)?;
+            let at: i64 = row.try_get(1).map_err(unavailable)?;
             each(&CodeHash(code), at);
         }
         Ok(())
@@ -132,10 +263,31 @@ impl LoginStore for PgStore {
 
     /// One transaction per login: PostgreSQL runs concurrent writers side by side.
     async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
-        let record = login_statements(&mut tx, &l).await?;
-        tx.commit().await.map_err(StoreError::unavailable)?;
-        Ok(record)
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let answer = login_statements(&mut tx, &l).await?;
+        if matches!(answer, Err(StoreError::CodeUsed)) {
+            // Nothing was written.
+            return answer;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        answer
+    }
+
+    async fn record_login_failure(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        error: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let event = NewEvent {
+            platform: Some(platform.as_str()),
+            appid: Some(appid.as_str()),
+            detail: Some(serde_json::json!({ "error": error }).to_string()),
+            ..NewEvent::new(EventType::LoginFailed, None, audit)
+        };
+        insert_event(&mut conn, &event).await
     }
 }
 
@@ -146,7 +298,7 @@ impl SessionStore for PgStore {
             .bind(&token.0)
             .fetch_optional(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         row.as_ref().map(sql::session_from_row).transpose()
     }
 
@@ -156,35 +308,42 @@ impl SessionStore for PgStore {
             .bind(id)
             .execute(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {
-        let done = sqlx::query(sql::DELETE_SESSION)
-            .bind(&token.0)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(done.rows_affected() > 0)
+    async fn revoke_session(&self, token: &TokenHash, audit: Audit<'_>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let query = sqlx::query(sql::DELETE_SESSION).bind(&token.0);
+        let ended = end_sessions(&mut tx, query, EventType::Logout, "logout", audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(!ended.is_empty())
     }
 
-    async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
-        let hash: Option<String> = sqlx::query_scalar(sql::DELETE_SESSION_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(hash.map(TokenHash))
+    async fn revoke_session_by_id(
+        &self,
+        id: i64,
+        owner: Option<UserId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<TokenHash>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let reason = if owner.is_some() { "user" } else { "admin" };
+        let query = sqlx::query(sql::DELETE_SESSION_BY_ID).bind(id).bind(owner);
+        let ended = end_sessions(&mut tx, query, EventType::SessionRevoked, reason, audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(ended.into_iter().next().map(|e| e.token_hash))
     }
 
-    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>> {
-        let hashes: Vec<String> = sqlx::query_scalar(sql::DELETE_USER_SESSIONS)
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(hashes.into_iter().map(TokenHash).collect())
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Vec<TokenHash>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let query = sqlx::query(sql::DELETE_USER_SESSIONS).bind(user);
+        let ended = end_sessions(&mut tx, query, EventType::SessionRevoked, "all", audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(ended.into_iter().map(|e| e.token_hash).collect())
     }
 
     async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>> {
@@ -192,9 +351,35 @@ impl SessionStore for PgStore {
             .bind(user)
             .fetch_all(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         rows.iter().map(sql::summary_from_row).collect()
     }
+}
+
+impl PgStore {
+    async fn with_identities(&self, mut user: UserRecord) -> StoreResult<UserRecord> {
+        let rows = sqlx::query(sql::USER_IDENTITIES)
+            .bind(user.id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        user.identities = rows
+            .iter()
+            .map(sql::identity_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok(user)
+    }
+}
+
+/// The tombstone statements a deletion and a merge share: the user's row emptied.
+async fn erase_user(tx: &mut PgConnection, id: UserId, now: Millis) -> StoreResult<()> {
+    sqlx::query(sql::ERASE_USER)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -204,8 +389,11 @@ impl UserStore for PgStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
-        row.as_ref().map(sql::user_from_row).transpose()
+            .map_err(unavailable)?;
+        match row.as_ref().map(sql::user_from_row).transpose()? {
+            Some(user) => Ok(Some(self.with_identities(user).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn find_users(&self, f: &UserFilter) -> StoreResult<Vec<UserRecord>> {
@@ -216,19 +404,271 @@ impl UserStore for PgStore {
             .bind(f.phone.as_deref())
             .fetch_all(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
-        rows.iter().map(sql::user_from_row).collect()
+            .map_err(unavailable)?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            users.push(self.with_identities(sql::user_from_row(row)?).await?);
+        }
+        Ok(users)
     }
 
-    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
-        sqlx::query(sql::SET_PHONE)
+    async fn bind_phone(
+        &self,
+        id: UserId,
+        phone: &str,
+        country_code: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<PhoneBinding> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // One binding of a number at a time, so two users cannot both pass the check below.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(phone)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let other: Option<i64> = sqlx::query_scalar(sql::PHONE_HELD_BY_OTHER)
+            .bind(phone)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if other.is_some() {
+            return Ok(PhoneBinding::InUse);
+        }
+        let done = sqlx::query(sql::SET_PHONE)
             .bind(phone)
             .bind(country_code)
+            .bind(audit.now)
             .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() > 0 {
+            insert_event(
+                &mut tx,
+                &NewEvent::new(EventType::PhoneBound, Some(id), audit),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(PhoneBinding::Bound)
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        audit: Audit<'_>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let done = sqlx::query(sql::UPDATE_PROFILE)
+            .bind(change.nickname.as_deref())
+            .bind(change.avatar.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(
+            &mut tx,
+            &NewEvent::new(EventType::ProfileUpdated, Some(id), audit),
+        )
+        .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn put_avatar(&self, avatar: &Avatar, now: Millis) -> StoreResult<()> {
+        sqlx::query(sql::PUT_AVATAR)
+            .bind(&avatar.sha256)
+            .bind(&avatar.content_type)
+            .bind(&avatar.bytes)
+            .bind(now)
             .execute(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn avatar(&self, sha256: &str) -> StoreResult<Option<Avatar>> {
+        let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(sql::GET_AVATAR)
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|(sha256, content_type, bytes)| Avatar {
+            sha256,
+            content_type,
+            bytes,
+        }))
+    }
+
+    async fn ban_user(
+        &self,
+        id: UserId,
+        reason: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let done = sqlx::query(sql::BAN_USER)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let query = sqlx::query(sql::DELETE_USER_SESSIONS).bind(id);
+        let ended =
+            end_sessions(&mut tx, query, EventType::SessionRevoked, "banned", audit).await?;
+        let event = NewEvent {
+            detail: Some(serde_json::json!({ "reason": reason }).to_string()),
+            ..NewEvent::new(EventType::UserBanned, Some(id), audit)
+        };
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(AccountChange {
+            tokens: ended.into_iter().map(|e| e.token_hash).collect(),
+        }))
+    }
+
+    async fn unban_user(&self, id: UserId, audit: Audit<'_>) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let done = sqlx::query(sql::UNBAN_USER)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(
+            &mut tx,
+            &NewEvent::new(EventType::UserUnbanned, Some(id), audit),
+        )
+        .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn merge_users(
+        &self,
+        into: UserId,
+        from: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        if into == from {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        type Phone = (i64, Option<String>, Option<String>, Option<i64>);
+        let mut users: Vec<Phone> = Vec::new();
+        // Locked in id order, so two merges of the same pair cannot deadlock.
+        for id in [into.min(from), into.max(from)] {
+            let row: Option<Phone> =
+                sqlx::query_as(&format!("{} FOR UPDATE", sql::LIVE_USER_PHONE))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            match row {
+                Some(r) => users.push(r),
+                None => return Ok(None),
+            }
+        }
+        let target = users.iter().find(|u| u.0 == into).cloned();
+        let source = users.iter().find(|u| u.0 == from).cloned();
+        let (Some(target), Some(source)) = (target, source) else {
+            return Ok(None);
+        };
+        sqlx::query(sql::MOVE_IDENTITIES)
+            .bind(into)
+            .bind(from)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let moved: Vec<String> = sqlx::query_scalar(sql::MOVE_SESSIONS)
+            .bind(into)
+            .bind(from)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        erase_user(&mut tx, from, audit.now).await?;
+        if let (None, Some(phone)) = (&target.1, &source.1) {
+            sqlx::query(sql::SET_PHONE)
+                .bind(phone)
+                .bind(source.2.as_deref().unwrap_or(""))
+                .bind(source.3.unwrap_or(audit.now))
+                .bind(into)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        let event = NewEvent {
+            detail: Some(serde_json::json!({ "from": from }).to_string()),
+            ..NewEvent::new(EventType::UserMerged, Some(into), audit)
+        };
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(AccountChange {
+            tokens: moved.into_iter().map(TokenHash).collect(),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        id: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let live: Option<(i64, Option<String>, Option<String>, Option<i64>)> =
+            sqlx::query_as(&format!("{} FOR UPDATE", sql::LIVE_USER_PHONE))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if live.is_none() {
+            return Ok(None);
+        }
+        let query = sqlx::query(sql::DELETE_USER_SESSIONS).bind(id);
+        let ended =
+            end_sessions(&mut tx, query, EventType::SessionRevoked, "deleted", audit).await?;
+        sqlx::query(sql::DELETE_IDENTITIES)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        erase_user(&mut tx, id, audit.now).await?;
+        sqlx::query(sql::BLANK_EVENT_CLIENTS)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let event = NewEvent {
+            client: None,
+            ..NewEvent::new(EventType::UserDeleted, Some(id), audit)
+        };
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(AccountChange {
+            tokens: ended.into_iter().map(|e| e.token_hash).collect(),
+        }))
+    }
+
+    async fn events(&self, f: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        let rows = sqlx::query(sql::EVENTS)
+            .bind(f.user_id)
+            .bind(f.kind.map(EventType::as_str))
+            .bind(f.since)
+            .bind(f.before)
+            .bind(i64::from(f.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(sql::event_from_row).collect()
     }
 }
 
@@ -238,16 +678,16 @@ impl MaintenanceStore for PgStore {
         sqlx::query(sql::PING)
             .execute(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         Ok(())
     }
 
     async fn cleanup(&self, c: Cleanup) -> StoreResult<Option<(u64, u64)>> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::unavailable)?;
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let mine: bool = sqlx::query_scalar(CLEANUP_LOCK)
             .fetch_one(&mut *tx)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         if !mine {
             return Ok(None);
         }
@@ -256,15 +696,20 @@ impl MaintenanceStore for PgStore {
             .bind(c.idle_before)
             .execute(&mut *tx)
             .await
-            .map_err(StoreError::unavailable)?
+            .map_err(unavailable)?
             .rows_affected();
         let codes = sqlx::query(sql::DELETE_OLD_CODES)
             .bind(c.codes_before)
             .execute(&mut *tx)
             .await
-            .map_err(StoreError::unavailable)?
+            .map_err(unavailable)?
             .rows_affected();
-        tx.commit().await.map_err(StoreError::unavailable)?;
+        sqlx::query(sql::DELETE_OLD_EVENTS)
+            .bind(c.events_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         Ok(Some((sessions, codes)))
     }
 
@@ -273,7 +718,7 @@ impl MaintenanceStore for PgStore {
             .bind(now)
             .fetch_one(&self.pool)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         sql::stats_from_row(&row)
     }
 

@@ -4,8 +4,14 @@
 //! What differs — pools, the SQLite writer thread, the cleanup lock — lives in each backend.
 //! The row mapping is here too, generic over sqlx's row types, so both read rows alike.
 
-use super::{SessionRecord, SessionSummary, Stats, StoreError, StoreResult, UserRecord};
-use crate::domain::{AppId, OpenId, SessionKey, UnionId};
+use super::{
+    Audit, EventRecord, IdentityRecord, SessionRecord, SessionSummary, Stats, StoreError,
+    StoreResult, UserRecord,
+};
+use crate::clock::Millis;
+use crate::domain::{
+    AppId, ClientInfo, EventType, OpenId, SessionKey, TokenHash, UnionId, UserId, UserStatus,
+};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 pub(crate) const PING: &str = "SELECT 1";
@@ -19,57 +25,132 @@ pub(crate) const INSERT_USED_CODE: &str =
 pub(crate) const CODES_USED_SINCE: &str =
     "SELECT code_hash, used_at FROM used_codes WHERE used_at >= $1 ORDER BY used_at";
 
-/// Insert-or-nothing then update, rather than one upsert, so the login knows whether the user
-/// is new; the unique (appid, openid) key makes it one row under any race.
+/// The identity a login's (platform, appid, openid) already has, with its user's status.
+pub(crate) const FIND_IDENTITY: &str =
+    "SELECT i.id, i.user_id, i.unionid, u.status FROM identities i \
+     JOIN users u ON u.id = i.user_id WHERE i.platform = $1 AND i.appid = $2 AND i.openid = $3";
+
+/// The user a new identity with this unionid joins (`link_by_unionid`): the first one found.
+pub(crate) const FIND_UNIONID_USER: &str =
+    "SELECT i.user_id, u.status FROM identities i JOIN users u ON u.id = i.user_id \
+     WHERE i.platform = $1 AND i.unionid = $2 AND u.status <> 'deleted' ORDER BY i.user_id LIMIT 1";
+
 pub(crate) const INSERT_USER: &str =
-    "INSERT INTO users (appid, openid, unionid, created_at, last_login_at) \
-     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (appid, openid) DO NOTHING RETURNING id";
+    "INSERT INTO users (status, created_at, last_login_at) VALUES ('active', $1, $1) RETURNING id";
 
-pub(crate) const UPDATE_USER_LOGIN: &str =
-    "UPDATE users SET last_login_at = $1, unionid = COALESCE($2, unionid) \
-     WHERE appid = $3 AND openid = $4 RETURNING id";
+pub(crate) const INSERT_IDENTITY: &str =
+    "INSERT INTO identities (user_id, platform, appid, openid, unionid, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 
-pub(crate) const INSERT_SESSION: &str =
-    "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, \
-     expires_at) VALUES ($1, $2, $3, $4, $5, $5, $6)";
+/// A unionid that arrives after the identity was made (app bound to an Open Platform later).
+pub(crate) const SET_IDENTITY_UNIONID: &str = "UPDATE identities SET unionid = $1 WHERE id = $2";
+
+pub(crate) const TOUCH_USER_LOGIN: &str = "UPDATE users SET last_login_at = $1 WHERE id = $2";
+
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, user_id, identity_id, platform, appid, session_key, \
+     ip, user_agent, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)";
+
+/// The user's sessions beyond the newest `$2`, deleted to make room under the cap.
+pub(crate) const TRIM_SESSIONS: &str = "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE user_id = $1 \
+     ORDER BY id DESC LIMIT 1000000000 OFFSET $2) RETURNING id, token_hash, user_id, platform, appid";
+
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, detail, at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 pub(crate) const TOUCH_SESSION: &str =
     "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1";
 
-pub(crate) const FIND_SESSION: &str =
-    "SELECT s.id, s.user_id, s.appid, s.session_key, s.created_at, s.last_seen_at, \
-     s.expires_at, u.openid, u.unionid FROM sessions s JOIN users u ON u.id = s.user_id \
-     WHERE s.token_hash = $1";
+/// A live session of an active user, with its identity.
+pub(crate) const FIND_SESSION: &str = "SELECT s.id, s.user_id, s.appid, s.session_key, s.created_at, s.last_seen_at, \
+     s.expires_at, i.platform, i.openid, i.unionid FROM sessions s JOIN identities i ON i.id = s.identity_id \
+     JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND u.status = 'active'";
 
-pub(crate) const DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
+/// Every revocation deletes with `RETURNING` these columns, for its event and the caches.
+pub(crate) const DELETE_SESSION: &str =
+    "DELETE FROM sessions WHERE token_hash = $1 RETURNING id, token_hash, user_id, platform, appid";
 
 pub(crate) const DELETE_SESSION_BY_ID: &str =
-    "DELETE FROM sessions WHERE id = $1 RETURNING token_hash";
+    "DELETE FROM sessions WHERE id = $1 AND ($2 IS NULL OR user_id = $2) \
+     RETURNING id, token_hash, user_id, platform, appid";
 
 pub(crate) const DELETE_USER_SESSIONS: &str =
-    "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash";
+    "DELETE FROM sessions WHERE user_id = $1 RETURNING id, token_hash, user_id, platform, appid";
 
 pub(crate) const LIST_SESSIONS: &str =
-    "SELECT id, appid, created_at, last_seen_at, expires_at FROM sessions \
-     WHERE user_id = $1 ORDER BY id";
+    "SELECT id, platform, appid, ip, user_agent, created_at, last_seen_at, expires_at \
+     FROM sessions WHERE user_id = $1 ORDER BY id";
 
 pub(crate) const FIND_USER: &str =
-    "SELECT id, appid, openid, unionid, phone, phone_country_code, created_at, \
-     last_login_at FROM users WHERE id = $1";
+    "SELECT id, status, nickname, avatar, phone, phone_country_code, phone_bound_at, \
+     ban_reason, created_at, last_login_at, deleted_at FROM users WHERE id = $1";
+
+pub(crate) const USER_IDENTITIES: &str =
+    "SELECT platform, appid, openid, unionid, created_at FROM identities \
+     WHERE user_id = $1 ORDER BY id";
 
 /// NULL parameters match everything: one statement for any combination of filters.
 pub(crate) const FIND_USERS: &str =
-    "SELECT id, appid, openid, unionid, phone, phone_country_code, created_at, \
-     last_login_at FROM users WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR openid = $2) \
-     AND ($3 IS NULL OR unionid = $3) AND ($4 IS NULL OR phone = $4) ORDER BY id LIMIT 100";
+    "SELECT id, status, nickname, avatar, phone, phone_country_code, phone_bound_at, \
+     ban_reason, created_at, last_login_at, deleted_at FROM users WHERE ($1 IS NULL OR id = $1) \
+     AND ($2 IS NULL OR id IN (SELECT user_id FROM identities WHERE openid = $2)) \
+     AND ($3 IS NULL OR id IN (SELECT user_id FROM identities WHERE unionid = $3)) \
+     AND ($4 IS NULL OR phone = $4) ORDER BY id LIMIT 100";
+
+pub(crate) const PHONE_HELD_BY_OTHER: &str =
+    "SELECT id FROM users WHERE phone = $1 AND id <> $2 AND status <> 'deleted' LIMIT 1";
 
 pub(crate) const SET_PHONE: &str =
-    "UPDATE users SET phone = $1, phone_country_code = $2 WHERE id = $3";
+    "UPDATE users SET phone = $1, phone_country_code = $2, phone_bound_at = $3 \
+     WHERE id = $4 AND status = 'active'";
+
+pub(crate) const UPDATE_PROFILE: &str =
+    "UPDATE users SET nickname = COALESCE($1, nickname), avatar = COALESCE($2, avatar) \
+     WHERE id = $3 AND status = 'active'";
+
+pub(crate) const PUT_AVATAR: &str =
+    "INSERT INTO avatars (sha256, content_type, bytes, created_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT DO NOTHING";
+
+pub(crate) const GET_AVATAR: &str =
+    "SELECT sha256, content_type, bytes FROM avatars WHERE sha256 = $1";
+
+pub(crate) const BAN_USER: &str =
+    "UPDATE users SET status = 'banned', ban_reason = $1 WHERE id = $2 AND status <> 'deleted'";
+
+pub(crate) const UNBAN_USER: &str =
+    "UPDATE users SET status = 'active', ban_reason = NULL WHERE id = $1 AND status = 'banned'";
+
+/// A user that exists and is not deleted, with the phone a merge may carry over.
+pub(crate) const LIVE_USER_PHONE: &str =
+    "SELECT id, phone, phone_country_code, phone_bound_at FROM users \
+     WHERE id = $1 AND status <> 'deleted'";
+
+pub(crate) const MOVE_IDENTITIES: &str = "UPDATE identities SET user_id = $1 WHERE user_id = $2";
+
+pub(crate) const MOVE_SESSIONS: &str =
+    "UPDATE sessions SET user_id = $1 WHERE user_id = $2 RETURNING token_hash";
+
+pub(crate) const DELETE_IDENTITIES: &str = "DELETE FROM identities WHERE user_id = $1";
+
+/// Leaves the tombstone: the id, `deleted`, the times.
+pub(crate) const ERASE_USER: &str = "UPDATE users SET status = 'deleted', nickname = NULL, avatar = NULL, phone = NULL, \
+     phone_country_code = NULL, phone_bound_at = NULL, ban_reason = NULL, deleted_at = $1 WHERE id = $2";
+
+pub(crate) const BLANK_EVENT_CLIENTS: &str =
+    "UPDATE events SET ip = NULL, user_agent = NULL WHERE user_id = $1";
+
+pub(crate) const EVENTS: &str =
+    "SELECT id, type, user_id, platform, appid, ip, user_agent, detail, at FROM events \
+     WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR at >= $3) \
+     AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5";
 
 pub(crate) const DELETE_EXPIRED_SESSIONS: &str =
     "DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2";
 
 pub(crate) const DELETE_OLD_CODES: &str = "DELETE FROM used_codes WHERE used_at <= $1";
+
+pub(crate) const DELETE_OLD_EVENTS: &str = "DELETE FROM events WHERE at <= $1";
 
 pub(crate) const STATS: &str =
     "SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM sessions) AS sessions, \
@@ -102,6 +183,7 @@ where
     Ok(SessionRecord {
         id: get(row, "id")?,
         user_id: get(row, "user_id")?,
+        platform: get(row, "platform")?,
         appid: appid_of(get(row, "appid")?)?,
         openid: OpenId(get(row, "openid")?),
         unionid: get::<_, Option<String>>(row, "unionid")?.map(UnionId),
@@ -112,8 +194,37 @@ where
     })
 }
 
-/// A row of [`FIND_USER`] or [`FIND_USERS`].
+/// A row of [`FIND_USER`] or [`FIND_USERS`], without its identities (read with
+/// [`USER_IDENTITIES`]).
 pub(crate) fn user_from_row<R>(row: &R) -> StoreResult<UserRecord>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = get(row, "status")?;
+    Ok(UserRecord {
+        id: get(row, "id")?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::unavailable(format!("unknown user status {status:?}")))?,
+        nickname: get(row, "nickname")?,
+        avatar: get(row, "avatar")?,
+        phone: get(row, "phone")?,
+        phone_country_code: get(row, "phone_country_code")?,
+        phone_bound_at: get(row, "phone_bound_at")?,
+        ban_reason: get(row, "ban_reason")?,
+        created_at: get(row, "created_at")?,
+        last_login_at: get(row, "last_login_at")?,
+        deleted_at: get(row, "deleted_at")?,
+        identities: Vec::new(),
+    })
+}
+
+/// A row of [`USER_IDENTITIES`].
+pub(crate) fn identity_from_row<R>(row: &R) -> StoreResult<IdentityRecord>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,
@@ -121,15 +232,12 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    Ok(UserRecord {
-        id: get(row, "id")?,
-        appid: appid_of(get(row, "appid")?)?,
-        openid: OpenId(get(row, "openid")?),
-        unionid: get::<_, Option<String>>(row, "unionid")?.map(UnionId),
-        phone: get(row, "phone")?,
-        phone_country_code: get(row, "phone_country_code")?,
+    Ok(IdentityRecord {
+        platform: get(row, "platform")?,
+        appid: get(row, "appid")?,
+        openid: get(row, "openid")?,
+        unionid: get(row, "unionid")?,
         created_at: get(row, "created_at")?,
-        last_login_at: get(row, "last_login_at")?,
     })
 }
 
@@ -140,13 +248,67 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(SessionSummary {
         id: get(row, "id")?,
+        platform: get(row, "platform")?,
         appid: get(row, "appid")?,
+        ip: get(row, "ip")?,
+        user_agent: get(row, "user_agent")?,
         created_at: get(row, "created_at")?,
         last_seen_at: get(row, "last_seen_at")?,
         expires_at: get(row, "expires_at")?,
+    })
+}
+
+/// A session a revocation deleted (the `RETURNING` of every revoking statement).
+#[derive(Debug, Clone)]
+pub(crate) struct Ended {
+    pub(crate) id: i64,
+    pub(crate) token_hash: TokenHash,
+    pub(crate) user_id: UserId,
+    pub(crate) platform: Option<String>,
+    pub(crate) appid: String,
+}
+
+pub(crate) fn ended_from_row<R>(row: &R) -> StoreResult<Ended>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Ended {
+        id: get(row, "id")?,
+        token_hash: TokenHash(get(row, "token_hash")?),
+        user_id: get(row, "user_id")?,
+        platform: get(row, "platform")?,
+        appid: get(row, "appid")?,
+    })
+}
+
+/// A row of [`EVENTS`].
+pub(crate) fn event_from_row<R>(row: &R) -> StoreResult<EventRecord>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(EventRecord {
+        id: get(row, "id")?,
+        kind: get(row, "type")?,
+        user_id: get(row, "user_id")?,
+        platform: get(row, "platform")?,
+        appid: get(row, "appid")?,
+        ip: get(row, "ip")?,
+        user_agent: get(row, "user_agent")?,
+        detail: get(row, "detail")?,
+        at: get(row, "at")?,
     })
 }
 
@@ -166,6 +328,57 @@ where
     })
 }
 
+/// One event row to insert with [`INSERT_EVENT`].
+#[derive(Debug, Clone)]
+pub(crate) struct NewEvent<'a> {
+    pub(crate) kind: EventType,
+    pub(crate) user_id: Option<UserId>,
+    pub(crate) platform: Option<&'a str>,
+    pub(crate) appid: Option<&'a str>,
+    pub(crate) client: Option<&'a ClientInfo>,
+    pub(crate) detail: Option<String>,
+    pub(crate) at: Millis,
+}
+
+impl<'a> NewEvent<'a> {
+    pub(crate) fn new(kind: EventType, user_id: Option<UserId>, audit: Audit<'a>) -> Self {
+        Self {
+            kind,
+            user_id,
+            platform: None,
+            appid: None,
+            client: Some(audit.client),
+            detail: None,
+            at: audit.now,
+        }
+    }
+
+    /// The event of a session that ended, with the session's platform and app.
+    pub(crate) fn for_session(
+        kind: EventType,
+        ended: &'a Ended,
+        audit: Audit<'a>,
+        reason: &str,
+    ) -> Self {
+        Self {
+            platform: ended.platform.as_deref(),
+            appid: Some(&ended.appid),
+            detail: Some(
+                serde_json::json!({ "session_id": ended.id, "reason": reason }).to_string(),
+            ),
+            ..Self::new(kind, Some(ended.user_id), audit)
+        }
+    }
+
+    pub(crate) fn ip(&self) -> Option<&str> {
+        self.client.and_then(|c| c.ip.as_deref())
+    }
+
+    pub(crate) fn user_agent(&self) -> Option<&str> {
+        self.client.and_then(|c| c.user_agent.as_deref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,9 +392,15 @@ mod tests {
             IS_CODE_USED,
             INSERT_USED_CODE,
             CODES_USED_SINCE,
+            FIND_IDENTITY,
+            FIND_UNIONID_USER,
             INSERT_USER,
-            UPDATE_USER_LOGIN,
+            INSERT_IDENTITY,
+            SET_IDENTITY_UNIONID,
+            TOUCH_USER_LOGIN,
             INSERT_SESSION,
+            TRIM_SESSIONS,
+            INSERT_EVENT,
             TOUCH_SESSION,
             FIND_SESSION,
             DELETE_SESSION,
@@ -189,10 +408,25 @@ mod tests {
             DELETE_USER_SESSIONS,
             LIST_SESSIONS,
             FIND_USER,
+            USER_IDENTITIES,
             FIND_USERS,
+            PHONE_HELD_BY_OTHER,
             SET_PHONE,
+            UPDATE_PROFILE,
+            PUT_AVATAR,
+            GET_AVATAR,
+            BAN_USER,
+            UNBAN_USER,
+            LIVE_USER_PHONE,
+            MOVE_IDENTITIES,
+            MOVE_SESSIONS,
+            DELETE_IDENTITIES,
+            ERASE_USER,
+            BLANK_EVENT_CLIENTS,
+            EVENTS,
             DELETE_EXPIRED_SESSIONS,
             DELETE_OLD_CODES,
+            DELETE_OLD_EVENTS,
             STATS,
         ];
         for sql in all {

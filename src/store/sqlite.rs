@@ -9,17 +9,18 @@
 
 mod writer;
 
-use super::sql;
+use super::sql::{self, Ended, NewEvent};
 use super::{
-    Cleanup, LoginRecord, LoginStore, MaintenanceStore, NewLogin, SessionRecord, SessionStore,
+    AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
+    MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
     SessionSummary, Stats, StoreError, StoreResult, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -67,6 +68,16 @@ impl SqliteStore {
         })
     }
 
+    /// A write transaction of the rare writes: `BEGIN IMMEDIATE` takes the write lock at once
+    /// (waiting for the writer thread through `busy_timeout`), so a transaction that reads
+    /// before it writes cannot fail on a lock upgrade.
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(unavailable)
+    }
+
     /// Hands a write to the writer thread and waits for its commit.
     async fn submit<T>(
         &self,
@@ -80,6 +91,45 @@ impl SqliteStore {
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+async fn insert_event(tx: &mut SqliteConnection, e: &NewEvent<'_>) -> StoreResult<()> {
+    sqlx::query(sql::INSERT_EVENT)
+        .bind(e.kind.as_str())
+        .bind(e.user_id)
+        .bind(e.platform)
+        .bind(e.appid)
+        .bind(e.ip())
+        .bind(e.user_agent())
+        .bind(e.detail.as_deref())
+        .bind(e.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Runs a revoking statement (`RETURNING` the ended sessions) and writes an event for each.
+async fn end_sessions<'q>(
+    tx: &mut SqliteConnection,
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    kind: EventType,
+    reason: &str,
+    audit: Audit<'_>,
+) -> StoreResult<Vec<Ended>> {
+    let rows = query.fetch_all(&mut *tx).await.map_err(unavailable)?;
+    let ended = rows
+        .iter()
+        .map(sql::ended_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    for e in &ended {
+        insert_event(tx, &NewEvent::for_session(kind, e, audit, reason)).await?;
+    }
+    Ok(ended)
 }
 
 #[async_trait]
@@ -122,6 +172,7 @@ impl LoginStore for SqliteStore {
 
     async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
         let login = Box::new(writer::Login {
+            platform: l.platform,
             appid: l.appid.clone(),
             openid: l.openid.clone(),
             unionid: l.unionid.cloned(),
@@ -131,8 +182,28 @@ impl LoginStore for SqliteStore {
             previous: l.previous.cloned(),
             now: l.now,
             expires_at: l.expires_at,
+            client: l.client.clone(),
+            link_by_unionid: l.link_by_unionid,
+            max_sessions: l.max_sessions,
         });
         self.submit(|reply| Write::Login(login, reply)).await
+    }
+
+    async fn record_login_failure(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        error: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await.map_err(unavailable)?;
+        let event = NewEvent {
+            platform: Some(platform.as_str()),
+            appid: Some(appid.as_str()),
+            detail: Some(serde_json::json!({ "error": error }).to_string()),
+            ..NewEvent::new(EventType::LoginFailed, None, audit)
+        };
+        insert_event(&mut conn, &event).await
     }
 }
 
@@ -143,7 +214,7 @@ impl SessionStore for SqliteStore {
             .bind(&token.0)
             .fetch_optional(&self.reader)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         row.as_ref().map(sql::session_from_row).transpose()
     }
 
@@ -151,31 +222,38 @@ impl SessionStore for SqliteStore {
         self.submit(|reply| Write::Touch { id, now, reply }).await
     }
 
-    async fn revoke_session(&self, token: &TokenHash) -> StoreResult<bool> {
-        let done = sqlx::query(sql::DELETE_SESSION)
-            .bind(&token.0)
-            .execute(&self.writer)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(done.rows_affected() > 0)
+    async fn revoke_session(&self, token: &TokenHash, audit: Audit<'_>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let query = sqlx::query(sql::DELETE_SESSION).bind(&token.0);
+        let ended = end_sessions(&mut tx, query, EventType::Logout, "logout", audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(!ended.is_empty())
     }
 
-    async fn revoke_session_by_id(&self, id: i64) -> StoreResult<Option<TokenHash>> {
-        let hash: Option<String> = sqlx::query_scalar(sql::DELETE_SESSION_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(hash.map(TokenHash))
+    async fn revoke_session_by_id(
+        &self,
+        id: i64,
+        owner: Option<UserId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<TokenHash>> {
+        let mut tx = self.begin().await?;
+        let reason = if owner.is_some() { "user" } else { "admin" };
+        let query = sqlx::query(sql::DELETE_SESSION_BY_ID).bind(id).bind(owner);
+        let ended = end_sessions(&mut tx, query, EventType::SessionRevoked, reason, audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(ended.into_iter().next().map(|e| e.token_hash))
     }
 
-    async fn revoke_user_sessions(&self, user: UserId) -> StoreResult<Vec<TokenHash>> {
-        let hashes: Vec<String> = sqlx::query_scalar(sql::DELETE_USER_SESSIONS)
-            .bind(user)
-            .fetch_all(&self.writer)
-            .await
-            .map_err(StoreError::unavailable)?;
-        Ok(hashes.into_iter().map(TokenHash).collect())
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Vec<TokenHash>> {
+        let mut tx = self.begin().await?;
+        let query = sqlx::query(sql::DELETE_USER_SESSIONS).bind(user);
+        let ended = end_sessions(&mut tx, query, EventType::SessionRevoked, "all", audit).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(ended.into_iter().map(|e| e.token_hash).collect())
     }
 
     async fn list_sessions(&self, user: UserId) -> StoreResult<Vec<SessionSummary>> {
@@ -183,9 +261,35 @@ impl SessionStore for SqliteStore {
             .bind(user)
             .fetch_all(&self.reader)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         rows.iter().map(sql::summary_from_row).collect()
     }
+}
+
+impl SqliteStore {
+    async fn with_identities(&self, mut user: UserRecord) -> StoreResult<UserRecord> {
+        let rows = sqlx::query(sql::USER_IDENTITIES)
+            .bind(user.id)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+        user.identities = rows
+            .iter()
+            .map(sql::identity_from_row)
+            .collect::<StoreResult<_>>()?;
+        Ok(user)
+    }
+}
+
+/// The tombstone statements a deletion and a merge share: the user's row emptied.
+async fn erase_user(tx: &mut SqliteConnection, id: UserId, now: Millis) -> StoreResult<()> {
+    sqlx::query(sql::ERASE_USER)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 #[async_trait]
@@ -195,8 +299,11 @@ impl UserStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.reader)
             .await
-            .map_err(StoreError::unavailable)?;
-        row.as_ref().map(sql::user_from_row).transpose()
+            .map_err(unavailable)?;
+        match row.as_ref().map(sql::user_from_row).transpose()? {
+            Some(user) => Ok(Some(self.with_identities(user).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn find_users(&self, f: &UserFilter) -> StoreResult<Vec<UserRecord>> {
@@ -207,19 +314,263 @@ impl UserStore for SqliteStore {
             .bind(f.phone.as_deref())
             .fetch_all(&self.reader)
             .await
-            .map_err(StoreError::unavailable)?;
-        rows.iter().map(sql::user_from_row).collect()
+            .map_err(unavailable)?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in &rows {
+            users.push(self.with_identities(sql::user_from_row(row)?).await?);
+        }
+        Ok(users)
     }
 
-    async fn set_phone(&self, id: UserId, phone: &str, country_code: &str) -> StoreResult<()> {
-        sqlx::query(sql::SET_PHONE)
+    async fn bind_phone(
+        &self,
+        id: UserId,
+        phone: &str,
+        country_code: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<PhoneBinding> {
+        let mut tx = self.begin().await?;
+        let other: Option<i64> = sqlx::query_scalar(sql::PHONE_HELD_BY_OTHER)
+            .bind(phone)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if other.is_some() {
+            return Ok(PhoneBinding::InUse);
+        }
+        let done = sqlx::query(sql::SET_PHONE)
             .bind(phone)
             .bind(country_code)
+            .bind(audit.now)
             .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() > 0 {
+            insert_event(
+                &mut tx,
+                &NewEvent::new(EventType::PhoneBound, Some(id), audit),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(PhoneBinding::Bound)
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        audit: Audit<'_>,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sql::UPDATE_PROFILE)
+            .bind(change.nickname.as_deref())
+            .bind(change.avatar.as_deref())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(
+            &mut tx,
+            &NewEvent::new(EventType::ProfileUpdated, Some(id), audit),
+        )
+        .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn put_avatar(&self, avatar: &Avatar, now: Millis) -> StoreResult<()> {
+        sqlx::query(sql::PUT_AVATAR)
+            .bind(&avatar.sha256)
+            .bind(&avatar.content_type)
+            .bind(&avatar.bytes)
+            .bind(now)
             .execute(&self.writer)
             .await
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn avatar(&self, sha256: &str) -> StoreResult<Option<Avatar>> {
+        let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(sql::GET_AVATAR)
+            .bind(sha256)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|(sha256, content_type, bytes)| Avatar {
+            sha256,
+            content_type,
+            bytes,
+        }))
+    }
+
+    async fn ban_user(
+        &self,
+        id: UserId,
+        reason: &str,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sql::BAN_USER)
+            .bind(reason)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let query = sqlx::query(sql::DELETE_USER_SESSIONS).bind(id);
+        let ended =
+            end_sessions(&mut tx, query, EventType::SessionRevoked, "banned", audit).await?;
+        let event = NewEvent {
+            detail: Some(serde_json::json!({ "reason": reason }).to_string()),
+            ..NewEvent::new(EventType::UserBanned, Some(id), audit)
+        };
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(AccountChange {
+            tokens: ended.into_iter().map(|e| e.token_hash).collect(),
+        }))
+    }
+
+    async fn unban_user(&self, id: UserId, audit: Audit<'_>) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sql::UNBAN_USER)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_event(
+            &mut tx,
+            &NewEvent::new(EventType::UserUnbanned, Some(id), audit),
+        )
+        .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn merge_users(
+        &self,
+        into: UserId,
+        from: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        if into == from {
+            return Ok(None);
+        }
+        let mut tx = self.begin().await?;
+        type Phone = (i64, Option<String>, Option<String>, Option<i64>);
+        let mut users: Vec<Phone> = Vec::new();
+        for id in [into.min(from), into.max(from)] {
+            let row: Option<Phone> = sqlx::query_as(sql::LIVE_USER_PHONE)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            match row {
+                Some(r) => users.push(r),
+                None => return Ok(None),
+            }
+        }
+        let target = users.iter().find(|u| u.0 == into).cloned();
+        let source = users.iter().find(|u| u.0 == from).cloned();
+        let (Some(target), Some(source)) = (target, source) else {
+            return Ok(None);
+        };
+        sqlx::query(sql::MOVE_IDENTITIES)
+            .bind(into)
+            .bind(from)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let moved: Vec<String> = sqlx::query_scalar(sql::MOVE_SESSIONS)
+            .bind(into)
+            .bind(from)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        erase_user(&mut tx, from, audit.now).await?;
+        if let (None, Some(phone)) = (&target.1, &source.1) {
+            sqlx::query(sql::SET_PHONE)
+                .bind(phone)
+                .bind(source.2.as_deref().unwrap_or(""))
+                .bind(source.3.unwrap_or(audit.now))
+                .bind(into)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        let event = NewEvent {
+            detail: Some(serde_json::json!({ "from": from }).to_string()),
+            ..NewEvent::new(EventType::UserMerged, Some(into), audit)
+        };
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(AccountChange {
+            tokens: moved.into_iter().map(TokenHash).collect(),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        id: UserId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<AccountChange>> {
+        let mut tx = self.begin().await?;
+        let live: Option<(i64, Option<String>, Option<String>, Option<i64>)> =
+            sqlx::query_as(sql::LIVE_USER_PHONE)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if live.is_none() {
+            return Ok(None);
+        }
+        let query = sqlx::query(sql::DELETE_USER_SESSIONS).bind(id);
+        let ended =
+            end_sessions(&mut tx, query, EventType::SessionRevoked, "deleted", audit).await?;
+        sqlx::query(sql::DELETE_IDENTITIES)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        erase_user(&mut tx, id, audit.now).await?;
+        sqlx::query(sql::BLANK_EVENT_CLIENTS)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let event = NewEvent {
+            client: None,
+            ..NewEvent::new(EventType::UserDeleted, Some(id), audit)
+        };
+        insert_event(&mut tx, &event).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(AccountChange {
+            tokens: ended.into_iter().map(|e| e.token_hash).collect(),
+        }))
+    }
+
+    async fn events(&self, f: &EventFilter) -> StoreResult<Vec<EventRecord>> {
+        let rows = sqlx::query(sql::EVENTS)
+            .bind(f.user_id)
+            .bind(f.kind.map(EventType::as_str))
+            .bind(f.since)
+            .bind(f.before)
+            .bind(i64::from(f.limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(sql::event_from_row).collect()
     }
 }
 
@@ -235,7 +586,7 @@ impl MaintenanceStore for SqliteStore {
 
     /// One node, one writer: nobody else can be cleaning, so there is no lock to take.
     async fn cleanup(&self, c: Cleanup) -> StoreResult<Option<(u64, u64)>> {
-        let mut tx = self.writer.begin().await.map_err(StoreError::unavailable)?;
+        let mut tx = self.begin().await?;
         let sessions = sqlx::query(sql::DELETE_EXPIRED_SESSIONS)
             .bind(c.now)
             .bind(c.idle_before)
@@ -249,6 +600,11 @@ impl MaintenanceStore for SqliteStore {
             .await
             .map_err(StoreError::unavailable)?
             .rows_affected();
+        sqlx::query(sql::DELETE_OLD_EVENTS)
+            .bind(c.events_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
         tx.commit().await.map_err(StoreError::unavailable)?;
         Ok(Some((sessions, codes)))
     }

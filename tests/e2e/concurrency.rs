@@ -30,7 +30,12 @@ async fn twenty_concurrent_logins_with_one_code_make_one_wechat_call() {
 
 #[tokio::test]
 async fn thirty_concurrent_first_logins_of_one_user_make_one_user_row() {
-    let app = spawn_app().await;
+    // Every login keeps its session: the per-user cap (10 by default) has a test of its own.
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_MAX_SESSIONS_PER_USER", "30".into())],
+        ..Options::default()
+    })
+    .await;
     let mut codes = Vec::new();
     for _ in 0..30 {
         codes.push(app.code("bob").await);

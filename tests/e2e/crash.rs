@@ -153,6 +153,9 @@ async fn crash_loop(database_url: String) {
         ("WXLOGIN_DATABASE_URL", database_url.clone()),
         ("WXLOGIN_WECHAT_API_BASE", sim_url.clone()),
         ("WXLOGIN_RATE_LIMIT_LOGIN", "off".to_owned()),
+        // The loop logs a handful of users in many times; the per-user cap would revoke the
+        // older sessions it checks (the cap has a test of its own).
+        ("WXLOGIN_MAX_SESSIONS_PER_USER", "1000".to_owned()),
     ];
     let tally = Arc::new(Mutex::new(Tally { acked: Vec::new() }));
     let started = Instant::now();

@@ -134,7 +134,7 @@ async fn bad_requests_get_the_documented_error_shape() {
         ("POST", "/logout", None, "".into(), 401, "unauthorized"),
         ("GET", "/nope", None, "".into(), 404, "not_found"),
         ("GET", "/login", None, "".into(), 405, "method_not_allowed"),
-        ("DELETE", "/me", None, "".into(), 405, "method_not_allowed"),
+        ("PUT", "/me", None, "".into(), 405, "method_not_allowed"),
     ];
     for (method, path, ct, body, http, error) in cases {
         let (status, reply) = send(&app, method, path, ct, &body).await;

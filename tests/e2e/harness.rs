@@ -131,6 +131,8 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         // Every test client is 127.0.0.1: limits are off unless a test turns them on.
         ("WXLOGIN_RATE_LIMIT_LOGIN".into(), "off".into()),
         ("WXLOGIN_RATE_LIMIT_PHONE".into(), "off".into()),
+        // Every /phone asks WeChat unless a test turns reuse on (the phone tests count calls).
+        ("WXLOGIN_PHONE_REUSE".into(), "off".into()),
     ]);
     if let Ok(redis) = std::env::var("WXLOGIN_TEST_REDIS_URL") {
         if !redis.is_empty() {

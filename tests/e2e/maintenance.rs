@@ -17,7 +17,12 @@ async fn cleanup_removes_expired_sessions_and_old_used_codes_only() {
         idle_timeout: Duration::from_secs(7 * 86400),
         max_lifetime: Duration::from_secs(30 * 86400),
     };
-    let maintenance = Maintenance::new(app.store().await, app.clock.clone(), policy);
+    let maintenance = Maintenance::new(
+        app.store().await,
+        app.clock.clone(),
+        policy,
+        Duration::from_secs(180 * 86400),
+    );
     let (removed_sessions, removed_codes) = maintenance
         .cleanup()
         .await
@@ -47,7 +52,8 @@ async fn on_postgresql_cleanup_runs_on_one_instance_at_a_time() {
         idle_timeout: Duration::from_secs(3600),
         max_lifetime: Duration::from_secs(7200),
     };
-    let maintenance = Maintenance::new(store, app.clock.clone(), policy);
+    let maintenance =
+        Maintenance::new(store, app.clock.clone(), policy, Duration::from_secs(86400));
     // Another instance holds the cleanup lock.
     let url = app.database_url();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();

@@ -262,7 +262,7 @@ async fn an_injected_40001_triggers_exactly_one_refresh_and_one_retry() {
 }
 
 #[tokio::test]
-async fn two_apps_give_one_user_two_openids_and_one_unionid() {
+async fn two_apps_give_one_person_one_user_with_two_identities() {
     let app = spawn_with(Options {
         apps: vec![("wxshop", "shop-secret"), ("wxclub", "club-secret")],
         ..Options::default()
@@ -284,9 +284,11 @@ async fn two_apps_give_one_user_two_openids_and_one_unionid() {
         assert_eq!(me["data"]["appid"], appid);
         users.push(me["data"].clone());
     }
+    // One person (SPEC §6): the unionid links the second app's identity to the first's user.
     assert_ne!(users[0]["openid"], users[1]["openid"]);
-    assert_ne!(users[0]["id"], users[1]["id"]);
+    assert_eq!(users[0]["id"], users[1]["id"]);
     assert_eq!(users[0]["unionid"], users[1]["unionid"]);
+    assert_eq!(users[1]["identities"].as_array().unwrap().len(), 2);
     let by_unionid = wxlogin::store::UserFilter {
         unionid: users[0]["unionid"].as_str().map(str::to_owned),
         ..Default::default()
@@ -294,7 +296,8 @@ async fn two_apps_give_one_user_two_openids_and_one_unionid() {
     let found = wxlogin::store::UserStore::find_users(&*app.store().await, &by_unionid)
         .await
         .unwrap();
-    assert_eq!(found.len(), 2);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].identities.len(), 2);
     // Several apps: the appid is required.
     let wx = app.wx_login_for("wxshop", "hana").await;
     let (status, body) = app.login(wx["code"].as_str().unwrap()).await;

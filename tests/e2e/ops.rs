@@ -316,7 +316,10 @@ async fn phone_is_rate_limited_per_session() {
     let token = app.token_for("erin").await;
     let other = app.token_for("frank").await;
     for expected in [200, 200, 429] {
-        let pc = app.sim("/_sim/phone_codes", json!({})).await;
+        // One number per person: a number another user holds is phone_in_use.
+        let pc = app
+            .sim("/_sim/phone_codes", json!({ "phone": "13900000001" }))
+            .await;
         assert_eq!(
             app.post("/phone", json!({ "code": pc["code"] }), Some(&token))
                 .await
@@ -324,7 +327,9 @@ async fn phone_is_rate_limited_per_session() {
             expected
         );
     }
-    let pc = app.sim("/_sim/phone_codes", json!({})).await;
+    let pc = app
+        .sim("/_sim/phone_codes", json!({ "phone": "13900000002" }))
+        .await;
     assert_eq!(
         app.post("/phone", json!({ "code": pc["code"] }), Some(&other))
             .await

@@ -2,7 +2,7 @@
 //! and a fill that raced a revocation is dropped.
 
 use super::*;
-use crate::domain::{OpenId, SessionKey, SessionToken};
+use crate::domain::{ClientInfo, OpenId, SessionKey, SessionToken};
 use crate::store::sqlite::SqliteStore;
 use std::sync::Arc;
 
@@ -11,6 +11,15 @@ struct Fixture {
     sqlite: SharedStore,
     cached: CachedStore,
     appid: AppId,
+}
+
+/// When and from where the test's changes are made.
+fn audit() -> Audit<'static> {
+    static CLIENT: std::sync::OnceLock<ClientInfo> = std::sync::OnceLock::new();
+    Audit {
+        now: 10_000,
+        client: CLIENT.get_or_init(ClientInfo::default),
+    }
 }
 
 async fn fixture(capacity: usize) -> Fixture {
@@ -46,6 +55,7 @@ impl Fixture {
         let record = self
             .cached
             .record_login(NewLogin {
+                platform: Platform::Weixin,
                 appid: &self.appid,
                 openid: &OpenId(openid.into()),
                 unionid: None,
@@ -55,6 +65,9 @@ impl Fixture {
                 previous,
                 now,
                 expires_at: now + 86_400_000,
+                client: &ClientInfo::default(),
+                link_by_unionid: true,
+                max_sessions: 10,
             })
             .await
             .unwrap();
@@ -76,7 +89,7 @@ async fn every_revocation_path_removes_the_cached_session() {
     // Logout.
     let (t, _) = f.login("o-logout", 1_000, None).await;
     f.cache_session(&t).await;
-    assert!(f.cached.revoke_session(&t).await.unwrap());
+    assert!(f.cached.revoke_session(&t, audit()).await.unwrap());
     assert!(f.cached.find_session(&t).await.unwrap().is_none());
 
     // A new login revoking the client's previous token.
@@ -90,7 +103,10 @@ async fn every_revocation_path_removes_the_cached_session() {
     let (t, _) = f.login("o-admin-one", 1_000, None).await;
     let id = f.cache_session(&t).await.id;
     assert_eq!(
-        f.cached.revoke_session_by_id(id).await.unwrap(),
+        f.cached
+            .revoke_session_by_id(id, None, audit())
+            .await
+            .unwrap(),
         Some(t.clone())
     );
     assert!(f.cached.find_session(&t).await.unwrap().is_none());
@@ -102,7 +118,7 @@ async fn every_revocation_path_removes_the_cached_session() {
     f.cache_session(&b).await;
     assert_eq!(
         f.cached
-            .revoke_user_sessions(login.user_id)
+            .revoke_user_sessions(login.user_id, audit())
             .await
             .unwrap()
             .len(),
@@ -121,7 +137,7 @@ async fn user_changes_are_seen_through_the_cache() {
     assert!(f.cached.cached_user(first.user_id).is_ok());
 
     f.cached
-        .set_phone(first.user_id, "13800138000", "86")
+        .bind_phone(first.user_id, "13800138000", "86", audit())
         .await
         .unwrap();
     let u = f.cached.find_user(first.user_id).await.unwrap().unwrap();
@@ -154,7 +170,7 @@ async fn a_fill_that_raced_a_revocation_is_dropped() {
     // only then does the check try to cache what it read.
     let epoch = f.cached.cached_session(&t).unwrap_err();
     let read = f.sqlite.find_session(&t).await.unwrap().unwrap();
-    assert!(f.cached.revoke_session(&t).await.unwrap());
+    assert!(f.cached.revoke_session(&t, audit()).await.unwrap());
     f.cached.fill_session(&t, &read, epoch);
     assert!(f.cached.cached_session(&t).is_err());
     assert!(f.cached.find_session(&t).await.unwrap().is_none());
@@ -185,7 +201,10 @@ async fn eviction_keeps_the_id_index_in_step() {
     }
     // Revoking the evicted one by id still works (it is in the store) and leaves the others.
     assert_eq!(
-        f.cached.revoke_session_by_id(tokens[0].1).await.unwrap(),
+        f.cached
+            .revoke_session_by_id(tokens[0].1, None, audit())
+            .await
+            .unwrap(),
         Some(tokens[0].0.clone())
     );
     assert!(f.cached.cached_session(&tokens[2].0).is_ok());

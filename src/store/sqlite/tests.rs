@@ -3,7 +3,7 @@
 //! commits into the database file.
 
 use super::*;
-use crate::domain::{OpenId, SessionKey, UnionId};
+use crate::domain::{ClientInfo, OpenId, SessionKey, UnionId};
 
 struct Login {
     openid: &'static str,
@@ -27,6 +27,7 @@ async fn record(store: &SqliteStore, l: &Login, now: Millis) -> StoreResult<Logi
     let appid = AppId::parse("wxbatchtest").unwrap();
     store
         .record_login(NewLogin {
+            platform: Platform::Weixin,
             appid: &appid,
             openid: &OpenId(l.openid.into()),
             unionid: l.unionid.map(|u| UnionId(u.into())).as_ref(),
@@ -36,6 +37,10 @@ async fn record(store: &SqliteStore, l: &Login, now: Millis) -> StoreResult<Logi
             previous: l.previous.as_ref(),
             now,
             expires_at: now + 86_400_000,
+            client: &ClientInfo::default(),
+            link_by_unionid: true,
+            // These tests count sessions; the per-user cap has tests of its own.
+            max_sessions: 1000,
         })
         .await
 }
@@ -91,7 +96,7 @@ async fn one_batch_answers_each_login_as_if_it_ran_alone() {
         .unwrap()
         .is_none());
     let zoe = store.find_user(zoe_id).await.unwrap().unwrap();
-    assert_eq!(zoe.unionid.map(|u| u.0).as_deref(), Some("union-zoe"));
+    assert_eq!(zoe.identities[0].unionid.as_deref(), Some("union-zoe"));
     assert_eq!(zoe.last_login_at, 2_000);
     let stats = store.stats(2_000).await.unwrap();
     assert_eq!((stats.users, stats.sessions, stats.used_codes), (2, 3, 4));

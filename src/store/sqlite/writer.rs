@@ -16,10 +16,12 @@
 //! drained): the writer commits what was queued before it, answers it, and returns; the
 //! checkpoint thread follows when the writer's wake-up channel closes.
 
-use super::super::sql;
+use super::super::sql::{self, Ended, NewEvent};
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, OpenId, SessionKey, TokenHash, UnionId};
-use crate::store::{LoginRecord, StoreError, StoreResult};
+use crate::domain::{
+    AppId, ClientInfo, CodeHash, EventType, OpenId, Platform, SessionKey, TokenHash, UnionId,
+};
+use crate::store::{Audit, LoginRecord, StoreError, StoreResult};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -50,6 +52,7 @@ pub(super) enum Write {
 }
 
 pub(super) struct Login {
+    pub(super) platform: Platform,
     pub(super) appid: AppId,
     pub(super) openid: OpenId,
     pub(super) unionid: Option<UnionId>,
@@ -59,6 +62,9 @@ pub(super) struct Login {
     pub(super) previous: Option<TokenHash>,
     pub(super) now: Millis,
     pub(super) expires_at: Millis,
+    pub(super) client: ClientInfo,
+    pub(super) link_by_unionid: bool,
+    pub(super) max_sessions: u32,
 }
 
 /// Starts the writer and checkpoint threads on the database at `path`; returns the writer's
@@ -188,9 +194,54 @@ fn commit_batch(
     Ok(answers)
 }
 
-/// The statements of one login, as `login_statements` in `postgres.rs` (the same SQL text):
-/// used code, user insert-or-update, revoking the replaced token, the new session. The outer
-/// `Result` is a store failure; the inner one is this login's answer.
+fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent<'_>) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql::INSERT_EVENT)?
+        .execute(rusqlite::params![
+            e.kind.as_str(),
+            e.user_id,
+            e.platform,
+            e.appid,
+            e.ip(),
+            e.user_agent(),
+            e.detail,
+            e.at
+        ])?;
+    Ok(())
+}
+
+/// Runs a revoking statement (`RETURNING` the ended sessions) and writes an event for each.
+fn end_sessions(
+    tx: &rusqlite::Transaction<'_>,
+    sql_text: &str,
+    params: impl rusqlite::Params,
+    reason: &str,
+    audit: Audit<'_>,
+) -> rusqlite::Result<Vec<Ended>> {
+    let ended: Vec<Ended> = tx
+        .prepare_cached(sql_text)?
+        .query_map(params, |r| {
+            Ok(Ended {
+                id: r.get("id")?,
+                token_hash: TokenHash(r.get("token_hash")?),
+                user_id: r.get("user_id")?,
+                platform: r.get("platform")?,
+                appid: r.get("appid")?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for e in &ended {
+        insert_event(
+            tx,
+            &NewEvent::for_session(EventType::SessionRevoked, e, audit, reason),
+        )?;
+    }
+    Ok(ended)
+}
+
+/// The statements of one login, as `login_statements` in `postgres.rs` (the same SQL text and
+/// the same steps, less the lock: this thread is the only writer): used code, identity (and
+/// user), events, revoking the replaced token and the sessions over the cap, the new session.
+/// The outer `Result` is a store failure; the inner one is this login's answer.
 fn login_statements(
     tx: &rusqlite::Transaction<'_>,
     j: &Login,
@@ -204,35 +255,100 @@ fn login_statements(
     if fresh == 0 {
         return Ok(Err(StoreError::CodeUsed));
     }
+    let platform = j.platform.as_str();
     let unionid = j.unionid.as_ref().map(|u| u.0.as_str());
-    let inserted: Option<i64> = tx
-        .prepare_cached(sql::INSERT_USER)?
-        .query_row(params![j.appid.as_str(), j.openid.0, unionid, j.now], |r| {
-            r.get(0)
+    let found: Option<(i64, i64, Option<String>, String)> = tx
+        .prepare_cached(sql::FIND_IDENTITY)?
+        .query_row(params![platform, j.appid.as_str(), j.openid.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let (user_id, new_user) = match inserted {
-        Some(id) => (id, true),
+    let (identity_id, user_id, status, new_user) = match found {
+        Some((id, user, stored, status)) => {
+            if stored.is_none() && unionid.is_some() {
+                tx.prepare_cached(sql::SET_IDENTITY_UNIONID)?
+                    .execute(params![unionid, id])?;
+            }
+            (id, user, status, false)
+        }
         None => {
-            let id: i64 = tx
-                .prepare_cached(sql::UPDATE_USER_LOGIN)?
-                .query_row(params![j.now, unionid, j.appid.as_str(), j.openid.0], |r| {
-                    r.get(0)
-                })?;
-            (id, false)
+            let linked: Option<(i64, String)> = match unionid.filter(|_| j.link_by_unionid) {
+                Some(u) => tx
+                    .prepare_cached(sql::FIND_UNIONID_USER)?
+                    .query_row(params![platform, u], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?,
+                None => None,
+            };
+            let (user, status, new_user) = match linked {
+                Some((user, status)) => (user, status, false),
+                None => {
+                    let id: i64 = tx
+                        .prepare_cached(sql::INSERT_USER)?
+                        .query_row(params![j.now], |r| r.get(0))?;
+                    (id, "active".to_owned(), true)
+                }
+            };
+            let identity: i64 = tx.prepare_cached(sql::INSERT_IDENTITY)?.query_row(
+                params![user, platform, j.appid.as_str(), j.openid.0, unionid, j.now],
+                |r| r.get(0),
+            )?;
+            (identity, user, status, new_user)
         }
     };
-    if let Some(previous) = &j.previous {
-        tx.prepare_cached(sql::DELETE_SESSION)?
-            .execute(params![previous.0])?;
+    let audit = Audit {
+        now: j.now,
+        client: &j.client,
+    };
+    let event = |kind, detail: Option<String>| NewEvent {
+        platform: Some(platform),
+        appid: Some(j.appid.as_str()),
+        detail,
+        ..NewEvent::new(kind, Some(user_id), audit)
+    };
+    if status != "active" {
+        let detail = serde_json::json!({ "error": "banned" }).to_string();
+        insert_event(tx, &event(EventType::LoginFailed, Some(detail)))?;
+        return Ok(Err(StoreError::Banned));
     }
+    if new_user {
+        insert_event(tx, &event(EventType::UserCreated, None))?;
+    }
+    tx.prepare_cached(sql::TOUCH_USER_LOGIN)?
+        .execute(params![j.now, user_id])?;
+    let mut revoked = Vec::new();
+    if let Some(previous) = &j.previous {
+        revoked.extend(end_sessions(
+            tx,
+            sql::DELETE_SESSION,
+            params![previous.0],
+            "replaced",
+            audit,
+        )?);
+    }
+    let keep = i64::from(j.max_sessions.max(1) - 1);
+    revoked.extend(end_sessions(
+        tx,
+        sql::TRIM_SESSIONS,
+        params![user_id, keep],
+        "limit",
+        audit,
+    )?);
     tx.prepare_cached(sql::INSERT_SESSION)?.execute(params![
         j.token_hash.0,
         user_id,
+        identity_id,
+        platform,
         j.appid.as_str(),
         j.session_key.expose(),
+        j.client.ip,
+        j.client.user_agent,
         j.now,
         j.expires_at
     ])?;
-    Ok(Ok(LoginRecord { user_id, new_user }))
+    insert_event(tx, &event(EventType::Login, None))?;
+    Ok(Ok(LoginRecord {
+        user_id,
+        new_user,
+        revoked: revoked.into_iter().map(|e| e.token_hash).collect(),
+    }))
 }
