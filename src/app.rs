@@ -141,8 +141,9 @@ fn with_layers(router: Router) -> Router {
                 }),
             )
             .layer(PropagateRequestIdLayer::x_request_id())
-            // Replies carry tokens and personal data: no cache may keep them.
-            .layer(SetResponseHeaderLayer::overriding(
+            // Replies carry tokens and personal data: no cache may keep them. (Avatars, public
+            // and content-addressed, say otherwise themselves.)
+            .layer(SetResponseHeaderLayer::if_not_present(
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("no-store"),
             ))

@@ -15,8 +15,16 @@ export interface RequestResult<T = any> {
   header: Record<string, string>
 }
 
+export interface Identity {
+  platform: string
+  appid: string
+  openid: string
+  unionid: string | null
+}
+
 export interface User {
   id: number
+  /** The identity this session logged in with. */
   appid: string
   openid: string
   unionid: string | null
@@ -24,6 +32,42 @@ export interface User {
   phone_country_code: string | null
   created_at: string
   last_login_at: string
+  nickname: string | null
+  /** Absolute when the server has WXLOGIN_PUBLIC_URL, else relative to baseUrl. */
+  avatar_url: string | null
+  status: 'active'
+  identities: Identity[]
+}
+
+export interface Session {
+  id: number
+  platform: string | null
+  appid: string
+  created_at: string
+  last_seen_at: string
+  expires_at: string
+  ip: string | null
+  user_agent: string | null
+  /** This device's own session. */
+  current: boolean
+}
+
+export interface AccountEvent {
+  id: number
+  type: string
+  user_id: number | null
+  platform: string | null
+  appid: string | null
+  ip: string | null
+  user_agent: string | null
+  detail: Record<string, any> | null
+  time: string
+}
+
+export interface AccountExport {
+  user: User
+  sessions: Session[]
+  events: AccountEvent[]
 }
 
 export interface PhoneInfo {
@@ -43,10 +87,19 @@ export interface Auth {
   getToken(): Promise<string>
   request<T = any>(options: Record<string, any>): Promise<RequestResult<T>>
   me(): Promise<User>
-  phone(code: string): Promise<PhoneInfo>
+  phone(code: string, options?: { refresh?: boolean }): Promise<PhoneInfo>
   decrypt<T = any>(encryptedData: string, iv: string): Promise<T>
   checkSession(): Promise<{ valid: boolean }>
   logout(): Promise<void>
+  /** `nickname` from `<input type="nickname">`; "微信用户" is refused (placeholder_nickname). */
+  updateProfile(profile: { nickname: string }): Promise<User>
+  /** `filePath` from `<button open-type="chooseAvatar">` (e.detail.avatarUrl), sent by wx.uploadFile. */
+  uploadAvatar(filePath: string): Promise<{ avatar_url: string }>
+  sessions(): Promise<Session[]>
+  endSession(id: number): Promise<void>
+  logoutAll(): Promise<void>
+  deleteAccount(): Promise<void>
+  exportData(): Promise<AccountExport>
 }
 
 export function createAuth(options: AuthOptions): Auth

@@ -149,13 +149,56 @@ function createAuth(options) {
       .then(unwrap)
   }
 
+  /** wx.uploadFile of the avatar (multipart POST), with the same 401 handling. */
+  function upload(filePath) {
+    function send(token) {
+      return new Promise(function (resolve, reject) {
+        wxApi.uploadFile({
+          url: joinUrl(baseUrl, 'me/avatar'),
+          filePath: filePath,
+          name: 'avatar',
+          header: { Authorization: 'Bearer ' + token },
+          success: function (res) {
+            // uploadFile hands the body over as text.
+            var data = res.data
+            try { data = typeof data === 'string' ? JSON.parse(data) : data } catch (e) { data = {} }
+            resolve({ statusCode: res.statusCode, data: data })
+          },
+          fail: function (err) {
+            reject(WxLoginError('network', (err && err.errMsg) || 'upload failed', 0))
+          },
+        })
+      })
+    }
+    return getToken().then(function (token) {
+      return send(token).then(function (res) {
+        if (res.statusCode !== 401) return res
+        if (getStored() === token) setStored('')
+        return getToken().then(send)
+      })
+    }).then(unwrap)
+  }
+
+  /** Ends the session(s) on the server and forgets the token here. */
+  function endAndForget(method, path, data) {
+    var token = getStored()
+    setStored('')
+    if (!token) return Promise.resolve()
+    return api(method, path, data, token).then(unwrap).then(function () {})
+  }
+
   return {
     login: login,
     getToken: getToken,
     request: request,
     me: function () { return call('GET', 'me') },
-    /** `code` is the getPhoneNumber button's `e.detail.code`. Do not call wx.login around it. */
-    phone: function (code) { return call('POST', 'phone', { code: code }) },
+    /**
+     * `code` is the getPhoneNumber button's `e.detail.code`. Do not call wx.login around it.
+     * A number bound recently is answered from the server's store; `{refresh: true}` asks WeChat.
+     */
+    phone: function (code, opts) {
+      return call('POST', 'phone', { code: code, refresh: !!(opts && opts.refresh) })
+    },
     decrypt: function (encryptedData, iv) { return call('POST', 'decrypt', { encryptedData: encryptedData, iv: iv }) },
     /** `{valid}`: false means log in again before asking the user for encrypted data. */
     checkSession: function () { return call('GET', 'session/check') },
@@ -165,6 +208,20 @@ function createAuth(options) {
       if (!token) return Promise.resolve()
       return api('POST', 'logout', {}, token).then(function () {})
     },
+    /** `{nickname}` from `<input type="nickname">`; resolves with the updated user. */
+    updateProfile: function (profile) { return call('PATCH', 'me', { nickname: profile && profile.nickname }) },
+    /** `filePath` is `e.detail.avatarUrl` of `<button open-type="chooseAvatar">`; resolves `{avatar_url}`. */
+    uploadAvatar: function (filePath) { return upload(filePath) },
+    /** The user's sessions on every device; `current` marks this one. */
+    sessions: function () { return call('GET', 'me/sessions').then(function (d) { return d.sessions }) },
+    /** Ends one session (from `sessions()`), e.g. a lost phone's. */
+    endSession: function (id) { return call('DELETE', 'me/sessions/' + encodeURIComponent(id)).then(function () {}) },
+    /** Logs out on every device. */
+    logoutAll: function () { return endAndForget('POST', 'logout', { all: true }) },
+    /** Deletes the account (注销): every session ends, personal data is erased. */
+    deleteAccount: function () { return endAndForget('DELETE', 'me') },
+    /** Everything stored about the user, as JSON (个人信息导出). */
+    exportData: function () { return call('GET', 'me/export') },
   }
 }
 

@@ -87,6 +87,7 @@ pub(super) struct AdminUser {
     last_login_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     deleted_at: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     identities: Vec<IdentityView>,
 }
 

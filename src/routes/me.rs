@@ -144,8 +144,8 @@ pub(super) struct AvatarData {
 
 /// The image from `<button open-type="chooseAvatar">`: sent by `wx.uploadFile`
 /// (multipart/form-data, any field name) or as a raw `image/*` body. PNG, JPEG or WebP, told
-/// by its bytes; at most 256 KiB.
-#[utoipa::path(put, path = "/me/avatar", tag = "account", security(("token" = [])),
+/// by its bytes; at most 256 KiB. POST works too, as `wx.uploadFile` can only POST.
+#[utoipa::path(method(put, post), path = "/me/avatar", tag = "account", security(("token" = [])),
     request_body(content = Vec<u8>, description = "the image (raw, image/png|jpeg|webp), or multipart/form-data with one file", content_type = "image/png"),
     responses((status = 200, body = Envelope<AvatarData>),
         (status = 413, description = "payload_too_large: over 256 KiB", body = ErrorBody),

@@ -53,6 +53,7 @@ pub fn control_router() -> Router<Arc<SimState>> {
         .route("/_sim/phone_codes", post(open_api::issue_phone_code))
         .route("/_sim/encrypt", post(open_api::encrypt))
         .route("/_sim/expire_token", post(open_api::expire_token))
+        .route("/_sim/open_platform", post(open_platform))
         .route("/_sim/calls", get(calls).delete(reset_calls))
         .route(
             "/_sim/faults",
@@ -138,6 +139,26 @@ async fn calls(State(sim): State<Arc<SimState>>) -> Response {
 
 async fn reset_calls(State(sim): State<Arc<SimState>>) -> Response {
     sim.reset_calls();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct OpenPlatformBody {
+    appid: Option<String>,
+    bound: bool,
+}
+
+/// `POST /_sim/open_platform {"appid"?, "bound"}`: an app bound to the Open Platform account
+/// hands out unionids (the default); an unbound one does not, as WeChat does.
+async fn open_platform(
+    State(sim): State<Arc<SimState>>,
+    Json(body): Json<OpenPlatformBody>,
+) -> Response {
+    let appid = match sim.resolve_app(body.appid.as_deref()) {
+        Ok(app) => app.appid.clone(),
+        Err(why) => return bad_request(&why),
+    };
+    sim.set_bound(&appid, body.bound);
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -52,6 +52,8 @@ pub(super) struct Inner {
     pub(super) phone_codes: HashMap<String, PhoneCode>,
     /// openid → (appid, user).
     pub(super) openids: HashMap<String, (String, String)>,
+    /// Apps not bound to the Open Platform account: their replies carry no unionid.
+    pub(super) unbound: std::collections::HashSet<String>,
 }
 
 pub(super) struct PhoneCode {
@@ -174,10 +176,11 @@ impl SimState {
         inner
             .openids
             .insert(Self::openid(&appid, user), (appid.clone(), user.to_owned()));
+        let bound = !inner.unbound.contains(&appid);
         Ok(IssuedLogin {
             code,
             openid: Self::openid(&appid, user),
-            unionid: Some(Self::unionid(user)),
+            unionid: bound.then(|| Self::unionid(user)),
             appid,
             session_key,
         })
@@ -207,11 +210,22 @@ impl SimState {
             .get(&(appid.to_owned(), user.clone()))
             .cloned()
             .unwrap_or_default();
+        let bound = !inner.unbound.contains(appid);
         Ok(SimUser {
             openid: Self::openid(appid, &user),
-            unionid: Some(Self::unionid(&user)),
+            unionid: bound.then(|| Self::unionid(&user)),
             session_key,
         })
+    }
+
+    /// Binds an app to the Open Platform account (its replies carry unionids) or unbinds it.
+    pub fn set_bound(&self, appid: &str, bound: bool) {
+        let mut inner = self.lock();
+        if bound {
+            inner.unbound.remove(appid);
+        } else {
+            inner.unbound.insert(appid.to_owned());
+        }
     }
 
     /// The session_key WeChat currently holds for a test user, if any.

@@ -20,6 +20,9 @@ pub struct Options {
     pub apps: Vec<(&'static str, &'static str)>,
     pub wechat_timeout: &'static str,
     pub env: Vec<(&'static str, String)>,
+    /// Start on a database made by an earlier release (`tests/fixtures/<version>/`) instead of
+    /// an empty one; the clock starts when that database was made.
+    pub fixture: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -28,8 +31,46 @@ impl Default for Options {
             apps: vec![(APPID, SECRET)],
             wechat_timeout: "2s",
             env: vec![],
+            fixture: None,
         }
     }
+}
+
+/// What `tests/fixtures/<version>/manifest.json` says of this backend's fixture.
+pub fn fixture_manifest(version: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/{version}/manifest.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let backend = match std::env::var("WXLOGIN_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => "postgres",
+        _ => "sqlite",
+    };
+    all[backend].clone()
+}
+
+/// A database holding a fixture: the SQLite file copied, or the PostgreSQL dump loaded with
+/// `psql` into a fresh database.
+async fn fixture_db(version: &str) -> Db {
+    let dir = format!("{}/tests/fixtures/{version}", env!("CARGO_MANIFEST_DIR"));
+    let db = fresh_db().await;
+    if db.url.starts_with("sqlite:") {
+        let path = db.url.trim_start_matches("sqlite://");
+        std::fs::copy(format!("{dir}/sqlite.db"), path).unwrap();
+    } else {
+        let loaded = std::process::Command::new("psql")
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
+            .arg(format!("{dir}/postgres.sql"))
+            .output()
+            .expect("psql, to load the PostgreSQL fixture");
+        assert!(
+            loaded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+    }
+    db
 }
 
 /// Where a test's data lives; kept across `restart`.
@@ -86,7 +127,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(opts: Options) -> TestApp {
-    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let started_at = match opts.fixture {
+        Some(v) => fixture_manifest(v)["made_at"].as_i64().unwrap() + 1_000,
+        None => SystemClock.now_ms(),
+    };
+    let clock = Arc::new(ManualClock::new(started_at));
     let shared: SharedClock = clock.clone();
     let sim_apps = opts
         .apps
@@ -106,7 +151,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     )
     .unwrap();
 
-    let db = fresh_db().await;
+    let db = match opts.fixture {
+        Some(v) => fixture_db(v).await,
+        None => fresh_db().await,
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut file = String::new();
     for (appid, secret) in &opts.apps {

@@ -31,6 +31,17 @@ function createFakeWx(serverUrl, user) {
           success({ statusCode: r.status, data: body, header: Object.fromEntries(r.headers) })
         }, (e) => fail({ errMsg: 'request:fail ' + e.message }))
     },
+    // wx.uploadFile: a multipart POST of the file at `filePath` under `name`; the body comes
+    // back as text, as in the mini program runtime.
+    uploadFile({ url, filePath, name, header = {}, formData = {}, success, fail }) {
+      const form = new FormData()
+      for (const [k, v] of Object.entries(formData)) form.append(k, v)
+      const bytes = require('node:fs').readFileSync(filePath)
+      form.append(name, new Blob([bytes]), require('node:path').basename(filePath))
+      fetch(url, { method: 'POST', headers: header, body: form })
+        .then(async (r) => success({ statusCode: r.status, data: await r.text() }),
+          (e) => fail({ errMsg: 'uploadFile:fail ' + e.message }))
+    },
     getStorageSync: (k) => storage.get(k) || '',
     setStorageSync: (k, v) => storage.set(k, v),
     removeStorageSync: (k) => storage.delete(k),

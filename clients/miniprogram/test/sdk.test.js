@@ -103,3 +103,47 @@ test('helpers: me, phone, decrypt, checkSession; errors carry the server code', 
   const calls = await simCalls()
   assert.ok(calls['/wxa/business/getuserphonenumber'] >= 2)
 })
+
+test('the account: profile, avatar by wx.uploadFile, sessions, export, logout everywhere, deletion', async () => {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const path = require('node:path')
+  const { wx, auth } = setup('account')
+  const other = setup('account')
+  const user = await auth.updateProfile({ nickname: ' 小账 ' })
+  assert.equal(user.nickname, '小账')
+  await assert.rejects(auth.updateProfile({ nickname: '微信用户' }), (e) => e.code === 'placeholder_nickname')
+
+  // chooseAvatar hands a temp file path; uploadFile sends it as multipart.
+  const png = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000a49444154789c63000100000500010d0a2db40000000049454e44ae426082', 'hex')
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'avatar-')), 'tmp.png')
+  fs.writeFileSync(file, png)
+  const { avatar_url } = await auth.uploadAvatar(file)
+  assert.match(avatar_url, /^avatars\/[0-9a-f]{64}\.png$/)
+  const served = await fetch(server.url + '/' + avatar_url)
+  assert.equal(served.status, 200)
+  assert.equal((await auth.me()).avatar_url, avatar_url)
+
+  // Two devices: each sees both sessions; ending the other one logs it out there.
+  await other.auth.login()
+  const sessions = await auth.sessions()
+  assert.equal(sessions.length, 2)
+  const mine = sessions.find((s) => s.current)
+  const theirs = sessions.find((s) => !s.current)
+  assert.ok(mine && theirs)
+  await auth.endSession(theirs.id)
+  const r = await fetch(server.url + '/me', { headers: { Authorization: 'Bearer ' + (await other.auth.getToken()) } })
+  assert.equal(r.status, 401)
+
+  const exported = await auth.exportData()
+  assert.equal(exported.user.nickname, '小账')
+  assert.ok(exported.events.some((e) => e.type === 'profile_updated'))
+
+  await auth.logoutAll()
+  assert.equal(wx.getStorageSync('wxlogin_token'), '')
+  await auth.login()
+  await auth.deleteAccount()
+  assert.equal(wx.getStorageSync('wxlogin_token'), '')
+  const again = await auth.me()
+  assert.equal(again.nickname, null, 'a new login after deletion is a new user')
+})
