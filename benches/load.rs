@@ -292,8 +292,9 @@ async fn add_sessions(db_url: &str, n: usize, keep: usize) -> Vec<String> {
     for i in 0..n {
         let token = wxlogin::domain::SessionToken::generate();
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, appid, session_key, created_at, last_seen_at, expires_at) \
-             VALUES ($1, $2, 'wxbench', 'AAAAAAAAAAAAAAAAAAAAAA==', $3, $3, $4)",
+            "INSERT INTO sessions (token_hash, user_id, identity_id, platform, appid, session_key, created_at, \
+             last_seen_at, expires_at) VALUES ($1, $2, (SELECT MIN(id) FROM identities WHERE user_id = $2), \
+             'weixin', 'wxbench', 'AAAAAAAAAAAAAAAAAAAAAA==', $3, $3, $4)",
         )
         .bind(token.hash().0)
         .bind(user)
@@ -319,9 +320,11 @@ struct Wx {
     pid: u32,
 }
 
-/// `cache`: the in-memory session cache size (`None` = the default).
+/// `cache`: the in-memory session cache size (`None` = the default). `WXLOGIN_BENCH_BIN`
+/// names another wxlogin binary to measure (an earlier release, for a before/after).
 async fn start_wxlogin(dir: &std::path::Path, cache: Option<usize>) -> Wx {
-    let exe = env!("CARGO_BIN_EXE_wxlogin");
+    let exe_var = std::env::var("WXLOGIN_BENCH_BIN").ok();
+    let exe = exe_var.as_deref().unwrap_or(env!("CARGO_BIN_EXE_wxlogin"));
     let sim = free_port();
     let sim_proc = spawn(
         exe,
@@ -457,6 +460,20 @@ async fn run() {
     .await;
     let ideal = slow_conns as f64 / 0.050;
     drop(wx);
+    if std::env::var("WXLOGIN_BENCH_ONLY").as_deref() == Ok("login") {
+        println!(
+            "\n| login-only run | requests/s | vs ceiling | p50 ms | p99 ms |\n|---|---|---|---|---|\n\
+             | hyper hello (ceiling) | {:.0} | 100 % | {:.2} | {:.2} |\n\
+             | POST /login, unique codes, SQLite durable | {:.0} | {:.1} % | {:.2} | {:.2} |\n\
+             | GET /me, {TOKENS} tokens, session cache | {:.0} | {:.1} % | {:.2} | {:.2} |\n\
+             | POST /login, WeChat +50 ms, {slow_conns} conns | {:.0} | {:.1} % of ideal | {:.2} | {:.2} |",
+            ceiling.rps, ceiling.p50_ms, ceiling.p99_ms,
+            login.rps, 100.0 * login.rps / ceiling.rps, login.p50_ms, login.p99_ms,
+            me_small.rps, 100.0 * me_small.rps / ceiling.rps, me_small.p50_ms, me_small.p99_ms,
+            slow.rps, 100.0 * slow.rps / ideal, slow.p50_ms, slow.p99_ms,
+        );
+        return;
+    }
 
     let wx = start_wxlogin(dir.path(), Some(0)).await;
     let me_small_store = me(&wx, &tokens).await;

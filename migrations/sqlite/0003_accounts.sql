@@ -3,6 +3,9 @@
 -- keep theirs, phones stay on their users. Adds profile and account columns, the sessions' client details,
 -- the event log and the avatar store.
 --
+-- sessions.identity_id has no foreign key (and so no index): sessions are deleted before their identities, and
+-- an index there would cost every login one more B-tree insert for a check the code already keeps.
+--
 -- SQLite cannot drop the old UNIQUE (appid, openid) from users in place, so users is rebuilt, and sessions
 -- with it (a table that rows still reference cannot be dropped): new tables, copies, then the old ones
 -- dropped children first and the new ones renamed (which repoints their foreign keys).
@@ -42,7 +45,7 @@ CREATE TABLE sessions_new (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     token_hash   TEXT    NOT NULL UNIQUE,
     user_id      INTEGER NOT NULL REFERENCES users_new (id),
-    identity_id  INTEGER REFERENCES identities (id),
+    identity_id  INTEGER,
     platform     TEXT,
     appid        TEXT    NOT NULL,
     session_key  TEXT    NOT NULL,
@@ -67,7 +70,6 @@ CREATE INDEX identities_user ON identities (user_id);
 CREATE INDEX identities_unionid ON identities (platform, unionid) WHERE unionid IS NOT NULL;
 CREATE INDEX sessions_user ON sessions (user_id);
 CREATE INDEX sessions_expires ON sessions (expires_at);
-CREATE INDEX sessions_identity ON sessions (identity_id);
 
 CREATE TABLE events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -80,9 +82,9 @@ CREATE TABLE events (
     detail     TEXT,
     at         INTEGER NOT NULL
 );
+-- No index on `at`: ids grow with time, so the retention cleanup walks the primary key from the oldest
+-- event (see DELETE_OLD_EVENTS), and every login saves a B-tree insert per event.
 CREATE INDEX events_user ON events (user_id, id);
-CREATE INDEX events_type ON events (type, id);
-CREATE INDEX events_at ON events (at);
 
 CREATE TABLE avatars (
     sha256       TEXT    PRIMARY KEY,

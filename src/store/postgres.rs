@@ -183,24 +183,27 @@ async fn login_statements(
         insert_event(tx, &event(EventType::LoginFailed, Some(detail))).await?;
         return Ok(Err(StoreError::Banned));
     }
-    if new_user {
-        insert_event(tx, &event(EventType::UserCreated, None)).await?;
-    }
-    sqlx::query(sql::TOUCH_USER_LOGIN)
-        .bind(l.now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+    // A new user was created with this login's time and has no sessions yet: nothing to
+    // touch or trim, and its two events go in one statement.
     let mut revoked = Vec::new();
+    if !new_user {
+        sqlx::query(sql::TOUCH_USER_LOGIN)
+            .bind(l.now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
     if let Some(previous) = l.previous {
         let query = sqlx::query(sql::DELETE_SESSION).bind(&previous.0);
         revoked
             .extend(end_sessions(tx, query, EventType::SessionRevoked, "replaced", audit).await?);
     }
-    let keep = i64::from(l.max_sessions.max(1) - 1);
-    let query = sqlx::query(sql::TRIM_SESSIONS).bind(user_id).bind(keep);
-    revoked.extend(end_sessions(tx, query, EventType::SessionRevoked, "limit", audit).await?);
+    if !new_user {
+        let keep = i64::from(l.max_sessions.max(1) - 1);
+        let query = sqlx::query(sql::TRIM_SESSIONS).bind(user_id).bind(keep);
+        revoked.extend(end_sessions(tx, query, EventType::SessionRevoked, "limit", audit).await?);
+    }
     sqlx::query(sql::INSERT_SESSION)
         .bind(&l.token_hash.0)
         .bind(user_id)
@@ -215,7 +218,20 @@ async fn login_statements(
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-    insert_event(tx, &event(EventType::Login, None)).await?;
+    if new_user {
+        sqlx::query(sql::INSERT_NEW_USER_EVENTS)
+            .bind(user_id)
+            .bind(platform)
+            .bind(l.appid.as_str())
+            .bind(l.client.ip.as_deref())
+            .bind(l.client.user_agent.as_deref())
+            .bind(l.now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    } else {
+        insert_event(tx, &event(EventType::Login, None)).await?;
+    }
     Ok(Ok(LoginRecord {
         user_id,
         new_user,

@@ -58,6 +58,10 @@ pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, detail, at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
+/// A first login's two events in one statement: `user_created`, then `login`.
+pub(crate) const INSERT_NEW_USER_EVENTS: &str = "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, \
+     detail, at) VALUES ('user_created', $1, $2, $3, $4, $5, NULL, $6), ('login', $1, $2, $3, $4, $5, NULL, $6)";
+
 pub(crate) const TOUCH_SESSION: &str =
     "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1";
 
@@ -150,7 +154,12 @@ pub(crate) const DELETE_EXPIRED_SESSIONS: &str =
 
 pub(crate) const DELETE_OLD_CODES: &str = "DELETE FROM used_codes WHERE used_at <= $1";
 
-pub(crate) const DELETE_OLD_EVENTS: &str = "DELETE FROM events WHERE at <= $1";
+/// Events older than the cutoff. Ids grow with time, so this walks the primary key from the
+/// oldest event and stops at the first newer one: no index on `at` is needed. (An event written
+/// a moment out of order by a concurrent instance lives one cleanup longer.)
+pub(crate) const DELETE_OLD_EVENTS: &str =
+    "DELETE FROM events WHERE id < COALESCE((SELECT MIN(id) FROM events WHERE at > $1), \
+     (SELECT MAX(id) + 1 FROM events))";
 
 pub(crate) const STATS: &str =
     "SELECT (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM sessions) AS sessions, \
@@ -401,6 +410,7 @@ mod tests {
             INSERT_SESSION,
             TRIM_SESSIONS,
             INSERT_EVENT,
+            INSERT_NEW_USER_EVENTS,
             TOUCH_SESSION,
             FIND_SESSION,
             DELETE_SESSION,

@@ -9,7 +9,7 @@ const { startServer } = require('../../clients/miniprogram/test/server')
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
 
-test('the dev console walks through login, /me, phone, decrypt, a fault and logout', async () => {
+test('the dev console walks through login, /me, phone, decrypt, the account, a fault and logout', async () => {
   const server = await startServer()
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -49,6 +49,22 @@ test('the dev console walks through login, /me, phone, decrypt, a fault and logo
     await page.click('#decrypt')
     await page.waitForFunction(() => /POST \/decrypt/.test(document.querySelector('#log .entry').textContent))
     assert.match(await latest().innerText(), /"step": 8888/)
+
+    // The account steps: a nickname, an avatar drawn by the browser, the sessions, the export.
+    await page.fill('#nickname', '浏览器')
+    await page.click('#profile')
+    await page.waitForFunction(() => /PATCH \/me/.test(document.querySelector('#log .entry').textContent))
+    assert.match(await latest().innerText(), /"nickname": "浏览器"/)
+    await page.click('#avatar')
+    await page.waitForFunction(() => /PUT \/me\/avatar/.test(document.querySelector('#log .entry').textContent))
+    assert.match(await latest().innerText(), /HTTP 200/)
+    await page.waitForFunction(() => document.querySelector('#avatar-img').naturalWidth === 64)
+    await page.click('#sessions')
+    await page.waitForFunction(() => /GET \/me\/sessions/.test(document.querySelector('#log .entry').textContent))
+    assert.match(await latest().innerText(), /"current": true/)
+    await page.click('#export')
+    await page.waitForFunction(() => /GET \/me\/export/.test(document.querySelector('#log .entry').textContent))
+    assert.match(await latest().innerText(), /"profile_updated"/)
 
     // A fault: WeChat busy twice → the next login answers 503 with the documented error.
     await page.selectOption('#fault', { index: 1 })

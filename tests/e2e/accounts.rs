@@ -333,8 +333,10 @@ async fn an_avatar_from_wx_upload_file_or_a_raw_body_is_stored_once_and_served_i
     }
     assert_eq!(app.count_rows("avatars").await, 1);
     assert_eq!(app.me(&token).await.1["data"]["avatar_url"], url.as_str());
-    // Another format, by a raw body.
-    let (status, reply) = upload(&app, &token, "image/jpeg", jpeg()).await;
+    // Another format, by a raw body, near the size limit (over the 64 KiB of JSON bodies).
+    let mut large = jpeg();
+    large.splice(4..4, vec![0u8; 250 * 1024]);
+    let (status, reply) = upload(&app, &token, "image/jpeg", large).await;
     assert_eq!(status, 200, "{reply}");
     assert!(reply["data"]["avatar_url"]
         .as_str()
@@ -855,5 +857,41 @@ async fn bans_deletions_and_merges_are_seen_by_every_instance_before_the_reply()
         "merge seen by the peer"
     );
     peer.stop(std::time::Duration::from_secs(2)).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_past_their_retention_are_deleted_by_the_cleanup() {
+    use wxlogin::services::maintenance::Maintenance;
+    use wxlogin::services::sessions::SessionPolicy;
+    let app = spawn_app().await;
+    app.token_for("old-timer").await;
+    let before = app.count_rows("events").await;
+    assert!(before >= 2, "user_created and login");
+    let maintenance = Maintenance::new(
+        app.store().await,
+        app.clock.clone(),
+        SessionPolicy {
+            idle_timeout: std::time::Duration::from_secs(7 * 86400),
+            max_lifetime: std::time::Duration::from_secs(30 * 86400),
+        },
+        std::time::Duration::from_secs(180 * 86400),
+    );
+    app.clock
+        .advance(std::time::Duration::from_secs(179 * 86400));
+    app.token_for("newcomer").await;
+    maintenance.cleanup().await.unwrap();
+    assert_eq!(
+        app.count_rows("events").await,
+        before + 2,
+        "nothing old enough yet"
+    );
+    app.clock.advance(std::time::Duration::from_secs(2 * 86400));
+    maintenance.cleanup().await.unwrap();
+    assert_eq!(
+        app.count_rows("events").await,
+        2,
+        "only the newcomer's events are left"
+    );
     app.shutdown().await;
 }

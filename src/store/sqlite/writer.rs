@@ -310,12 +310,13 @@ fn login_statements(
         insert_event(tx, &event(EventType::LoginFailed, Some(detail)))?;
         return Ok(Err(StoreError::Banned));
     }
-    if new_user {
-        insert_event(tx, &event(EventType::UserCreated, None))?;
-    }
-    tx.prepare_cached(sql::TOUCH_USER_LOGIN)?
-        .execute(params![j.now, user_id])?;
+    // A new user was created with this login's time and has no sessions yet: nothing to
+    // touch or trim, and its two events go in one statement.
     let mut revoked = Vec::new();
+    if !new_user {
+        tx.prepare_cached(sql::TOUCH_USER_LOGIN)?
+            .execute(params![j.now, user_id])?;
+    }
     if let Some(previous) = &j.previous {
         revoked.extend(end_sessions(
             tx,
@@ -325,14 +326,16 @@ fn login_statements(
             audit,
         )?);
     }
-    let keep = i64::from(j.max_sessions.max(1) - 1);
-    revoked.extend(end_sessions(
-        tx,
-        sql::TRIM_SESSIONS,
-        params![user_id, keep],
-        "limit",
-        audit,
-    )?);
+    if !new_user {
+        let keep = i64::from(j.max_sessions.max(1) - 1);
+        revoked.extend(end_sessions(
+            tx,
+            sql::TRIM_SESSIONS,
+            params![user_id, keep],
+            "limit",
+            audit,
+        )?);
+    }
     tx.prepare_cached(sql::INSERT_SESSION)?.execute(params![
         j.token_hash.0,
         user_id,
@@ -345,7 +348,19 @@ fn login_statements(
         j.now,
         j.expires_at
     ])?;
-    insert_event(tx, &event(EventType::Login, None))?;
+    if new_user {
+        tx.prepare_cached(sql::INSERT_NEW_USER_EVENTS)?
+            .execute(params![
+                user_id,
+                platform,
+                j.appid.as_str(),
+                j.client.ip,
+                j.client.user_agent,
+                j.now
+            ])?;
+    } else {
+        insert_event(tx, &event(EventType::Login, None))?;
+    }
     Ok(Ok(LoginRecord {
         user_id,
         new_user,
