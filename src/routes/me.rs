@@ -309,7 +309,7 @@ pub(crate) struct EventView {
     ip: Option<String>,
     user_agent: Option<String>,
     /// Event-specific details (`error`, `reason`, `from`, `session_id`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     detail: Option<serde_json::Value>,
     /// RFC 3339.
     time: String,

@@ -387,14 +387,30 @@ impl PgStore {
     }
 }
 
-/// The tombstone statements a deletion and a merge share: the user's row emptied.
+/// The tombstone statements a deletion and a merge share: the user's row emptied, and their
+/// avatar deleted unless another user shows the same image.
 async fn erase_user(tx: &mut PgConnection, id: UserId, now: Millis) -> StoreResult<()> {
+    let avatar: Option<String> = sqlx::query_scalar(sql::USER_AVATAR)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .flatten();
     sqlx::query(sql::ERASE_USER)
         .bind(now)
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+    if let Some(file) = avatar {
+        let sha256 = file.split('.').next().unwrap_or_default();
+        sqlx::query(sql::DELETE_UNUSED_AVATAR)
+            .bind(sha256)
+            .bind(&file)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
     Ok(())
 }
 

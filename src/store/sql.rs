@@ -141,6 +141,13 @@ pub(crate) const DELETE_IDENTITIES: &str = "DELETE FROM identities WHERE user_id
 pub(crate) const ERASE_USER: &str = "UPDATE users SET status = 'deleted', nickname = NULL, avatar = NULL, phone = NULL, \
      phone_country_code = NULL, phone_bound_at = NULL, ban_reason = NULL, deleted_at = $1 WHERE id = $2";
 
+pub(crate) const USER_AVATAR: &str = "SELECT avatar FROM users WHERE id = $1";
+
+/// An avatar no user shows any more (after a deletion or a merge): a person's photo is
+/// personal data, not kept for nobody.
+pub(crate) const DELETE_UNUSED_AVATAR: &str = "DELETE FROM avatars WHERE sha256 = $1 \
+     AND NOT EXISTS (SELECT 1 FROM users WHERE avatar = $2)";
+
 pub(crate) const BLANK_EVENT_CLIENTS: &str =
     "UPDATE events SET ip = NULL, user_agent = NULL WHERE user_id = $1";
 
@@ -432,6 +439,8 @@ mod tests {
             MOVE_SESSIONS,
             DELETE_IDENTITIES,
             ERASE_USER,
+            USER_AVATAR,
+            DELETE_UNUSED_AVATAR,
             BLANK_EVENT_CLIENTS,
             EVENTS,
             DELETE_EXPIRED_SESSIONS,

@@ -513,6 +513,9 @@ async fn deleting_the_account_revokes_everything_keeps_a_tombstone_and_a_new_log
         200
     );
     let id = app.me(&token).await.1["data"]["id"].as_i64().unwrap();
+    let (status, avatar) = upload(&app, &token, "image/png", png()).await;
+    assert_eq!(status, 200, "{avatar}");
+    let avatar_url = format!("/{}", avatar["data"]["avatar_url"].as_str().unwrap());
     // The export first: everything stored, the events included.
     let (status, export) = call(&app, "GET", "/me/export", Some(&token), None).await;
     assert_eq!(status, 200, "{export}");
@@ -553,6 +556,10 @@ async fn deleting_the_account_revokes_everything_keeps_a_tombstone_and_a_new_log
         "{tomb}"
     );
     assert_eq!(tomb["data"]["status"], "deleted");
+    // Their photo is personal data too: gone with them (no other user shows it).
+    let gone = app.http.get(app.url(&avatar_url)).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    assert_eq!(app.count_rows("avatars").await, 0);
     // The number is free again, and the same WeChat user is a new user.
     let (_, again) = app.login(&app.code("vera").await).await;
     assert_eq!(again["data"]["new_user"], true);
@@ -893,5 +900,58 @@ async fn events_past_their_retention_are_deleted_by_the_cleanup() {
         2,
         "only the newcomer's events are left"
     );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_cli_bans_unbans_merges_deletes_and_reads_events() {
+    let app = spawn_with(admin_opts(vec![])).await;
+    let token = app.token_for("cli-user").await;
+    let other = app.token_for("cli-other").await;
+    let id = app.me(&token).await.1["data"]["id"].to_string();
+    let other_id = app.me(&other).await.1["data"]["id"].to_string();
+    let a = &app;
+    let run = |args: Vec<&str>| {
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            // tokio's Command: a blocking wait would stall the server on this test's thread.
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+                .arg("admin")
+                .arg("--url")
+                .arg(a.url(""))
+                .args(args)
+                .env("WXLOGIN_ADMIN_TOKEN", ADMIN)
+                .env("WXLOGIN_CONFIG", "/dev/null")
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        }
+    };
+    let (ok, _) = run(vec!["ban", &id, "--reason", "chargebacks"]).await;
+    assert!(ok);
+    assert_eq!(app.me(&token).await.0, 401);
+    let (ok, text) = run(vec!["user", &id]).await;
+    assert!(
+        ok && text.contains("\"ban_reason\": \"chargebacks\""),
+        "{text}"
+    );
+    let (ok, text) = run(vec!["events", "--user", &id, "--type", "user_banned"]).await;
+    assert!(ok && text.contains("\"type\": \"user_banned\""), "{text}");
+    let (ok, _) = run(vec!["unban", &id]).await;
+    assert!(ok);
+    let (ok, text) = run(vec!["merge", &id, &other_id]).await;
+    assert!(ok && text.contains("\"identities\""), "{text}");
+    assert_eq!(app.me(&other).await.1["data"]["id"].to_string(), id);
+    let (ok, _) = run(vec!["delete-user", &id]).await;
+    assert!(ok);
+    assert_eq!(app.me(&other).await.0, 401);
+    let (ok, text) = run(vec!["events", "--type", "user_deleted", "--limit", "5"]).await;
+    assert!(ok && text.contains("user_deleted"), "{text}");
+    let (ok, _) = run(vec!["unban", "999999"]).await;
+    assert!(!ok, "a missing user is an error exit");
     app.shutdown().await;
 }
