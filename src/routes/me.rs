@@ -180,7 +180,7 @@ pub(super) async fn put_avatar(
 
 /// An avatar: public (an `<image>` cannot send a token), immutable, cacheable for a year.
 #[utoipa::path(get, path = "/avatars/{file}", tag = "account",
-    params(("file" = String, Path, description = "`<sha256>.png|jpg|webp`", pattern = "^[0-9a-f]{64}\\\\.(png|jpg|webp)$")),
+    params(("file" = String, Path, description = "`<sha256>.png|jpg|webp`", pattern = "^[0-9a-f]{64}\\.(png|jpg|webp)$")),
     responses((status = 200, description = "the image", content_type = "image/png", body = Vec<u8>),
         (status = 404, description = "not_found", body = ErrorBody), responses::Unavailable))]
 pub(super) async fn get_avatar(

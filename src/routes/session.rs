@@ -57,7 +57,7 @@ pub(super) struct AuthData {
     description = "Forward-auth for nginx auth_request / Traefik ForwardAuth. The ordinary methods are accepted, as nginx keeps the original method in its subrequest.",
     responses(
         (status = 200, body = Envelope<AuthData>, headers(
-            ("X-Wxlogin-User-Id" = i64), ("X-Wxlogin-Openid" = String), ("X-Wxlogin-Appid" = String), ("X-Wxlogin-Unionid" = String))),
+            ("X-Wxlogin-User-Id" = i64), ("X-Wxlogin-Openid" = String), ("X-Wxlogin-Appid" = String), ("X-Wxlogin-Unionid" = String), ("X-Wxlogin-Platform" = String))),
         responses::Unauthorized, responses::Unavailable))]
 pub(super) async fn auth(authed: Authed) -> Result<Response, ApiError> {
     let s = &authed.session;
@@ -73,6 +73,9 @@ pub(super) async fn auth(authed: Authed) -> Result<Response, ApiError> {
     }
     if let Some(Ok(v)) = s.unionid.as_ref().map(|u| HeaderValue::from_str(&u.0)) {
         headers.insert("x-wxlogin-unionid", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&s.platform) {
+        headers.insert("x-wxlogin-platform", v);
     }
     Ok(response)
 }

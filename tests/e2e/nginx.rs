@@ -22,6 +22,8 @@ async fn backend() -> std::net::SocketAddr {
             "user_id": h("x-wxlogin-user-id"),
             "openid": h("x-wxlogin-openid"),
             "appid": h("x-wxlogin-appid"),
+            "unionid": h("x-wxlogin-unionid"),
+            "platform": h("x-wxlogin-platform"),
             "saw_token": !h("authorization").is_empty() || !h("token").is_empty(),
         }))
     });
@@ -151,12 +153,17 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
     ] {
         assert_eq!(req.send().await.unwrap().status(), 401);
     }
-    // A spoofed header next to a valid token is overwritten with the real identity.
+    // Every identity header, spoofed next to a valid token, is overwritten with the real
+    // identity (or dropped): the unionid too, which a business backend may key users by.
     let seen: Value = app
         .http
         .get(format!("{base}/api/orders"))
         .bearer_auth(&token)
         .header("X-Wxlogin-User-Id", "999999")
+        .header("X-Wxlogin-Openid", "o-victim")
+        .header("X-Wxlogin-Appid", "wx-victim")
+        .header("X-Wxlogin-Unionid", "u-victim")
+        .header("X-Wxlogin-Platform", "victim")
         .send()
         .await
         .unwrap()
@@ -164,6 +171,10 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
         .await
         .unwrap();
     assert_eq!(seen["user_id"], user_id.as_str());
+    assert_eq!(seen["openid"], wx["openid"]);
+    assert_eq!(seen["appid"], APPID);
+    assert_eq!(seen["unionid"], wx["unionid"]);
+    assert_eq!(seen["platform"], "weixin");
 
     // Operator routes are not reachable through the public proxy.
     for path in ["/api/auth/admin/stats", "/api/auth/metrics"] {
@@ -191,7 +202,11 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    let _ = child.kill();
+    // A graceful stop (SIGQUIT to the master), so no worker process outlives the test, as a
+    // SIGKILL to the master would leave them.
+    let _ = Command::new("kill")
+        .args(["-QUIT", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     if let Some(b) = b {
         b.stop(Duration::from_secs(2)).await;
