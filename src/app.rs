@@ -129,6 +129,7 @@ async fn open_store(config: &Config, clock: &SharedClock) -> anyhow::Result<Shar
 fn with_layers(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
+            .layer(axum::middleware::map_request(drop_unfit_request_id))
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -154,6 +155,27 @@ fn with_layers(router: Router) -> Router {
                 ))
             })),
     )
+}
+
+/// A client's `x-request-id` is kept (and echoed, and logged) only if it is short and plain:
+/// at most 64 characters of letters, digits and `-_.:`. Anything else is dropped, and the
+/// request gets a fresh UUID, so a client cannot write into every log line of its request.
+async fn drop_unfit_request_id(mut req: Request) -> Request {
+    let fit = |v: &[u8]| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    let headers = req.headers_mut();
+    let all_fit = headers
+        .get_all("x-request-id")
+        .iter()
+        .all(|v| fit(v.as_bytes()));
+    if !all_fit || headers.get_all("x-request-id").iter().count() > 1 {
+        headers.remove("x-request-id");
+    }
+    req
 }
 
 /// Serves `router` on `listener` until `stop` is cancelled; in-flight requests then get up to

@@ -441,16 +441,36 @@ impl SecretUrl {
         self.0.expose_secret()
     }
 
-    /// The URL with any password replaced, fit for logs and `check-config`.
+    /// The URL with any password replaced — in the user-info part, and in a `password=` (or
+    /// `pass=`, `pwd=`, `secret=`) query parameter, as libpq accepts — fit for logs and
+    /// `check-config`.
     pub fn redacted(&self) -> String {
-        match url::Url::parse(self.expose()) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("[redacted]"));
-                u.to_string()
-            }
-            Ok(u) => u.to_string(),
-            Err(_) => "[unparseable url]".to_owned(),
+        let Ok(mut u) = url::Url::parse(self.expose()) else {
+            return "[unparseable url]".to_owned();
+        };
+        if u.password().is_some() {
+            let _ = u.set_password(Some("[redacted]"));
         }
+        let secret = |k: &str| {
+            ["password", "pass", "pwd", "secret"]
+                .iter()
+                .any(|s| k.eq_ignore_ascii_case(s))
+        };
+        if u.query_pairs().any(|(k, _)| secret(&k)) {
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if secret(&k) {
+                        "[redacted]".into()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            u.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        u.to_string()
     }
 }
 

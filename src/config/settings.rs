@@ -39,6 +39,15 @@ fn show_rule(rule: Option<RateRule>) -> String {
     }
 }
 
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 fn redis_url(text: &str) -> Result<SecretUrl, String> {
     if text.starts_with("redis://") || text.starts_with("rediss://") {
         Ok(SecretUrl::new(text))
@@ -104,10 +113,15 @@ pub(super) const SETTINGS: &[Setting] = &[
         default: Some(super::DEFAULT_WECHAT_API_BASE),
         secret: false,
         set: |c, v| {
-            c.wechat_api_base = url::Url::parse(v)
+            let url = url::Url::parse(v)
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
                 .ok_or("expected an http(s) URL")?;
+            // The AppSecret travels in the query string: plain http only to a local simulator.
+            if url.scheme() == "http" && !is_loopback(&url) {
+                return Err("http:// is allowed only for a loopback address (a local simulator); use https://".into());
+            }
+            c.wechat_api_base = url;
             Ok(())
         },
         show: |c| c.wechat_api_base.to_string(),
@@ -164,6 +178,11 @@ pub(super) const SETTINGS: &[Setting] = &[
         default: None,
         secret: true,
         set: |c, v| {
+            // Requests' tokens are trimmed, so a token with spaces at either end could never
+            // match: refuse it here rather than lock the operator out.
+            if v != v.trim() {
+                return Err("must not start or end with spaces".into());
+            }
             if v.len() < 16 {
                 return Err("must be at least 16 characters".into());
             }

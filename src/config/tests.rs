@@ -220,3 +220,47 @@ fn unknown_keys_in_the_file_are_refused_with_their_name() {
     let e = Config::load(&env(&[("WXLOGIN_CONFIG", path.to_str().unwrap())])).unwrap_err();
     assert!(e.to_string().contains("listen_adress"), "{e}");
 }
+
+#[test]
+fn an_admin_token_with_spaces_at_either_end_is_refused() {
+    for token in [
+        "                ",
+        " admin-token-0123456789",
+        "admin-token-0123456789 ",
+    ] {
+        let e = load_without_file(&[("WXLOGIN_ADMIN_TOKEN", token)]).unwrap_err();
+        assert_eq!(key_of(e), "WXLOGIN_ADMIN_TOKEN", "{token:?}");
+    }
+}
+
+#[test]
+fn plain_http_to_wechat_is_only_for_a_loopback_simulator() {
+    for ok in [
+        "http://127.0.0.1:8001",
+        "http://localhost:9",
+        "http://[::1]:80",
+        "https://api.weixin.qq.com",
+    ] {
+        assert!(
+            load_without_file(&[("WXLOGIN_WECHAT_API_BASE", ok)]).is_ok(),
+            "{ok}"
+        );
+    }
+    for bad in ["http://api.weixin.qq.com", "http://10.0.0.8:8001"] {
+        let e = load_without_file(&[("WXLOGIN_WECHAT_API_BASE", bad)]).unwrap_err();
+        assert_eq!(key_of(e), "WXLOGIN_WECHAT_API_BASE", "{bad}");
+    }
+}
+
+#[test]
+fn a_password_in_the_database_urls_query_is_redacted_too() {
+    let c = load_without_file(&[(
+        "WXLOGIN_DATABASE_URL",
+        "postgres://db.internal/wxlogin?user=wx&password=QUERYPASS&sslmode=require",
+    )])
+    .unwrap();
+    for text in [c.describe(), format!("{c:?}")] {
+        assert!(!text.contains("QUERYPASS"), "{text}");
+        assert!(text.contains("sslmode=require"), "{text}");
+    }
+}

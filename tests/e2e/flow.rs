@@ -165,6 +165,36 @@ async fn health_and_readiness_answer() {
     app.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_clients_request_id_is_kept_only_when_short_and_plain() {
+    let app = spawn_app().await;
+    let echoed = |id: String| {
+        let app = &app;
+        async move {
+            let r = app
+                .http
+                .get(app.url("/healthz"))
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            r.headers()["x-request-id"].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(echoed("trace-42:a.b_c".into()).await, "trace-42:a.b_c");
+    for unfit in [
+        "x".repeat(65),
+        "has space".into(),
+        "quote\"".into(),
+        "中文".into(),
+    ] {
+        let got = echoed(unfit.clone()).await;
+        assert_ne!(got, unfit);
+        assert_eq!(got.len(), 36, "a fresh UUID instead of {unfit:?}: {got}");
+    }
+    app.shutdown().await;
+}
+
 /// The app with `WXLOGIN_SESSION_CACHE_SIZE` set (`None`: the default), or `None` in the
 /// PostgreSQL pass, where nothing is cached in process.
 async fn spawn_on_sqlite(cache_size: Option<&str>) -> Option<TestApp> {
