@@ -57,7 +57,7 @@ CREATE TABLE sessions_new (
 );
 INSERT INTO sessions_new (id, token_hash, user_id, identity_id, platform, appid, session_key, created_at,
                           last_seen_at, expires_at)
-    SELECT s.id, s.token_hash, s.user_id, i.id, 'weixin', s.appid, s.session_key, s.created_at, s.last_seen_at,
+    SELECT s.id, s.token_hash, s.user_id, i.id, i.platform, s.appid, s.session_key, s.created_at, s.last_seen_at,
            s.expires_at
     FROM sessions s LEFT JOIN identities i ON i.user_id = s.user_id AND i.appid = s.appid;
 

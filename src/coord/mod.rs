@@ -122,11 +122,12 @@ impl Coord {
         if self.elapsed_ms() < self.open_until.load(Ordering::SeqCst) {
             return None;
         }
-        let conn = self
-            .conn
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()?;
+        let Some(conn) = self.conn.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            // Not connected yet: whatever this operation would have written (a revocation) is
+            // missed, so the epoch must move once Redis is reached.
+            self.must_bump_epoch.store(true, Ordering::SeqCst);
+            return None;
+        };
         if self.must_bump_epoch.load(Ordering::SeqCst) {
             let mut c = conn.clone();
             let epoch_key = self.epoch_key();

@@ -22,11 +22,13 @@ use std::time::Duration;
 pub const SESSION_TTL: Duration = Duration::from_secs(30);
 const TOMBSTONE: &str = "revoked";
 
-/// Sets KEYS[1] to "<current epoch>|ARGV[1]" for ARGV[2] ms unless it holds a tombstone; the
-/// epoch is read from KEYS[2] in the same step, so a fill is one round trip.
+/// Sets KEYS[1] to "<epoch>|ARGV[1]" for ARGV[2] ms unless it holds a tombstone or the epoch
+/// (KEYS[2]) is no longer ARGV[3], the one the lookup saw: a record read from the store before
+/// a cache-wide invalidation (a merge) must not be cached after it. One round trip.
 const SET_UNLESS_REVOKED: &str = r#"
 if redis.call('GET', KEYS[1]) == 'revoked' then return 0 end
 local epoch = redis.call('GET', KEYS[2]) or '0'
+if epoch ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[1], epoch .. '|' .. ARGV[1], 'PX', ARGV[2])
 return 1"#;
 
@@ -81,6 +83,10 @@ impl CachedSession {
     }
 }
 
+/// The cache epoch a lookup saw; a fill after it is kept only if the epoch has not moved.
+#[derive(Debug, Clone)]
+pub struct Epoch(String);
+
 /// What the shared cache knows of a token.
 pub enum Lookup {
     /// A live entry (without its session_key).
@@ -100,7 +106,7 @@ impl SessionCache {
     }
 
     /// `None` when Redis is unavailable.
-    pub async fn get(&self, hash: &TokenHash) -> Option<Lookup> {
+    pub async fn get(&self, hash: &TokenHash) -> Option<(Lookup, Epoch)> {
         let (epoch_key, key) = (self.0.epoch_key(), self.0.key("s", &hash.0));
         let (epoch, value): (Option<String>, Option<String>) = self
             .0
@@ -112,29 +118,36 @@ impl SessionCache {
                     .await
             })
             .await?;
+        let epoch = epoch.unwrap_or_else(|| "0".into());
         let Some(value) = value else {
-            return Some(Lookup::Miss);
+            return Some((Lookup::Miss, Epoch(epoch)));
         };
         if value == TOMBSTONE {
-            return Some(Lookup::Revoked);
+            return Some((Lookup::Revoked, Epoch(epoch)));
         }
-        let epoch = epoch.unwrap_or_else(|| "0".into());
         let parsed = value
             .split_once('|')
             .filter(|(e, _)| *e == epoch)
             .and_then(|(_, json)| serde_json::from_str::<CachedSession>(json).ok())
             .and_then(CachedSession::into_record);
-        Some(parsed.map_or(Lookup::Miss, Lookup::Hit))
+        Some((parsed.map_or(Lookup::Miss, Lookup::Hit), Epoch(epoch)))
     }
 
     /// Caches `session` for at most `ttl` (and never past [`SESSION_TTL`]), unless the token
-    /// was revoked meanwhile.
-    pub async fn put(&self, hash: &TokenHash, session: &SessionRecord, ttl: Duration) {
+    /// was revoked meanwhile or the epoch moved since `seen`.
+    pub async fn put(
+        &self,
+        hash: &TokenHash,
+        session: &SessionRecord,
+        ttl: Duration,
+        seen: &Epoch,
+    ) {
         let (epoch_key, key) = (self.0.epoch_key(), self.0.key("s", &hash.0));
         let Ok(json) = serde_json::to_string(&CachedSession::of(session)) else {
             return;
         };
         let ms = ttl.min(SESSION_TTL).as_millis().max(1) as u64;
+        let seen = seen.0.clone();
         self.0
             .run(|mut c| async move {
                 Script::new(SET_UNLESS_REVOKED)
@@ -142,6 +155,7 @@ impl SessionCache {
                     .key(epoch_key)
                     .arg(json)
                     .arg(ms)
+                    .arg(seen)
                     .invoke_async::<i64>(&mut c)
                     .await
             })

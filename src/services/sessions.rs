@@ -10,7 +10,7 @@
 
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
-use crate::coord::session_cache::{Lookup, SessionCache};
+use crate::coord::session_cache::{Epoch, Lookup, SessionCache};
 use crate::domain::{ClientInfo, SessionKey, SessionToken, TokenHash, UserId};
 use crate::store::{Audit, SessionRecord, SessionStore, SessionSummary};
 use std::sync::Arc;
@@ -99,10 +99,11 @@ impl Sessions {
             Some(cache) => cache.get(&hash).await,
             None => None,
         };
-        let (mut session, from_cache) = match cached {
-            Some(Lookup::Revoked) => return Err(ServiceError::Unauthorized),
-            Some(Lookup::Hit(s)) => (s, true),
-            Some(Lookup::Miss) | None => (self.load(&hash).await?, false),
+        let (mut session, from_cache, epoch) = match cached {
+            Some((Lookup::Revoked, _)) => return Err(ServiceError::Unauthorized),
+            Some((Lookup::Hit(s), epoch)) => (s, true, Some(epoch)),
+            Some((Lookup::Miss, epoch)) => (self.load(&hash).await?, false, Some(epoch)),
+            None => (self.load(&hash).await?, false, None),
         };
         if !self.policy.is_live(&session, now) {
             return Err(ServiceError::Unauthorized);
@@ -112,8 +113,8 @@ impl Sessions {
             self.store.touch_session(session.id, now).await?;
             session.last_seen_at = now;
         }
-        if touch || !from_cache {
-            self.fill(&hash, &session, now).await;
+        if let Some(epoch) = epoch.filter(|_| touch || !from_cache) {
+            self.fill(&hash, &session, now, &epoch).await;
         }
         Ok((session, from_cache))
     }
@@ -125,11 +126,11 @@ impl Sessions {
             .ok_or(ServiceError::Unauthorized)
     }
 
-    async fn fill(&self, hash: &TokenHash, s: &SessionRecord, now: Millis) {
+    async fn fill(&self, hash: &TokenHash, s: &SessionRecord, now: Millis, seen: &Epoch) {
         if let Some(cache) = &self.cache {
             let left = s.expires_at.min(self.policy.idle_deadline(s)) - now;
             cache
-                .put(hash, s, Duration::from_millis(left.max(1) as u64))
+                .put(hash, s, Duration::from_millis(left.max(1) as u64), seen)
                 .await;
         }
     }
@@ -165,7 +166,9 @@ impl Sessions {
     /// issued).
     pub async fn revoke(&self, token: &SessionToken, client: &ClientInfo) -> ServiceResult<()> {
         let hash = token.hash();
-        let existed = self.store.revoke_session(&hash, self.audit(client)).await?;
+        let existed = self
+            .invalidating(self.store.revoke_session(&hash, self.audit(client)))
+            .await?;
         self.announce(&hash).await;
         if existed {
             Ok(())
@@ -183,8 +186,10 @@ impl Sessions {
         client: &ClientInfo,
     ) -> ServiceResult<bool> {
         let ended = self
-            .store
-            .revoke_session_by_id(id, owner, self.audit(client))
+            .invalidating(
+                self.store
+                    .revoke_session_by_id(id, owner, self.audit(client)),
+            )
             .await?;
         match ended {
             Some(hash) => {
@@ -199,8 +204,7 @@ impl Sessions {
     /// Revokes every session of a user; returns how many there were.
     pub async fn revoke_user(&self, user: UserId, client: &ClientInfo) -> ServiceResult<usize> {
         let hashes = self
-            .store
-            .revoke_user_sessions(user, self.audit(client))
+            .invalidating(self.store.revoke_user_sessions(user, self.audit(client)))
             .await?;
         self.ended(&hashes).await;
         tracing::info!(
@@ -217,6 +221,19 @@ impl Sessions {
         for hash in hashes {
             self.announce(hash).await;
         }
+    }
+
+    /// Runs a write that ends or moves sessions. If it fails, its outcome is unknown (a commit
+    /// may have landed before the error), so no instance may answer from what it cached before.
+    pub async fn invalidating<T>(
+        &self,
+        write: impl std::future::Future<Output = crate::store::StoreResult<T>>,
+    ) -> crate::store::StoreResult<T> {
+        let result = write.await;
+        if result.is_err() {
+            self.moved().await;
+        }
+        result
     }
 
     /// Sessions that now belong to another user (a merge): no instance may answer them from

@@ -125,6 +125,7 @@ impl Users {
         {
             PhoneBinding::Bound => Ok(()),
             PhoneBinding::InUse => Err(ServiceError::PhoneInUse),
+            PhoneBinding::NotActive => Err(ServiceError::Unauthorized),
         }
     }
 
@@ -228,8 +229,8 @@ impl Users {
     /// erased, the tombstone kept.
     pub async fn delete(&self, id: UserId, client: &ClientInfo) -> ServiceResult<()> {
         let change = self
-            .store
-            .delete_user(id, self.audit(client))
+            .sessions
+            .invalidating(self.store.delete_user(id, self.audit(client)))
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.sessions.ended(&change.tokens).await;
@@ -239,8 +240,8 @@ impl Users {
 
     pub async fn ban(&self, id: UserId, reason: &str, client: &ClientInfo) -> ServiceResult<()> {
         let change = self
-            .store
-            .ban_user(id, reason, self.audit(client))
+            .sessions
+            .invalidating(self.store.ban_user(id, reason, self.audit(client)))
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.sessions.ended(&change.tokens).await;
@@ -265,8 +266,8 @@ impl Users {
         from: UserId,
         client: &ClientInfo,
     ) -> ServiceResult<()> {
-        self.store
-            .merge_users(into, from, self.audit(client))
+        self.sessions
+            .invalidating(self.store.merge_users(into, from, self.audit(client)))
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.sessions.moved().await;

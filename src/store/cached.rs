@@ -202,7 +202,10 @@ impl LoginStore for CachedStore {
         self.write(self.inner.record_login(login), |cache, result| {
             // Recorded now, or earlier: either way the store has it. After any other failure
             // it most likely does not; if it does, a replay costs one WeChat call (40163).
-            if matches!(result, Ok(_) | Err(StoreError::CodeUsed)) {
+            if matches!(
+                result,
+                Ok(_) | Err(StoreError::CodeUsed | StoreError::Banned)
+            ) {
                 self.codes().insert(code.as_str(), now);
             }
             if let Some(p) = &previous {
@@ -212,6 +215,10 @@ impl LoginStore for CachedStore {
                 // The user row changed (last login, maybe unionid), and the login may have
                 // ended sessions (the cap).
                 Ok(r) => {
+                    if r.identity_changed {
+                        // Its sessions carry the identity's unionid: read them afresh.
+                        cache.drop_user(r.user_id);
+                    }
                     cache.users.pop(&r.user_id);
                     for h in &r.revoked {
                         cache.drop_session(h);

@@ -185,6 +185,8 @@ pub struct LoginRecord {
     /// Sessions this login ended (the replaced token, the oldest over the cap): caches must
     /// be told.
     pub revoked: Vec<TokenHash>,
+    /// The identity gained its unionid: sessions cached before carry none.
+    pub identity_changed: bool,
 }
 
 /// A live session joined with its identity (and only while its user is active): what a token
@@ -254,6 +256,8 @@ pub enum PhoneBinding {
     Bound,
     /// Another (not deleted) user holds the number: nothing changed.
     InUse,
+    /// The user is no longer active (banned or deleted meanwhile): nothing changed.
+    NotActive,
 }
 
 /// An event as stored.

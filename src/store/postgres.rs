@@ -36,17 +36,26 @@ impl PgStore {
     }
 }
 
-/// The advisory lock a login takes: one person (by unionid, else by openid) at a time.
-fn person_lock_key(l: &NewLogin<'_>) -> i64 {
+/// The advisory locks a login takes: its identity's (the same openid seen with and without a
+/// unionid), and its person's by unionid (two apps of one person). Taken in that order, the
+/// identity first, so two logins never wait on each other in a circle.
+fn person_lock_keys(l: &NewLogin<'_>) -> (i64, i64) {
     use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(l.platform.as_str());
-    match l.unionid {
-        Some(u) => h.update(format!("\0u\0{}", u.0)),
-        None => h.update(format!("\0o\0{}\0{}", l.appid.as_str(), l.openid.0)),
-    }
-    let digest = h.finalize();
-    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    let key = |text: String| {
+        let digest = Sha256::digest(text.as_bytes());
+        i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    };
+    let platform = l.platform.as_str();
+    let identity = key(format!(
+        "{platform}\0o\0{}\0{}",
+        l.appid.as_str(),
+        l.openid.0
+    ));
+    let person = match l.unionid {
+        Some(u) => key(format!("{platform}\0u\0{}", u.0)),
+        None => identity,
+    };
+    (identity, person)
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -90,16 +99,19 @@ async fn end_sessions<'q>(
 
 /// The statements of one login, inside a transaction the caller commits (see
 /// `sqlite/writer.rs` for the same logic on SQLite). The outer `Result` is a store failure;
-/// the inner one is this login's answer (`Banned` still commits: the code is spent, the
-/// identity recorded, the refusal logged).
+/// the inner one is this login's answer, with whether to commit (`Banned` at the identity
+/// commits: the code is spent, the refusal logged; a user who stopped being active while this
+/// login waited for its row rolls everything back).
 async fn login_statements(
     tx: &mut PgConnection,
     l: &NewLogin<'_>,
-) -> StoreResult<StoreResult<LoginRecord>> {
+) -> StoreResult<(StoreResult<LoginRecord>, bool)> {
     // First logins of one person through several apps (or one app, twice) run one at a time,
-    // so the person gets one user: the lock is keyed by the unionid (or the openid).
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(person_lock_key(l))
+    // so the person gets one user.
+    let (identity_key, person_key) = person_lock_keys(l);
+    sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
+        .bind(identity_key)
+        .bind(person_key)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -111,10 +123,11 @@ async fn login_statements(
         .await
         .map_err(unavailable)?;
     if fresh.rows_affected() == 0 {
-        return Ok(Err(StoreError::CodeUsed));
+        return Ok((Err(StoreError::CodeUsed), false));
     }
     let platform = l.platform.as_str();
     let unionid = l.unionid.map(|u| u.0.as_str());
+    let mut identity_changed = false;
     let found: Option<(i64, i64, Option<String>, String)> = sqlx::query_as(sql::FIND_IDENTITY)
         .bind(platform)
         .bind(l.appid.as_str())
@@ -124,7 +137,8 @@ async fn login_statements(
         .map_err(unavailable)?;
     let (identity_id, user_id, status, new_user) = match found {
         Some((id, user, stored, status)) => {
-            if stored.is_none() && unionid.is_some() {
+            identity_changed = stored.is_none() && unionid.is_some();
+            if identity_changed {
                 sqlx::query(sql::SET_IDENTITY_UNIONID)
                     .bind(unionid)
                     .bind(id)
@@ -181,18 +195,22 @@ async fn login_statements(
     if status != "active" {
         let detail = serde_json::json!({ "error": "banned" }).to_string();
         insert_event(tx, &event(EventType::LoginFailed, Some(detail))).await?;
-        return Ok(Err(StoreError::Banned));
+        return Ok((Err(StoreError::Banned), true));
     }
     // A new user was created with this login's time and has no sessions yet: nothing to
     // touch or trim, and its two events go in one statement.
     let mut revoked = Vec::new();
     if !new_user {
-        sqlx::query(sql::TOUCH_USER_LOGIN)
+        let touched = sqlx::query(sql::TOUCH_USER_LOGIN)
             .bind(l.now)
             .bind(user_id)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        if touched.rows_affected() == 0 {
+            // Banned, deleted or merged away while this login ran: refuse, and keep nothing.
+            return Ok((Err(StoreError::Banned), false));
+        }
     }
     if let Some(previous) = l.previous {
         let query = sqlx::query(sql::DELETE_SESSION).bind(&previous.0);
@@ -232,11 +250,13 @@ async fn login_statements(
     } else {
         insert_event(tx, &event(EventType::Login, None)).await?;
     }
-    Ok(Ok(LoginRecord {
+    let record = LoginRecord {
         user_id,
         new_user,
         revoked: revoked.into_iter().map(|e| e.token_hash).collect(),
-    }))
+        identity_changed,
+    };
+    Ok((Ok(record), true))
 }
 
 #[async_trait]
@@ -280,12 +300,10 @@ impl LoginStore for PgStore {
     /// One transaction per login: PostgreSQL runs concurrent writers side by side.
     async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let answer = login_statements(&mut tx, &l).await?;
-        if matches!(answer, Err(StoreError::CodeUsed)) {
-            // Nothing was written.
-            return answer;
+        let (answer, commit) = login_statements(&mut tx, &l).await?;
+        if commit {
+            tx.commit().await.map_err(unavailable)?;
         }
-        tx.commit().await.map_err(unavailable)?;
         answer
     }
 
@@ -403,14 +421,21 @@ async fn erase_user(tx: &mut PgConnection, id: UserId, now: Millis) -> StoreResu
         .await
         .map_err(unavailable)?;
     if let Some(file) = avatar {
-        let sha256 = file.split('.').next().unwrap_or_default();
-        sqlx::query(sql::DELETE_UNUSED_AVATAR)
-            .bind(sha256)
-            .bind(&file)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        delete_unused_avatar(tx, &file).await?;
     }
+    Ok(())
+}
+
+/// Deletes an avatar image (`<sha256>.<ext>`) no user shows any more: a person's old photo is
+/// not kept for nobody.
+async fn delete_unused_avatar(tx: &mut PgConnection, file: &str) -> StoreResult<()> {
+    let sha256 = file.split('.').next().unwrap_or_default();
+    sqlx::query(sql::DELETE_UNUSED_AVATAR)
+        .bind(sha256)
+        .bind(file)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -475,13 +500,14 @@ impl UserStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        if done.rows_affected() > 0 {
-            insert_event(
-                &mut tx,
-                &NewEvent::new(EventType::PhoneBound, Some(id), audit),
-            )
-            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(PhoneBinding::NotActive);
         }
+        insert_event(
+            &mut tx,
+            &NewEvent::new(EventType::PhoneBound, Some(id), audit),
+        )
+        .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(PhoneBinding::Bound)
     }
@@ -493,6 +519,15 @@ impl UserStore for PgStore {
         audit: Audit<'_>,
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let before: Option<String> = match &change.avatar {
+            Some(_) => sqlx::query_scalar(sql::USER_AVATAR)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .flatten(),
+            None => None,
+        };
         let done = sqlx::query(sql::UPDATE_PROFILE)
             .bind(change.nickname.as_deref())
             .bind(change.avatar.as_deref())
@@ -502,6 +537,9 @@ impl UserStore for PgStore {
             .map_err(unavailable)?;
         if done.rows_affected() == 0 {
             return Ok(false);
+        }
+        if let Some(old) = before.filter(|old| Some(old) != change.avatar.as_ref()) {
+            delete_unused_avatar(&mut tx, &old).await?;
         }
         insert_event(
             &mut tx,
@@ -630,7 +668,7 @@ impl UserStore for PgStore {
             .map_err(unavailable)?;
         erase_user(&mut tx, from, audit.now).await?;
         if let (None, Some(phone)) = (&target.1, &source.1) {
-            sqlx::query(sql::SET_PHONE)
+            sqlx::query(sql::MOVE_PHONE)
                 .bind(phone)
                 .bind(source.2.as_deref().unwrap_or(""))
                 .bind(source.3.unwrap_or(audit.now))

@@ -45,7 +45,10 @@ pub(crate) const INSERT_IDENTITY: &str =
 /// A unionid that arrives after the identity was made (app bound to an Open Platform later).
 pub(crate) const SET_IDENTITY_UNIONID: &str = "UPDATE identities SET unionid = $1 WHERE id = $2";
 
-pub(crate) const TOUCH_USER_LOGIN: &str = "UPDATE users SET last_login_at = $1 WHERE id = $2";
+/// Also the login's last word on the user's status: the update waits for a concurrent ban,
+/// deletion or merge to commit, then matches no row if the user is no longer active.
+pub(crate) const TOUCH_USER_LOGIN: &str =
+    "UPDATE users SET last_login_at = $1 WHERE id = $2 AND status = 'active'";
 
 pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, user_id, identity_id, platform, appid, session_key, \
      ip, user_agent, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)";
@@ -129,6 +132,10 @@ pub(crate) const UNBAN_USER: &str =
 pub(crate) const LIVE_USER_PHONE: &str =
     "SELECT id, phone, phone_country_code, phone_bound_at FROM users \
      WHERE id = $1 AND status <> 'deleted'";
+
+/// A merge carries the phone over whatever the kept user's status.
+pub(crate) const MOVE_PHONE: &str =
+    "UPDATE users SET phone = $1, phone_country_code = $2, phone_bound_at = $3 WHERE id = $4";
 
 pub(crate) const MOVE_IDENTITIES: &str = "UPDATE identities SET user_id = $1 WHERE user_id = $2";
 
@@ -435,6 +442,7 @@ mod tests {
             BAN_USER,
             UNBAN_USER,
             LIVE_USER_PHONE,
+            MOVE_PHONE,
             MOVE_IDENTITIES,
             MOVE_SESSIONS,
             DELETE_IDENTITIES,

@@ -297,14 +297,21 @@ async fn erase_user(tx: &mut SqliteConnection, id: UserId, now: Millis) -> Store
         .await
         .map_err(unavailable)?;
     if let Some(file) = avatar {
-        let sha256 = file.split('.').next().unwrap_or_default();
-        sqlx::query(sql::DELETE_UNUSED_AVATAR)
-            .bind(sha256)
-            .bind(&file)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        delete_unused_avatar(tx, &file).await?;
     }
+    Ok(())
+}
+
+/// Deletes an avatar image (`<sha256>.<ext>`) no user shows any more: a person's old photo is
+/// not kept for nobody.
+async fn delete_unused_avatar(tx: &mut SqliteConnection, file: &str) -> StoreResult<()> {
+    let sha256 = file.split('.').next().unwrap_or_default();
+    sqlx::query(sql::DELETE_UNUSED_AVATAR)
+        .bind(sha256)
+        .bind(file)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -363,13 +370,14 @@ impl UserStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        if done.rows_affected() > 0 {
-            insert_event(
-                &mut tx,
-                &NewEvent::new(EventType::PhoneBound, Some(id), audit),
-            )
-            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(PhoneBinding::NotActive);
         }
+        insert_event(
+            &mut tx,
+            &NewEvent::new(EventType::PhoneBound, Some(id), audit),
+        )
+        .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(PhoneBinding::Bound)
     }
@@ -381,6 +389,15 @@ impl UserStore for SqliteStore {
         audit: Audit<'_>,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
+        let before: Option<String> = match &change.avatar {
+            Some(_) => sqlx::query_scalar(sql::USER_AVATAR)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .flatten(),
+            None => None,
+        };
         let done = sqlx::query(sql::UPDATE_PROFILE)
             .bind(change.nickname.as_deref())
             .bind(change.avatar.as_deref())
@@ -390,6 +407,9 @@ impl UserStore for SqliteStore {
             .map_err(unavailable)?;
         if done.rows_affected() == 0 {
             return Ok(false);
+        }
+        if let Some(old) = before.filter(|old| Some(old) != change.avatar.as_ref()) {
+            delete_unused_avatar(&mut tx, &old).await?;
         }
         insert_event(
             &mut tx,
@@ -516,7 +536,7 @@ impl UserStore for SqliteStore {
             .map_err(unavailable)?;
         erase_user(&mut tx, from, audit.now).await?;
         if let (None, Some(phone)) = (&target.1, &source.1) {
-            sqlx::query(sql::SET_PHONE)
+            sqlx::query(sql::MOVE_PHONE)
                 .bind(phone)
                 .bind(source.2.as_deref().unwrap_or(""))
                 .bind(source.3.unwrap_or(audit.now))

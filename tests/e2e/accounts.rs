@@ -955,3 +955,21 @@ async fn the_admin_cli_bans_unbans_merges_deletes_and_reads_events() {
     assert!(!ok, "a missing user is an error exit");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_replaced_avatar_nobody_shows_is_deleted() {
+    let app = spawn_app().await;
+    let token = app.token_for("rita").await;
+    let (_, first) = upload(&app, &token, "image/png", png()).await;
+    let first_url = format!("/{}", first["data"]["avatar_url"].as_str().unwrap());
+    let (status, _) = upload(&app, &token, "image/jpeg", jpeg()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.count_rows("avatars").await,
+        1,
+        "the PNG went with the change"
+    );
+    let old = app.http.get(app.url(&first_url)).send().await.unwrap();
+    assert_eq!(old.status(), 404);
+    app.shutdown().await;
+}

@@ -257,6 +257,7 @@ fn login_statements(
     }
     let platform = j.platform.as_str();
     let unionid = j.unionid.as_ref().map(|u| u.0.as_str());
+    let mut identity_changed = false;
     let found: Option<(i64, i64, Option<String>, String)> = tx
         .prepare_cached(sql::FIND_IDENTITY)?
         .query_row(params![platform, j.appid.as_str(), j.openid.0], |r| {
@@ -265,7 +266,8 @@ fn login_statements(
         .optional()?;
     let (identity_id, user_id, status, new_user) = match found {
         Some((id, user, stored, status)) => {
-            if stored.is_none() && unionid.is_some() {
+            identity_changed = stored.is_none() && unionid.is_some();
+            if identity_changed {
                 tx.prepare_cached(sql::SET_IDENTITY_UNIONID)?
                     .execute(params![unionid, id])?;
             }
@@ -313,6 +315,8 @@ fn login_statements(
     // A new user was created with this login's time and has no sessions yet: nothing to
     // touch or trim, and its two events go in one statement.
     let mut revoked = Vec::new();
+    // The status was read in this same transaction, and this thread is the only writer: the
+    // user is still active here (the statement's condition matters on PostgreSQL).
     if !new_user {
         tx.prepare_cached(sql::TOUCH_USER_LOGIN)?
             .execute(params![j.now, user_id])?;
@@ -365,5 +369,6 @@ fn login_statements(
         user_id,
         new_user,
         revoked: revoked.into_iter().map(|e| e.token_hash).collect(),
+        identity_changed,
     }))
 }
