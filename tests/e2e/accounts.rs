@@ -910,48 +910,33 @@ async fn the_admin_cli_bans_unbans_merges_deletes_and_reads_events() {
     let other = app.token_for("cli-other").await;
     let id = app.me(&token).await.1["data"]["id"].to_string();
     let other_id = app.me(&other).await.1["data"]["id"].to_string();
-    let a = &app;
-    let run = |args: Vec<&str>| {
-        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
-        async move {
-            // tokio's Command: a blocking wait would stall the server on this test's thread.
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxlogin"))
-                .arg("admin")
-                .arg("--url")
-                .arg(a.url(""))
-                .args(args)
-                .env("WXLOGIN_ADMIN_TOKEN", ADMIN)
-                .env("WXLOGIN_CONFIG", "/dev/null")
-                .output()
-                .await
-                .unwrap();
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            )
-        }
-    };
-    let (ok, _) = run(vec!["ban", &id, "--reason", "chargebacks"]).await;
+    let (ok, _) = app
+        .admin_cli(ADMIN, &["ban", &id, "--reason", "chargebacks"])
+        .await;
     assert!(ok);
     assert_eq!(app.me(&token).await.0, 401);
-    let (ok, text) = run(vec!["user", &id]).await;
+    let (ok, text) = app.admin_cli(ADMIN, &["user", &id]).await;
     assert!(
         ok && text.contains("\"ban_reason\": \"chargebacks\""),
         "{text}"
     );
-    let (ok, text) = run(vec!["events", "--user", &id, "--type", "user_banned"]).await;
+    let (ok, text) = app
+        .admin_cli(ADMIN, &["events", "--user", &id, "--type", "user_banned"])
+        .await;
     assert!(ok && text.contains("\"type\": \"user_banned\""), "{text}");
-    let (ok, _) = run(vec!["unban", &id]).await;
+    let (ok, _) = app.admin_cli(ADMIN, &["unban", &id]).await;
     assert!(ok);
-    let (ok, text) = run(vec!["merge", &id, &other_id]).await;
+    let (ok, text) = app.admin_cli(ADMIN, &["merge", &id, &other_id]).await;
     assert!(ok && text.contains("\"identities\""), "{text}");
     assert_eq!(app.me(&other).await.1["data"]["id"].to_string(), id);
-    let (ok, _) = run(vec!["delete-user", &id]).await;
+    let (ok, _) = app.admin_cli(ADMIN, &["delete-user", &id]).await;
     assert!(ok);
     assert_eq!(app.me(&other).await.0, 401);
-    let (ok, text) = run(vec!["events", "--type", "user_deleted", "--limit", "5"]).await;
+    let (ok, text) = app
+        .admin_cli(ADMIN, &["events", "--type", "user_deleted", "--limit", "5"])
+        .await;
     assert!(ok && text.contains("user_deleted"), "{text}");
-    let (ok, _) = run(vec!["unban", "999999"]).await;
+    let (ok, _) = app.admin_cli(ADMIN, &["unban", "999999"]).await;
     assert!(!ok, "a missing user is an error exit");
     app.shutdown().await;
 }

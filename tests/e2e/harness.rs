@@ -342,6 +342,26 @@ impl TestApp {
         wxlogin::store::connect(&url).await.unwrap()
     }
 
+    /// Runs `wxlogin admin --url <this server> ARGS` with the admin token; returns whether it
+    /// exited 0 and what it printed.
+    pub async fn admin_cli(&self, admin_token: &str, args: &[&str]) -> (bool, String) {
+        // tokio's Command: a blocking wait would stall the server running on this test's thread.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+            .arg("admin")
+            .arg("--url")
+            .arg(self.url(""))
+            .args(args)
+            .env("WXLOGIN_ADMIN_TOKEN", admin_token)
+            .env("WXLOGIN_CONFIG", "/dev/null")
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     pub async fn calls(&self, api: &str) -> u64 {
         let calls: Value = self
             .http

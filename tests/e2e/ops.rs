@@ -201,37 +201,15 @@ async fn the_admin_cli_talks_to_the_admin_api() {
     let token = app.token_for("bob").await;
     let (_, me) = app.me(&token).await;
     let uid = me["data"]["id"].to_string();
-    let a = &app;
-    let run = |args: Vec<String>| async move {
-        // tokio's Command: a blocking wait would stall the server running on this test's thread.
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxlogin"))
-            .arg("admin")
-            .arg("--url")
-            .arg(a.url(""))
-            .args(args)
-            .env("WXLOGIN_ADMIN_TOKEN", ADMIN)
-            .env("WXLOGIN_CONFIG", "/dev/null")
-            .output()
-            .await
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    let (ok, text) = run(vec![
-        "users".into(),
-        "--openid".into(),
-        me["data"]["openid"].as_str().unwrap().into(),
-    ])
-    .await;
+    let openid = me["data"]["openid"].as_str().unwrap();
+    let (ok, text) = app.admin_cli(ADMIN, &["users", "--openid", openid]).await;
     assert!(ok && text.contains(&format!("\"id\": {uid}")), "{text}");
-    let (ok, text) = run(vec!["stats".into()]).await;
+    let (ok, text) = app.admin_cli(ADMIN, &["stats"]).await;
     assert!(ok && text.contains("\"sessions\": 1"), "{text}");
-    let (ok, _) = run(vec!["revoke-user".into(), uid.clone()]).await;
+    let (ok, _) = app.admin_cli(ADMIN, &["revoke-user", &uid]).await;
     assert!(ok);
     assert_eq!(app.me(&token).await.0, 401);
-    let (ok, _) = run(vec!["revoke-session".into(), "999999".into()]).await;
+    let (ok, _) = app.admin_cli(ADMIN, &["revoke-session", "999999"]).await;
     assert!(!ok, "a missing session is an error exit");
     app.shutdown().await;
 }
