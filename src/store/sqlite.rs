@@ -2,10 +2,11 @@
 //!
 //! The hot writes — logins and session touches — are group-committed by the writer thread
 //! (`sqlite/writer.rs`). Reads use a sqlx pool that WAL lets run alongside it. The rare writes
-//! (logout, revocations, `/phone`, cleanup, remembering a code WeChat refused) go through a
-//! one-connection sqlx pool; each is a single statement or a transaction whose first statement
-//! writes, so when it meets the writer thread's lock it waits (`busy_timeout`) rather than
-//! failing. The statements are `sql.rs`'s, shared with PostgreSQL.
+//! (logout, revocations, `/phone`, profile, bans, merges, deletions, cleanup, remembering a code
+//! WeChat refused) go through a one-connection sqlx pool; each is a single statement or a
+//! transaction begun with `BEGIN IMMEDIATE` (`SqliteStore::begin`), which takes the write lock
+//! first, so when it meets the writer thread's lock it waits (`busy_timeout`) rather than
+//! failing on a lock upgrade. The statements are `sql.rs`'s, shared with PostgreSQL.
 
 mod writer;
 
