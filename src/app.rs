@@ -3,12 +3,16 @@
 //! the test harness all start here, so what the tests run is what production runs.
 //!
 //! One [`CancellationToken`] stops everything: the server stops accepting and drains in-flight
-//! requests (up to [`DRAIN`]), the maintenance loop ends, and then the store is closed (the
-//! SQLite writer commits what it has queued and its threads end).
+//! requests (up to [`crate::server::DRAIN`]), the maintenance loop ends, and then the store is
+//! closed (the SQLite writer commits what it has queued and its threads end).
+//!
+//! With `WXLOGIN_ADMIN_LISTEN`, the operator routes are served on a second listener and are
+//! absent from the public one.
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::coord::Coord;
+use crate::server::{serve, HttpLimits};
 use crate::state::AppState;
 use crate::store::cached::CachedStore;
 use crate::store::metered::MeteredStore;
@@ -21,15 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::{Layer, ServiceBuilder};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::normalize_path::NormalizePathLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-/// How long a stopping server lets in-flight requests finish.
-pub const DRAIN: Duration = Duration::from_secs(10);
 /// How often expired sessions and used codes are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 
@@ -37,6 +38,9 @@ const CLEANUP_EVERY: Duration = Duration::from_secs(600);
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// The operator routes on their own address (`WXLOGIN_ADMIN_LISTEN`).
+    operator: Option<(TcpListener, Router)>,
+    limits: HttpLimits,
     state: AppState,
     store: SharedStore,
     stop: CancellationToken,
@@ -62,16 +66,28 @@ impl Application {
             None => None,
         };
         let state = AppState::new(config, clock, store.clone(), coord)?;
-        let mut router = crate::routes::router(state.clone(), config.admin_token.clone());
+        let routers = crate::routes::routers(
+            state.clone(),
+            config.admin_token.clone(),
+            config.admin_listen.is_some(),
+        );
+        let mut router = routers.public;
         if let Some(extra) = extra {
             router = router.merge(extra);
         }
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
-            anyhow::anyhow!("WXLOGIN_LISTEN: cannot listen on {}: {e}", config.listen)
-        })?;
+        let listener = bind(config.listen, "WXLOGIN_LISTEN").await?;
+        let operator = match (routers.operator, config.admin_listen) {
+            (Some(routes), Some(addr)) => Some((
+                bind(addr, "WXLOGIN_ADMIN_LISTEN").await?,
+                with_layers(routes),
+            )),
+            _ => None,
+        };
         Ok(Self {
             listener,
             router: with_layers(router),
+            operator,
+            limits: http_limits(config),
             state,
             store,
             stop,
@@ -82,19 +98,33 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// Where the operator routes are served, when on an address of their own.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.operator
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+    }
+
     /// Serves until the stop token is cancelled, then drains, stops the background tasks and
     /// closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Self {
             listener,
             router,
+            operator,
+            limits,
             state,
             store,
             stop,
         } = self;
         let maintenance = tokio::spawn(state.maintenance.clone().run(CLEANUP_EVERY, stop.clone()));
         drop(state);
-        let served = serve(listener, router, stop.clone()).await;
+        let operator = operator
+            .map(|(listener, router)| tokio::spawn(serve(listener, router, stop.clone(), limits)));
+        let served = serve(listener, router, stop.clone(), limits).await;
+        if let Some(operator) = operator {
+            let _ = operator.await;
+        }
         let _ = maintenance.await;
         store.close().await;
         served
@@ -103,9 +133,31 @@ impl Application {
     /// Runs in a task of its own; the handle stops it.
     pub fn spawn(self) -> std::io::Result<Running> {
         let addr = self.addr()?;
+        let admin_addr = self.admin_addr();
         let stop = self.stop.clone();
         let task = tokio::spawn(self.run_until_stopped());
-        Ok(Running { addr, stop, task })
+        Ok(Running {
+            addr,
+            admin_addr,
+            stop,
+            task,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("{setting}: cannot listen on {addr}: {e}"))
+}
+
+/// What one client may hold of the server.
+fn http_limits(config: &Config) -> HttpLimits {
+    HttpLimits {
+        header_timeout: config.header_timeout,
+        request_timeout: config.request_timeout,
+        keepalive_timeout: config.keepalive_timeout,
+        max_connections: config.max_connections,
     }
 }
 
@@ -178,34 +230,12 @@ async fn drop_unfit_request_id(mut req: Request) -> Request {
     req
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled; in-flight requests then get up to
-/// [`DRAIN`] to finish. Used for the API and for the simulator.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    // A trailing slash is accepted on every route, as Django clients send `login/`.
-    let service = NormalizePathLayer::trim_trailing_slash().layer(router);
-    let make =
-        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(service);
-    let signal = stop.clone();
-    let server = axum::serve(listener, make).with_graceful_shutdown(async move {
-        signal.cancelled().await;
-    });
-    tokio::select! {
-        result = server => result,
-        _ = async { stop.cancelled().await; tokio::time::sleep(DRAIN).await } => {
-            tracing::warn!("in-flight requests did not finish within {DRAIN:?}; stopping anyway");
-            Ok(())
-        }
-    }
-}
-
 /// A server running in a task of this process: its address and a handle to stop it. Dropping
 /// the handle leaves the server running until its stop token is cancelled.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The operator listener's address, when `WXLOGIN_ADMIN_LISTEN` is set.
+    pub admin_addr: Option<SocketAddr>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -218,8 +248,13 @@ impl Running {
         stop: CancellationToken,
     ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(serve(listener, router, stop.clone()));
-        Ok(Self { addr, stop, task })
+        let task = tokio::spawn(serve(listener, router, stop.clone(), HttpLimits::default()));
+        Ok(Self {
+            addr,
+            admin_addr: None,
+            stop,
+            task,
+        })
     }
 
     /// Waits until the server has stopped.

@@ -346,7 +346,13 @@ async fn run_simulator(listen: SocketAddr, mut apps: Vec<SimApp>) -> anyhow::Res
         .await
         .map_err(|e| anyhow::anyhow!("--listen: cannot listen on {listen}: {e}"))?;
     let state = Arc::new(SimState::new(apps, Arc::new(SystemClock)));
-    crate::app::serve(listener, simulator::router(state), stop_on_signal()).await?;
+    crate::server::serve(
+        listener,
+        simulator::router(state),
+        stop_on_signal(),
+        crate::server::HttpLimits::default(),
+    )
+    .await?;
     Ok(())
 }
 

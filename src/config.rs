@@ -55,6 +55,16 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where the operator routes (`/admin…`, `/metrics`) are served instead, if set.
+    pub admin_listen: Option<SocketAddr>,
+    /// Until a request's headers are in.
+    pub header_timeout: Duration,
+    /// Until a whole request is in and handled.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection is kept.
+    pub keepalive_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
     pub apps: Vec<AppCredentials>,
     pub database_url: DatabaseUrl,
     pub redis_url: Option<SecretUrl>,
@@ -92,6 +102,11 @@ impl Config {
     fn blank() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            admin_listen: None,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
             apps: Vec::new(),
             database_url: DatabaseUrl::parse(DEFAULT_DATABASE_URL).expect("the default parses"),
             redis_url: None,

@@ -69,6 +69,7 @@ pub enum ApiError {
     PlaceholderNickname,
     PhoneInUse,
     UnsupportedImage,
+    RequestTimeout,
     RateLimited { retry_after_secs: u64 },
     WechatRateLimited,
     WechatUnavailable(Cause),
@@ -101,6 +102,7 @@ impl ApiError {
             Self::PlaceholderNickname => (S::BAD_REQUEST, 15, "placeholder_nickname"),
             Self::PhoneInUse => (S::CONFLICT, 16, "phone_in_use"),
             Self::UnsupportedImage => (S::UNSUPPORTED_MEDIA_TYPE, 17, "unsupported_image"),
+            Self::RequestTimeout => (S::REQUEST_TIMEOUT, 18, "request_timeout"),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, 10, "rate_limited"),
             Self::WechatRateLimited => (S::TOO_MANY_REQUESTS, 11, "wechat_rate_limited"),
             Self::WechatUnavailable(_) => (S::SERVICE_UNAVAILABLE, 20, "wechat_unavailable"),
@@ -148,6 +150,9 @@ impl ApiError {
                 "this phone number belongs to another account: sign in to that one".into()
             }
             Self::UnsupportedImage => "the avatar must be a PNG, JPEG or WebP image".into(),
+            Self::RequestTimeout => {
+                "the request did not arrive in time; the connection is closed: send it again".into()
+            }
             Self::RateLimited { .. } => "too many requests: slow down".into(),
             Self::WechatRateLimited => "WeChat's rate limit was reached: retry in a minute".into(),
             Self::WechatUnavailable(_) => "WeChat is unavailable right now: retry shortly".into(),
@@ -334,6 +339,7 @@ mod tests {
             ApiError::PlaceholderNickname,
             ApiError::PhoneInUse,
             ApiError::UnsupportedImage,
+            ApiError::RequestTimeout,
             ApiError::RateLimited {
                 retry_after_secs: 1,
             },

@@ -19,6 +19,7 @@ pub mod domain; // pure types: AppId, JsCode, CodeHash, SessionToken, AppCredent
 pub mod error; // the API error type, its JSON shape, the documented error responses
 pub mod metrics; // Prometheus recorder and the functions every layer records with
 pub mod routes; // HTTP handlers, one file per resource, each with its router
+pub mod server; // the HTTP/1 loop: header, request and keep-alive timeouts, connection cap
 pub mod services; // login, sessions, users, open data, access tokens, rate limits, upkeep
 pub mod simulator; // the fake WeChat server
 pub mod state; // AppState: the services every handler gets

@@ -83,3 +83,18 @@ pub fn store_call(op: &'static str, ok: bool, started: Instant) {
 pub fn rate_limited(scope: &'static str) {
     metrics::counter!("wxlogin_rate_limited_total", "scope" => scope).increment(1);
 }
+
+/// A connection closed by the server for holding it: headers too slow, or idle too long.
+pub fn connection_timed_out() {
+    metrics::counter!("wxlogin_http_connections_timed_out_total").increment(1);
+}
+
+/// A request answered `408` because it did not complete within the request timeout.
+pub fn request_timed_out() {
+    metrics::counter!("wxlogin_http_requests_timed_out_total").increment(1);
+}
+
+/// Connections being served now (the cap is `WXLOGIN_MAX_CONNECTIONS`).
+pub fn connections_open(delta: f64) {
+    metrics::gauge!("wxlogin_http_connections_open").increment(delta);
+}

@@ -91,6 +91,7 @@ impl AppState {
             users.clone(),
             tokens,
             wechat,
+            clock.clone(),
         );
         let limits = Limits::new(
             RateLimiter::new(coord, clock.clone()),

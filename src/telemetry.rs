@@ -3,30 +3,52 @@
 //!
 //! The HTTP client crates log connection details at debug/trace level, and a WeChat request URL
 //! holds the AppSecret and the code in its query string. So those crates are capped at `info`
-//! whatever `RUST_LOG` says: turning on trace must never print a secret.
+//! whatever `RUST_LOG` says: the cap is a filter of its own that every event passes through
+//! after `RUST_LOG`'s, so no directive there (`reqwest::connect=trace` included) can lift it.
+//! Turning on trace must never print a secret.
 
 use crate::config::LogFormat;
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
-const ALWAYS_CAPPED: &str = "hyper=info,hyper_util=info,reqwest=info,h2=info,rustls=info,sqlx=warn";
+/// Crates whose debug and trace events may carry a request URL, and what they are held to.
+const CAPS: &[(&str, LevelFilter)] = &[
+    ("hyper", LevelFilter::INFO),
+    ("hyper_util", LevelFilter::INFO),
+    ("reqwest", LevelFilter::INFO),
+    ("h2", LevelFilter::INFO),
+    ("rustls", LevelFilter::INFO),
+    ("sqlx", LevelFilter::WARN),
+];
 
-pub fn filter(user: Option<&str>) -> EnvFilter {
+/// What `RUST_LOG` asks for (`info` when unset or unreadable).
+fn user_filter(user: Option<&str>) -> EnvFilter {
     let user = user.filter(|s| !s.is_empty()).unwrap_or("info");
-    EnvFilter::try_new(format!("{user},{ALWAYS_CAPPED}"))
-        .unwrap_or_else(|_| EnvFilter::new(format!("info,{ALWAYS_CAPPED}")))
+    EnvFilter::try_new(user).unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// The caps, which `RUST_LOG` never sees.
+fn caps() -> Targets {
+    Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CAPS.iter().copied())
 }
 
 pub fn init(format: LogFormat) {
-    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
+    let filter = user_filter(std::env::var("RUST_LOG").ok().as_deref()).and(caps());
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Human => layer.boxed(),
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
 }

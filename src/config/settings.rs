@@ -71,6 +71,70 @@ pub(super) const SETTINGS: &[Setting] = &[
         show: |c| c.listen.to_string(),
     },
     Setting {
+        key: "admin_listen",
+        env: "WXLOGIN_ADMIN_LISTEN",
+        default: None,
+        secret: false,
+        set: |c, v| {
+            c.admin_listen = Some(
+                v.parse()
+                    .map_err(|_| "expected an address like 127.0.0.1:8001".to_owned())?,
+            );
+            Ok(())
+        },
+        show: |c| match c.admin_listen {
+            Some(a) => a.to_string(),
+            None => "(none: operator routes on listen)".into(),
+        },
+    },
+    Setting {
+        key: "http.header_timeout",
+        env: "WXLOGIN_HEADER_TIMEOUT",
+        default: Some("10s"),
+        secret: false,
+        set: |c, v| {
+            c.header_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.header_timeout),
+    },
+    Setting {
+        key: "http.request_timeout",
+        env: "WXLOGIN_REQUEST_TIMEOUT",
+        default: Some("30s"),
+        secret: false,
+        set: |c, v| {
+            c.request_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.request_timeout),
+    },
+    Setting {
+        key: "http.keepalive_timeout",
+        env: "WXLOGIN_KEEPALIVE_TIMEOUT",
+        default: Some("75s"),
+        secret: false,
+        set: |c, v| {
+            c.keepalive_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.keepalive_timeout),
+    },
+    Setting {
+        key: "http.max_connections",
+        env: "WXLOGIN_MAX_CONNECTIONS",
+        default: Some("10000"),
+        secret: false,
+        set: |c, v| {
+            c.max_connections =
+                v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    format!("expected a number of connections above 0, got {v:?}")
+                })?;
+            Ok(())
+        },
+        show: |c| c.max_connections.to_string(),
+    },
+    Setting {
         key: "database_url",
         env: "WXLOGIN_DATABASE_URL",
         default: Some(super::DEFAULT_DATABASE_URL),
@@ -216,7 +280,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     Setting {
         key: "rate_limit_login",
         env: "WXLOGIN_RATE_LIMIT_LOGIN",
-        default: Some("120/1m"),
+        default: Some("60/1m"),
         secret: false,
         set: |c, v| {
             c.rate_limit_login = RateRule::parse(v)?;

@@ -242,6 +242,19 @@ impl Coord {
         .await;
     }
 
+    /// A fixed-window counter's count, without adding to it (0 when absent).
+    pub async fn get_window(&self, name: &str) -> Option<u64> {
+        let key = self.key("rl", name);
+        self.run(|mut c| async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<u64>>(&mut c)
+                .await
+                .map(Option::unwrap_or_default)
+        })
+        .await
+    }
+
     /// Adds one to a fixed-window counter and returns the new count (rate limits).
     pub async fn incr_window(&self, name: &str, window: Duration) -> Option<u64> {
         let key = self.key("rl", name);

@@ -181,23 +181,56 @@ impl FromRequestParts<AppState> for Client {
     }
 }
 
+/// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
+/// `X-Forwarded-For` entry that is not one, read right to left. An entry that is not an address
+/// stops the walk at the hop that passed it on: entries to its left are whatever a client
+/// wrote. Addresses are canonical (`::ffff:a.b.c.d` is `a.b.c.d`), so an IPv4 proxy matches
+/// whether the listener is IPv4 or `[::]`.
 fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
+    let mut forwarded = headers.get_all("x-forwarded-for").iter().peekable();
     if !is_trusted(peer) {
+        if forwarded.peek().is_some() {
+            warn_untrusted_forwarded_for(peer);
+        }
         return peer;
     }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .collect::<Vec<_>>();
-    forwarded
-        .into_iter()
-        .rev()
-        .find(|ip| !is_trusted(*ip))
-        .unwrap_or(peer)
+    let hops: Vec<&[u8]> = forwarded
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        let Some(ip) = parse_hop(hop) else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port (`1.2.3.4:80`,
+/// `[2001:db8::1]:443`), canonical.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(hop).ok()?.trim();
+    text.parse::<IpAddr>()
+        .or_else(|_| text.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|ip| ip.to_canonical())
+}
+
+/// `X-Forwarded-For` from a peer that is not a trusted proxy is ignored, which is right for a
+/// client forging it and wrong for a proxy left out of `WXLOGIN_TRUSTED_PROXIES`: say so, once.
+fn warn_untrusted_forwarded_for(peer: IpAddr) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            %peer,
+            "X-Forwarded-For came from a peer that is not in WXLOGIN_TRUSTED_PROXIES and was ignored; \
+             if this peer is your proxy, add it there, or every client counts as the proxy's address"
+        );
+    });
 }
 
 #[cfg(test)]
@@ -224,5 +257,51 @@ mod tests {
             "a client cannot pick its own IP"
         );
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn an_ipv4_proxy_is_trusted_on_an_ipv6_listener() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(mapped, &forwarded("198.51.100.7"), &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // And a mapped client address is its IPv4 address.
+        let stranger: IpAddr = "::ffff:198.51.100.8".parse().unwrap();
+        assert_eq!(
+            client_ip(stranger, &HeaderMap::new(), &trusted),
+            "198.51.100.8".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn an_unparseable_hop_stops_the_walk() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        // What is left of the junk was written by whoever sent it: never the client's key.
+        assert_eq!(
+            client_ip(proxy, &forwarded("203.0.113.9, junk, 10.1.2.3"), &trusted),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(proxy, &forwarded("203.0.113.9, unknown"), &trusted),
+            proxy
+        );
+        // Ports are allowed.
+        assert_eq!(
+            client_ip(
+                proxy,
+                &forwarded("[2001:db8::1]:443, 10.1.2.3:80"),
+                &trusted
+            ),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
     }
 }

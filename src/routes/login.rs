@@ -1,9 +1,10 @@
 //! `POST /login`: a `wx.login()` code in, our token out.
 
-use super::extract::{token_text, ApiBody, Client};
+use super::extract::{token_text, ApiBody, Client, ClientIp};
 use super::reply::{ok, Envelope, Reply};
-use crate::domain::{JsCode, SessionToken};
+use crate::domain::{ClientInfo, JsCode, SessionToken};
 use crate::error::{responses, ApiError, ErrorBody};
+use crate::services::ratelimit::ClientKey;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -54,32 +55,58 @@ pub(super) struct LoginData {
     ))]
 pub(super) async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     Client(client): Client,
     headers: HeaderMap,
-    ApiBody(body): ApiBody<LoginBody>,
+    body: Result<ApiBody<LoginBody>, ApiError>,
 ) -> Reply<LoginData> {
-    state
-        .limits
-        .login(client.ip.as_deref().unwrap_or("-"))
-        .await?;
+    // Failed logins are what the limit counts: a flood of junk codes is stopped, while the
+    // real users behind one carrier NAT, who log in fine, never are.
+    let key = ClientKey::of(ip);
+    state.limits.login_allowed(key).await?;
+    let result = attempt(&state, client, &headers, body).await;
+    if let Err(e) = &result {
+        crate::metrics::login(e.parts().2);
+        if is_client_mistake(e) {
+            state.limits.login_failed(key).await;
+        }
+    } else {
+        crate::metrics::login("ok");
+    }
+    result
+}
+
+/// A failure the client caused (a rejected or reused code, a bad body, an unknown app): what
+/// the login limit counts. A ban, a limit or an outage on our side is not one.
+fn is_client_mistake(e: &ApiError) -> bool {
+    matches!(
+        e,
+        ApiError::MissingCode
+            | ApiError::InvalidCode
+            | ApiError::CodeUsed
+            | ApiError::BadRequest(_)
+            | ApiError::UnknownApp(_)
+            | ApiError::PayloadTooLarge
+    )
+}
+
+async fn attempt(
+    state: &AppState,
+    client: ClientInfo,
+    headers: &HeaderMap,
+    body: Result<ApiBody<LoginBody>, ApiError>,
+) -> Reply<LoginData> {
+    let ApiBody(body) = body?;
     let code = match body.code.as_deref().map(str::trim) {
         None | Some("") => return Err(ApiError::MissingCode),
         Some(text) => JsCode::parse(text).map_err(|e| ApiError::BadRequest(e.0.into()))?,
     };
     let app = state.apps.for_login(body.appid.as_deref())?;
     // A client that logs in again while holding a token is replacing it: revoke the old one.
-    let previous = token_text(&headers)
+    let previous = token_text(headers)
         .and_then(SessionToken::parse)
         .map(|t| t.hash());
-    let outcome = match state.login.login(app, code, previous, client).await {
-        Ok(o) => o,
-        Err(e) => {
-            let e = ApiError::from(e);
-            crate::metrics::login(e.parts().2);
-            return Err(e);
-        }
-    };
-    crate::metrics::login("ok");
+    let outcome = state.login.login(app, code, previous, client).await?;
     Ok(ok(LoginData {
         token: outcome.token.expose().to_owned(),
         expires_in: outcome.expires_in,

@@ -27,17 +27,51 @@ use utoipa_axum::router::OpenApiRouter;
 /// Bodies are small JSON objects; anything bigger is a mistake or an attack.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// Every route, with the OpenAPI document they make at `/openapi.json`.
-pub fn router(state: AppState, admin_token: Option<secrecy::SecretString>) -> Router {
-    let mut api = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+/// The routes, split by who may reach them.
+pub struct Routers {
+    /// The mini-program API, health checks and the API docs.
+    pub public: Router,
+    /// `/metrics` and the admin API (when on), with health checks and docs of their own; `None`
+    /// when they are served with the public routes.
+    pub operator: Option<Router>,
+}
+
+/// Every route, with the OpenAPI document they make at `/openapi.json`. With
+/// `separate_operator`, the operator routes (`/admin…`, `/metrics`) are left off the public
+/// router and served by a router of their own (`WXLOGIN_ADMIN_LISTEN`).
+pub fn routers(
+    state: AppState,
+    admin_token: Option<secrecy::SecretString>,
+    separate_operator: bool,
+) -> Routers {
+    let public = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .merge(login::router())
         .merge(me::router())
         .merge(session::router())
         .merge(open_data::router())
         .merge(ops::router());
+    let mut operator = OpenApiRouter::new().merge(ops::operator_router());
     if let Some(token) = admin_token {
-        api = api.merge(admin::router(token));
+        operator = operator.merge(admin::router(token));
     }
+    if separate_operator {
+        let operator = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+            .merge(ops::router())
+            .merge(operator);
+        Routers {
+            public: finish(public, state.clone()),
+            operator: Some(finish(operator, state)),
+        }
+    } else {
+        Routers {
+            public: finish(public.merge(operator), state),
+            operator: None,
+        }
+    }
+}
+
+/// The routes with their docs, metrics, fallbacks, body limit and 5xx logging.
+fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (router, openapi) = api.split_for_parts();
     router
         .merge(docs::router(openapi))

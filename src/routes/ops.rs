@@ -1,4 +1,4 @@
-//! Operational routes: liveness, readiness and the Prometheus metrics.
+//! Operational routes: liveness and readiness (public), and the Prometheus metrics (operator).
 
 use super::reply::{ok, Empty, Envelope, Reply};
 use crate::error::responses;
@@ -14,7 +14,11 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(metrics))
+}
+
+/// The routes for the operator's eyes only.
+pub(super) fn operator_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Envelope<Empty>)))]

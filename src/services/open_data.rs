@@ -1,16 +1,28 @@
 //! What needs the session's `session_key` or the app's access_token — which only the server
 //! holds: phone numbers, encrypted open data, rawData signatures, and checksession.
+//!
+//! A checksession answer is kept per session ([`CHECK_FRESH`] for `valid`, for good once
+//! `invalid`: a replaced session_key never comes back), so a client polling `/session/check` on
+//! every page costs WeChat one call a minute, not one per poll.
 
 use super::access_tokens::AccessTokens;
 use super::apps::Apps;
 use super::sessions::Sessions;
 use super::users::Users;
 use super::{ServiceError, ServiceResult};
+use crate::clock::{Millis, SharedClock};
 use crate::domain::{AppCredentials, ClientInfo, SessionToken};
 use crate::store::SessionRecord;
 use crate::wechat::crypto::{self, OpenDataError};
 use crate::wechat::{PhoneInfo, WechatClient, WechatError};
-use std::sync::Arc;
+use lru::LruCache;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+/// How long a `valid` checksession answer is reused.
+const CHECK_FRESH: Millis = 60_000;
+/// Sessions whose last checksession answer is kept.
+const CHECKS_KEPT: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
 
 #[derive(Clone)]
 pub struct OpenData {
@@ -19,6 +31,9 @@ pub struct OpenData {
     users: Users,
     tokens: Arc<AccessTokens>,
     wechat: WechatClient,
+    clock: SharedClock,
+    /// Session id → (valid, when WeChat said so).
+    checked: Arc<Mutex<LruCache<i64, (bool, Millis)>>>,
 }
 
 impl OpenData {
@@ -28,6 +43,7 @@ impl OpenData {
         users: Users,
         tokens: Arc<AccessTokens>,
         wechat: WechatClient,
+        clock: SharedClock,
     ) -> Self {
         Self {
             apps,
@@ -35,6 +51,8 @@ impl OpenData {
             users,
             tokens,
             wechat,
+            clock,
+            checked: Arc::new(Mutex::new(LruCache::new(CHECKS_KEPT))),
         }
     }
 
@@ -102,8 +120,30 @@ impl OpenData {
         Ok(crypto::verify_raw_data(raw, signature, key.expose()))
     }
 
-    /// Asks WeChat whether the session's session_key is still current.
+    /// Asks WeChat whether the session's session_key is still current (or answers what it
+    /// said last, while that is fresh).
     pub async fn check_session(
+        &self,
+        token: &SessionToken,
+        s: &SessionRecord,
+    ) -> ServiceResult<bool> {
+        let now = self.clock.now_ms();
+        let kept = self.checks().get(&s.id).copied();
+        match kept {
+            Some((false, _)) => return Ok(false),
+            Some((true, at)) if now - at < CHECK_FRESH => return Ok(true),
+            _ => {}
+        }
+        let valid = self.ask_check_session(token, s).await?;
+        self.checks().put(s.id, (valid, now));
+        Ok(valid)
+    }
+
+    fn checks(&self) -> std::sync::MutexGuard<'_, LruCache<i64, (bool, Millis)>> {
+        self.checked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn ask_check_session(
         &self,
         token: &SessionToken,
         s: &SessionRecord,

@@ -1,62 +1,146 @@
-//! Fixed-window rate limits: per client IP on `/login` (protects the app's WeChat quota), per
-//! session on `/phone`. Counters live in Redis when it is configured (shared by every instance)
-//! and fall back to this process's memory when it is not, or when Redis is unavailable.
-//! Which address a request comes from is the HTTP layer's business (`routes/extract.rs`).
+//! Fixed-window rate limits: failed logins per client address on `/login` (protects the app's
+//! WeChat quota from floods of junk codes without ever throttling the real users behind one
+//! carrier NAT), and calls per session on `/phone`. Counters live in Redis when it is configured
+//! (shared by every instance) and fall back to this process's memory when it is not, or when
+//! Redis is unavailable; that memory is a bounded LRU, so a flood of keys cannot grow it.
+//!
+//! Addresses are counted by [`ClientKey`]: IPv4 per address, IPv6 per /64 (one subscriber's
+//! whole allocation), IPv4-mapped IPv6 as the IPv4 address it is. Which address a request comes
+//! from is the HTTP layer's business (`routes/extract.rs`).
 
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
 use crate::coord::Coord;
 use crate::domain::RateRule;
-use std::collections::HashMap;
+use lru::LruCache;
+use std::fmt;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
+
+/// Counters kept in memory at most (about 100 bytes each).
+const LOCAL_KEYS: usize = 65_536;
+
+/// The unit a client address is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => Self(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                Self(IpAddr::V6(bits.into()))
+            }
+        }
+    }
+}
+
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
 
 pub struct RateLimiter {
     coord: Option<Arc<Coord>>,
     clock: SharedClock,
-    local: Mutex<HashMap<String, u64>>,
+    /// `name` → (window index, count).
+    local: Mutex<LruCache<String, (i64, u64)>>,
 }
 
 impl RateLimiter {
     pub fn new(coord: Option<Arc<Coord>>, clock: SharedClock) -> Self {
+        Self::with_capacity(coord, clock, LOCAL_KEYS)
+    }
+
+    fn with_capacity(coord: Option<Arc<Coord>>, clock: SharedClock, keys: usize) -> Self {
+        let keys = NonZeroUsize::new(keys).unwrap_or(NonZeroUsize::MIN);
         Self {
             coord,
             clock,
-            local: Mutex::new(HashMap::new()),
+            local: Mutex::new(LruCache::new(keys)),
         }
     }
 
-    /// `Err(seconds to wait)` when `key` has used up `rule` in the current window.
-    pub async fn check(&self, scope: &str, key: &str, rule: RateRule) -> Result<(), u64> {
+    /// The window `rule` is in now: its index and the milliseconds left of it.
+    fn window(&self, rule: RateRule) -> (i64, Millis) {
         let window_ms = rule.window.as_millis().max(1) as Millis;
         let now = self.clock.now_ms();
         let index = now / window_ms;
+        (index, (index + 1) * window_ms - now)
+    }
+
+    /// Counts one use of `key`: `Err(seconds to wait)` when that goes past `rule`.
+    pub async fn hit(&self, scope: &str, key: &str, rule: RateRule) -> Result<(), u64> {
+        let count = self.add(scope, key, rule).await;
+        self.judge(count, rule)
+    }
+
+    /// Whether `key` is within `rule` now, without counting anything: `Err(seconds to wait)`
+    /// once [`add`](Self::add) has counted `rule.limit` in this window.
+    pub async fn peek(&self, scope: &str, key: &str, rule: RateRule) -> Result<(), u64> {
+        let (index, _) = self.window(rule);
+        let name = format!("{scope}:{key}:{index}");
+        let shared = match &self.coord {
+            Some(coord) => coord.get_window(&name).await,
+            None => None,
+        };
+        let count = match shared {
+            Some(n) => n,
+            None => self.local_get(&name, index),
+        };
+        self.judge(count + 1, rule)
+    }
+
+    /// Adds one to `key`'s count in this window and returns the new count.
+    pub async fn add(&self, scope: &str, key: &str, rule: RateRule) -> u64 {
+        let (index, _) = self.window(rule);
         let name = format!("{scope}:{key}:{index}");
         let shared = match &self.coord {
             Some(coord) => coord.incr_window(&name, rule.window).await,
             None => None,
         };
-        let count = match shared {
+        match shared {
             Some(n) => n,
             None => self.local_incr(&name, index),
-        };
+        }
+    }
+
+    fn judge(&self, count: u64, rule: RateRule) -> Result<(), u64> {
         if count <= rule.limit {
             Ok(())
         } else {
-            let left_ms = (index + 1) * window_ms - now;
+            let (_, left_ms) = self.window(rule);
             Err(((left_ms + 999) / 1000).max(1) as u64)
+        }
+    }
+
+    fn local_get(&self, name: &str, index: i64) -> u64 {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        match local.get(name) {
+            Some((i, count)) if *i == index => *count,
+            _ => 0,
         }
     }
 
     fn local_incr(&self, name: &str, index: i64) -> u64 {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        if local.len() > 100_000 {
-            // Old windows are dead weight: keep only the current one.
-            let suffix = format!(":{index}");
-            local.retain(|k, _| k.ends_with(&suffix));
+        let entry = local.get_or_insert_mut(name.to_owned(), || (index, 0));
+        if entry.0 != index {
+            *entry = (index, 0);
         }
-        let count = local.entry(name.to_owned()).or_insert(0);
-        *count += 1;
-        *count
+        entry.1 += 1;
+        entry.1
+    }
+
+    #[cfg(test)]
+    fn local_len(&self) -> usize {
+        self.local.lock().unwrap().len()
     }
 }
 
@@ -76,33 +160,40 @@ impl Limits {
         }
     }
 
-    /// One login attempt from `client` (an address).
-    pub async fn login(&self, client: &str) -> ServiceResult<()> {
-        self.apply("login", client, self.login).await
+    /// Whether `client` may try to log in: not when its failed logins in this window have
+    /// reached the limit. Counts nothing.
+    pub async fn login_allowed(&self, client: ClientKey) -> ServiceResult<()> {
+        let Some(rule) = self.login else {
+            return Ok(());
+        };
+        self.limiter
+            .peek("login", &client.to_string(), rule)
+            .await
+            .map_err(|retry_after_secs| limited("login", retry_after_secs))
+    }
+
+    /// Counts one failed login (a rejected code, a bad body) from `client`.
+    pub async fn login_failed(&self, client: ClientKey) {
+        if let Some(rule) = self.login {
+            self.limiter.add("login", &client.to_string(), rule).await;
+        }
     }
 
     /// One `/phone` call on session `session_id`.
     pub async fn phone(&self, session_id: i64) -> ServiceResult<()> {
-        self.apply("phone", &session_id.to_string(), self.phone)
-            .await
-    }
-
-    /// Applies `rule` (if on) to `key`: `RateLimited` with the seconds to wait when used up.
-    async fn apply(
-        &self,
-        scope: &'static str,
-        key: &str,
-        rule: Option<RateRule>,
-    ) -> ServiceResult<()> {
-        let Some(rule) = rule else { return Ok(()) };
+        let Some(rule) = self.phone else {
+            return Ok(());
+        };
         self.limiter
-            .check(scope, key, rule)
+            .hit("phone", &session_id.to_string(), rule)
             .await
-            .map_err(|retry_after_secs| {
-                crate::metrics::rate_limited(scope);
-                ServiceError::RateLimited { retry_after_secs }
-            })
+            .map_err(|retry_after_secs| limited("phone", retry_after_secs))
     }
+}
+
+fn limited(scope: &'static str, retry_after_secs: u64) -> ServiceError {
+    crate::metrics::rate_limited(scope);
+    ServiceError::RateLimited { retry_after_secs }
 }
 
 #[cfg(test)]
@@ -111,25 +202,67 @@ mod tests {
     use crate::clock::ManualClock;
     use std::time::Duration;
 
+    fn rule(limit: u64) -> RateRule {
+        RateRule {
+            limit,
+            window: Duration::from_secs(10),
+        }
+    }
+
     #[tokio::test]
     async fn the_limit_holds_within_a_window_and_resets_after() {
         let clock = Arc::new(ManualClock::new(0));
         let l = RateLimiter::new(None, clock.clone());
-        let rule = RateRule {
-            limit: 3,
-            window: Duration::from_secs(10),
-        };
         for _ in 0..3 {
-            assert!(l.check("login", "1.2.3.4", rule).await.is_ok());
+            assert!(l.hit("login", "1.2.3.4", rule(3)).await.is_ok());
         }
-        assert_eq!(l.check("login", "1.2.3.4", rule).await, Err(10));
+        assert_eq!(l.hit("login", "1.2.3.4", rule(3)).await, Err(10));
         assert!(
-            l.check("login", "5.6.7.8", rule).await.is_ok(),
+            l.hit("login", "5.6.7.8", rule(3)).await.is_ok(),
             "other keys have their own budget"
         );
         clock.advance(Duration::from_secs(4));
-        assert_eq!(l.check("login", "1.2.3.4", rule).await, Err(6));
+        assert_eq!(l.hit("login", "1.2.3.4", rule(3)).await, Err(6));
         clock.advance(Duration::from_secs(6));
-        assert!(l.check("login", "1.2.3.4", rule).await.is_ok());
+        assert!(l.hit("login", "1.2.3.4", rule(3)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn peeking_counts_nothing_and_sees_what_was_added() {
+        let clock = Arc::new(ManualClock::new(0));
+        let l = RateLimiter::new(None, clock.clone());
+        for _ in 0..10 {
+            assert!(l.peek("login", "k", rule(2)).await.is_ok());
+        }
+        l.add("login", "k", rule(2)).await;
+        assert!(l.peek("login", "k", rule(2)).await.is_ok());
+        l.add("login", "k", rule(2)).await;
+        assert_eq!(l.peek("login", "k", rule(2)).await, Err(10));
+        clock.advance(Duration::from_secs(10));
+        assert!(l.peek("login", "k", rule(2)).await.is_ok(), "a new window");
+    }
+
+    #[tokio::test]
+    async fn memory_stays_bounded_under_a_flood_of_keys() {
+        let clock = Arc::new(ManualClock::new(0));
+        let l = RateLimiter::with_capacity(None, clock, 1000);
+        for i in 0..50_000u32 {
+            l.add("login", &i.to_string(), rule(5)).await;
+        }
+        assert_eq!(l.local_len(), 1000);
+    }
+
+    #[test]
+    fn addresses_are_counted_canonically_and_ipv6_by_slash_64() {
+        let key = |s: &str| ClientKey::of(s.parse().unwrap()).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            key("2001:db8:1:2::1"),
+            "one /64 is one client"
+        );
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
     }
 }

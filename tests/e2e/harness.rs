@@ -111,6 +111,9 @@ async fn fresh_db() -> Db {
 
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// The operator listener, when the test set `WXLOGIN_ADMIN_LISTEN`.
+    #[allow(dead_code)]
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub sim_addr: std::net::SocketAddr,
     #[allow(dead_code)]
     pub sim: Arc<SimState>,
@@ -198,6 +201,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     let running = start(&config, shared).await;
     TestApp {
         addr: running.addr,
+        admin_addr: running.admin_addr,
         sim_addr,
         sim,
         clock,
@@ -240,6 +244,7 @@ impl TestApp {
         self.running.stop(Duration::from_secs(5)).await;
         self.running = start(&self.config, self.clock.clone()).await;
         self.addr = self.running.addr;
+        self.admin_addr = self.running.admin_addr;
         self
     }
 

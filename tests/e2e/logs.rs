@@ -1,5 +1,5 @@
 //! A trace-level log capture of a full run of the real binary holds no secret: no session_key,
-//! no token, no AppSecret, no code.
+//! no token, no AppSecret, no code; and `RUST_LOG` cannot lift the caps on the HTTP crates.
 
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
@@ -25,7 +25,11 @@ async fn a_trace_level_log_of_a_full_run_contains_no_secret() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
         .args(["serve", "--dev"])
         .current_dir(dir.path())
-        .env("RUST_LOG", "trace")
+        // Asking for the HTTP crates' own trace output by name as well: the caps hold anyway.
+        .env(
+            "RUST_LOG",
+            "trace,reqwest::connect=trace,hyper_util::client=trace,hyper=trace,sqlx=trace",
+        )
         .env("WXLOGIN_CONFIG", dir.path().join("empty.toml"))
         .env("WXLOGIN_LISTEN", format!("127.0.0.1:{port}"))
         .env("WXLOGIN_APPID", "wxlogtest")
@@ -107,6 +111,8 @@ async fn a_trace_level_log_of_a_full_run_contains_no_secret() {
     assert_eq!(r.status(), 401);
     let r = http
         .post(format!("{base}/login"))
+        // X-Forwarded-For from a peer that is not a trusted proxy: ignored, and said so.
+        .header("x-forwarded-for", "198.51.100.77")
         .json(&json!({ "code": "bogus-code-xyz" }))
         .send()
         .await
@@ -134,10 +140,41 @@ async fn a_trace_level_log_of_a_full_run_contains_no_secret() {
         text.lines().count() > 20,
         "too little was logged to mean anything:\n{text}"
     );
+    let capped = ["reqwest", "hyper", "hyper_util", "h2", "rustls", "sqlx"];
+    for line in without_colours(&text).lines() {
+        let lifted = ["DEBUG", "TRACE"].iter().any(|level| {
+            capped.iter().any(|c| {
+                line.contains(&format!("{level} {c}::")) || line.contains(&format!("{level} {c}:"))
+            })
+        });
+        assert!(!lifted, "RUST_LOG lifted a cap: {line}");
+    }
+    assert!(
+        text.contains("X-Forwarded-For came from a peer that is not in WXLOGIN_TRUSTED_PROXIES"),
+        "an ignored X-Forwarded-For is reported"
+    );
     for s in &secrets {
         assert!(
             !text.contains(s.as_str()),
             "a secret leaked into the log:\n{text}"
         );
     }
+}
+
+/// The log with its ANSI colour codes taken out.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

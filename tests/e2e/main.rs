@@ -14,6 +14,7 @@ mod errors;
 mod expiry;
 mod faults;
 mod flow;
+mod hardening;
 mod logs;
 mod maintenance;
 mod nginx;

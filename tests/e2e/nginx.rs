@@ -39,7 +39,15 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
         eprintln!("skipped: nginx is not installed (apt-get install nginx; .ci/run does)");
         return;
     };
-    let app = spawn_app().await;
+    // As deployed: the admin API on, nginx the one trusted proxy.
+    let app = spawn_with(Options {
+        env: vec![
+            ("WXLOGIN_ADMIN_TOKEN", "admin-token-0123456789abcdef".into()),
+            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
     // Two instances behind nginx when the store is shared (PostgreSQL); SQLite is one instance
     // (each keeps its sessions in memory), so there both upstreams name the same server.
     let b = if app.database_url().starts_with("sqlite:") {
@@ -176,8 +184,20 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
     assert_eq!(seen["unionid"], wx["unionid"]);
     assert_eq!(seen["platform"], "weixin");
 
-    // Operator routes are not reachable through the public proxy.
-    for path in ["/api/auth/admin/stats", "/api/auth/metrics"] {
+    // Operator routes are not reachable through the public proxy, however the path is spelled
+    // (these instances serve them on their public address, so only nginx stands in the way).
+    for path in [
+        "/api/auth/admin/stats",
+        "/api/auth/admin",
+        "/api/auth/metrics",
+        "/api/auth/metrics/",
+        "/api/auth//metrics",
+        "/api/auth/./metrics",
+        "/api/auth/%6detrics",
+        "/api/auth/metrics%2F",
+        "/api/auth/x/../metrics",
+        "/api/auth/%61dmin/stats",
+    ] {
         let r = app.http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
         assert!(!r.text().await.unwrap().contains("wxlogin_"), "{path}");

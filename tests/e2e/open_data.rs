@@ -138,6 +138,8 @@ async fn a_session_key_rotated_by_a_newer_wx_login_gives_the_relogin_error() {
         body["msg"].as_str().unwrap().contains("Log in again"),
         "{body}"
     );
+    // A `valid` answer is reused for a minute; after that WeChat is asked again.
+    app.clock.advance(std::time::Duration::from_secs(61));
     assert_eq!(
         app.get("/session/check", &token).await.1["data"]["valid"],
         false
@@ -305,5 +307,36 @@ async fn two_apps_give_one_person_one_user_with_two_identities() {
         (status.as_u16(), body["error"].as_str()),
         (400, Some("unknown_app"))
     );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn polling_session_check_asks_wechat_once_a_minute() {
+    let app = spawn_app().await;
+    let token = app.token_for("poller").await;
+    app.sim.reset_calls();
+    for _ in 0..20 {
+        let (status, body) = app.get("/session/check", &token).await;
+        assert_eq!(
+            (status.as_u16(), &body["data"]["valid"]),
+            (200, &json!(true))
+        );
+    }
+    let asked = |app: &crate::harness::TestApp| {
+        app.sim
+            .calls()
+            .iter()
+            .filter(|(path, _)| path.contains("checksession"))
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    assert_eq!(
+        asked(&app),
+        1,
+        "20 polls within a minute: one call to WeChat"
+    );
+    app.clock.advance(std::time::Duration::from_secs(61));
+    app.get("/session/check", &token).await;
+    assert_eq!(asked(&app), 2);
     app.shutdown().await;
 }

@@ -214,8 +214,28 @@ async fn the_admin_cli_talks_to_the_admin_api() {
     app.shutdown().await;
 }
 
+/// A login from `ip` (as the trusted proxy on 127.0.0.1 reports it) with `code`.
+async fn login_via_proxy(app: &TestApp, ip: &str, code: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/login"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn code2session_calls(app: &TestApp) -> u64 {
+    app.sim
+        .calls()
+        .iter()
+        .filter(|(path, _)| path.contains("jscode2session"))
+        .map(|(_, n)| *n)
+        .sum()
+}
+
 #[tokio::test]
-async fn login_is_rate_limited_per_client_ip_with_retry_after() {
+async fn failed_logins_are_limited_per_client_address_and_good_ones_never() {
     let app = spawn_with(Options {
         env: vec![
             ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
@@ -224,22 +244,28 @@ async fn login_is_rate_limited_per_client_ip_with_retry_after() {
         ..Options::default()
     })
     .await;
-    let a = &app;
-    let login_from = |ip: &'static str| async move {
-        let code = a.code("carol").await;
-        a.http
-            .post(a.url("/login"))
-            .header("x-forwarded-for", ip)
-            .json(&json!({ "code": code }))
-            .send()
-            .await
-            .unwrap()
-    };
-    for _ in 0..3 {
-        assert_eq!(login_from("198.51.100.1").await.status(), 200);
+    // A carrier NAT: many real users behind one address, all logging in fine.
+    for i in 0..10 {
+        let code = app.code(&format!("nat-user-{i}")).await;
+        assert_eq!(
+            login_via_proxy(&app, "198.51.100.9", &code).await.status(),
+            200
+        );
     }
-    let r = login_from("198.51.100.1").await;
+    // A flood of junk codes from one address: each costs WeChat a call, until the limit.
+    for i in 0..3 {
+        let r = login_via_proxy(&app, "198.51.100.1", &format!("junk-code-{i}")).await;
+        assert_eq!(r.status(), 401);
+    }
+    let calls = code2session_calls(&app);
+    let code = app.code("carol").await;
+    let r = login_via_proxy(&app, "198.51.100.1", &code).await;
     assert_eq!(r.status(), 429);
+    assert_eq!(
+        code2session_calls(&app),
+        calls,
+        "a limited login never reaches WeChat"
+    );
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -248,11 +274,93 @@ async fn login_is_rate_limited_per_client_ip_with_retry_after() {
     assert!((1..=60).contains(&retry));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
+    // Bad bodies count as failures too.
+    let r = app
+        .http
+        .post(app.url("/login"))
+        .header("x-forwarded-for", "198.51.100.3")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     // Another client behind the same trusted proxy has its own budget.
-    assert_eq!(login_from("198.51.100.2").await.status(), 200);
+    assert_eq!(
+        login_via_proxy(&app, "198.51.100.2", &code).await.status(),
+        200
+    );
     // The window passes.
     app.clock.advance(std::time::Duration::from_secs(60));
-    assert_eq!(login_from("198.51.100.1").await.status(), 200);
+    let code = app.code("carol").await;
+    assert_eq!(
+        login_via_proxy(&app, "198.51.100.1", &code).await.status(),
+        200
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_counted_per_slash_64() {
+    let app = spawn_with(Options {
+        env: vec![
+            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
+            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    // Three addresses of one /64: one client.
+    for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
+        assert_eq!(login_via_proxy(&app, host, "junk").await.status(), 401);
+    }
+    let code = app.code("v6-user").await;
+    assert_eq!(
+        login_via_proxy(&app, "2001:db8:1:2::99", &code)
+            .await
+            .status(),
+        429,
+        "a fresh address in the same /64 is the same client"
+    );
+    assert_eq!(
+        login_via_proxy(&app, "2001:db8:1:3::1", &code)
+            .await
+            .status(),
+        200,
+        "the next /64 is another client"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_v4_proxy_is_trusted_on_a_dual_stack_listener() {
+    // On `[::]`, IPv4 peers arrive as `::ffff:a.b.c.d`; the proxy must still be recognised.
+    let app = spawn_with(Options {
+        env: vec![
+            ("WXLOGIN_LISTEN", "[::]:0".into()),
+            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
+            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{}/login", app.addr.port());
+    let post = |ip: String| {
+        app.http
+            .post(&url)
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "code": "junk" }))
+            .send()
+    };
+    // Six clients behind the proxy, one failure each: nobody is limited.
+    for i in 0..6 {
+        assert_eq!(post(format!("203.0.113.{i}")).await.unwrap().status(), 401);
+    }
+    // One client failing again and again is.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(post("203.0.113.50".into()).await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 429]);
     app.shutdown().await;
 }
 
@@ -265,12 +373,11 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     .await;
     let mut statuses = Vec::new();
     for i in 0..3 {
-        let code = app.code("dave").await;
         let r = app
             .http
             .post(app.url("/login"))
             .header("x-forwarded-for", format!("203.0.113.{i}"))
-            .json(&json!({ "code": code }))
+            .json(&json!({ "code": format!("junk-{i}") }))
             .send()
             .await
             .unwrap();
@@ -278,8 +385,8 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     }
     assert_eq!(
         statuses,
-        vec![200, 200, 429],
-        "a client cannot pick a fresh IP per request"
+        vec![401, 401, 429],
+        "a client cannot pick a fresh address per request"
     );
     app.shutdown().await;
 }
@@ -470,4 +577,59 @@ async fn a_graceful_stop_lets_in_flight_requests_finish() {
     assert!(reqwest::get(format!("http://{addr}/healthz"))
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn operator_routes_can_live_on_their_own_address_only() {
+    let app = spawn_with(Options {
+        env: vec![
+            ("WXLOGIN_ADMIN_TOKEN", ADMIN.into()),
+            ("WXLOGIN_ADMIN_LISTEN", "127.0.0.1:0".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let admin = app.admin_addr.expect("an operator listener");
+    let get = |url: String| {
+        app.http
+            .get(url)
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .send()
+    };
+    // Not on the public address, in any spelling…
+    for path in ["/metrics", "/metrics/", "/admin/stats", "/admin/stats/"] {
+        let r = get(app.url(path)).await.unwrap();
+        assert_eq!(r.status(), 404, "{path} on the public address");
+    }
+    let doc: Value = get(app.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"].get("/metrics").is_none());
+    assert!(doc["paths"].get("/admin/stats").is_none());
+    // …but on the operator's.
+    let r = get(format!("http://{admin}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("wxlogin_"));
+    let r = get(format!("http://{admin}/admin/stats")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        get(format!("http://{admin}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The mini-program API is not served there.
+    let r = app
+        .http
+        .post(format!("http://{admin}/login"))
+        .json(&json!({ "code": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    app.shutdown().await;
 }
