@@ -352,6 +352,11 @@ async fn start_wxlogin(dir: &std::path::Path, cache: Option<usize>) -> Wx {
                 format!("sqlite://{}/bench.db", dir.display()),
             ),
             ("WXLOGIN_WECHAT_API_BASE", format!("http://127.0.0.1:{sim}")),
+            // A fixed bench key (base64 of 32 bytes of 7): session keys are sealed as in production.
+            (
+                "WXLOGIN_DATA_KEY",
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".into(),
+            ),
             ("WXLOGIN_RATE_LIMIT_LOGIN", "off".into()),
             (
                 "WXLOGIN_SESSION_CACHE_SIZE",

@@ -58,14 +58,32 @@ impl Application {
         if config.apps.is_empty() {
             anyhow::bail!("no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml)");
         }
+        let vault = Arc::new(config.vault().ok_or_else(|| {
+            anyhow::anyhow!(
+                "WXLOGIN_DATA_KEY is not set: session keys and phone numbers are encrypted at rest \
+                 with it. Make one with `wxlogin gen-key` and set WXLOGIN_DATA_KEY (or \
+                 WXLOGIN_DATA_KEY_FILE naming a file that holds it); `serve --dev` makes its own"
+            )
+        })?);
         // Installed before anything records: the `metrics` facade drops values when no recorder is set.
         crate::metrics::handle();
-        let store = open_store(config, &clock).await?;
+        let store = open_store(config, &clock, vault.clone()).await?;
+        // Plain values an earlier release wrote, and values under the previous key after a
+        // rotation, are sealed under the current key before the first request.
+        let resealed = store.reseal().await?;
+        if resealed != crate::store::Resealed::default() {
+            tracing::info!(
+                session_keys = resealed.session_keys,
+                phones = resealed.phones,
+                key_id = vault.key_id(),
+                "sealed stored values under the current data key"
+            );
+        }
         let coord = match &config.redis_url {
             Some(url) => Some(Coord::connect(url.expose(), &config.redis_prefix).await?),
             None => None,
         };
-        let state = AppState::new(config, clock, store.clone(), coord)?;
+        let state = AppState::new(config, clock, store.clone(), coord, vault)?;
         let routers = crate::routes::routers(
             state.clone(),
             config.admin_token.clone(),
@@ -163,8 +181,12 @@ fn http_limits(config: &Config) -> HttpLimits {
 
 /// Opens the store of record with its metrics and, on SQLite (one node, so this process sees
 /// every write), the in-memory cache in front.
-async fn open_store(config: &Config, clock: &SharedClock) -> anyhow::Result<SharedStore> {
-    let store = crate::store::connect(&config.database_url).await?;
+async fn open_store(
+    config: &Config,
+    clock: &SharedClock,
+    vault: Arc<crate::vault::Vault>,
+) -> anyhow::Result<SharedStore> {
+    let store = crate::store::connect(&config.database_url, vault).await?;
     let store: SharedStore = Arc::new(MeteredStore(store));
     let size = std::num::NonZeroUsize::new(config.session_cache_size);
     Ok(match (config.database_url.backend(), size) {

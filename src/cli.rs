@@ -34,7 +34,16 @@ pub enum Command {
         /// Embedded defaults for trying it out: the built-in WeChat simulator stands in for WeChat.
         #[arg(long)]
         dev: bool,
+        /// With --dev: listen on a non-loopback address anyway (the simulator's code-minting
+        /// routes are then open to the network).
+        #[arg(long, requires = "dev")]
+        force: bool,
     },
+    /// Print a new random data key (base64 of 32 bytes) for WXLOGIN_DATA_KEY.
+    GenKey,
+    /// Seal every stored session_key and phone number under WXLOGIN_DATA_KEY, opening those sealed
+    /// under WXLOGIN_DATA_KEY_OLD; safe to run while instances serve.
+    RotateKey,
     /// Run the WeChat simulator alone, for your own integration tests.
     Simulator {
         #[arg(long, default_value = "127.0.0.1:8001")]
@@ -134,7 +143,12 @@ pub enum AdminCommand {
 /// Runs a command; the returned code is the process exit status.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Serve { dev } => serve(dev).await,
+        Command::Serve { dev, force } => serve(dev, force).await,
+        Command::GenKey => {
+            println!("{}", crate::vault::Vault::generate_key());
+            Ok(())
+        }
+        Command::RotateKey => rotate_key().await,
         Command::Simulator { listen, apps } => run_simulator(listen, apps).await,
         Command::CheckConfig => check_config(),
         Command::Decrypt {
@@ -195,8 +209,54 @@ fn check_config() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(dev: bool) -> anyhow::Result<()> {
+/// Seals what the store holds under the current key (see `Command::RotateKey`).
+async fn rotate_key() -> anyhow::Result<()> {
+    let (config, _) = Config::from_env().map_err(explain)?;
+    let vault = config.vault().ok_or_else(|| {
+        anyhow::anyhow!(
+            "WXLOGIN_DATA_KEY: set the new key (and WXLOGIN_DATA_KEY_OLD, the one it replaces)"
+        )
+    })?;
+    let key_id = vault.key_id().to_owned();
+    let store = crate::store::connect(&config.database_url, Arc::new(vault)).await?;
+    let done = store.reseal().await;
+    store.close().await;
+    let done = done.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "sealed under key {key_id}: {} session keys, {} phone numbers",
+        done.session_keys, done.phones
+    );
+    Ok(())
+}
+
+/// `serve --dev` without a key: the one in `./wxlogin-data/data.key`, made on first use (0600).
+fn dev_data_key() -> anyhow::Result<SecretString> {
+    let dir = std::path::Path::new("wxlogin-data");
+    let path = dir.join("data.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        crate::vault::Vault::parse_key(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(SecretString::from(text.trim().to_owned()));
+    }
+    crate::store::private_dir(dir)?;
+    let key = crate::vault::Vault::generate_key();
+    crate::store::write_private(&path, &key)?;
+    tracing::warn!(path = %path.display(), "dev mode: made a data key; keep it with the database");
+    Ok(SecretString::from(key))
+}
+
+async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
     let mut config = load_config()?;
+    if dev && !config.listen.ip().is_loopback() && !force {
+        anyhow::bail!(
+            "WXLOGIN_LISTEN: --dev on {} would open the simulator's code-minting routes to the network; \
+             listen on 127.0.0.1, or add --force if this machine is yours alone",
+            config.listen
+        );
+    }
+    if dev && config.data_key.is_none() {
+        config.data_key = Some(dev_data_key()?);
+    }
     let clock: SharedClock = Arc::new(SystemClock);
     let stop = stop_on_signal();
     let mut extra = None;

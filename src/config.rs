@@ -74,6 +74,10 @@ pub struct Config {
     /// Total budget for one WeChat exchange, the retry included.
     pub wechat_timeout: Duration,
     pub admin_token: Option<SecretString>,
+    /// Seals session keys and phone numbers at rest (base64 of 32 bytes, validated).
+    pub data_key: Option<SecretString>,
+    /// The previous data key, during a rotation.
+    pub data_key_old: Option<SecretString>,
     pub session_idle_timeout: Duration,
     pub session_max_lifetime: Duration,
     /// Sessions (and as many users) kept in memory in front of a single-node store; 0 = none.
@@ -98,6 +102,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// The vault the data keys make; `None` without `WXLOGIN_DATA_KEY`.
+    pub fn vault(&self) -> Option<crate::vault::Vault> {
+        let parse = |k: &SecretString| {
+            crate::vault::Vault::parse_key(secrecy::ExposeSecret::expose_secret(k)).ok()
+        };
+        let current = parse(self.data_key.as_ref()?)?;
+        let old = self.data_key_old.as_ref().and_then(parse);
+        Some(crate::vault::Vault::new(&current, old.as_ref()))
+    }
+
     /// The value every field has before the table's defaults are applied.
     fn blank() -> Self {
         Self {
@@ -114,6 +128,8 @@ impl Config {
             wechat_api_base: url::Url::parse(DEFAULT_WECHAT_API_BASE).expect("the default parses"),
             wechat_timeout: Duration::from_secs(5),
             admin_token: None,
+            data_key: None,
+            data_key_old: None,
             session_idle_timeout: Duration::from_secs(7 * 86400),
             session_max_lifetime: Duration::from_secs(30 * 86400),
             session_cache_size: DEFAULT_SESSION_CACHE_SIZE,

@@ -25,4 +25,5 @@ pub mod simulator; // the fake WeChat server
 pub mod state; // AppState: the services every handler gets
 pub mod store; // narrow storage traits; SQLite and PostgreSQL
 pub mod telemetry; // logging setup that never prints a secret
+pub mod vault; // AES-256-GCM for data at rest, keyed phone hashes
 pub mod wechat; // WeChat API client, errcodes, replies, open-data crypto

@@ -50,6 +50,7 @@ impl AppState {
         clock: SharedClock,
         store: SharedStore,
         coord: Option<Arc<Coord>>,
+        vault: Arc<crate::vault::Vault>,
     ) -> anyhow::Result<Self> {
         let policy = SessionPolicy {
             idle_timeout: config.session_idle_timeout,
@@ -84,6 +85,7 @@ impl AppState {
             wechat.clone(),
             coord.clone(),
             clock.clone(),
+            vault,
         ));
         let open_data = OpenData::new(
             apps.clone(),

@@ -39,6 +39,14 @@ fn show_rule(rule: Option<RateRule>) -> String {
     }
 }
 
+/// The id a data key is known by (never the key).
+fn key_id(key: &SecretString) -> String {
+    use secrecy::ExposeSecret;
+    crate::vault::Vault::parse_key(key.expose_secret())
+        .map(|k| crate::vault::Vault::new(&k, None).key_id().to_owned())
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -260,6 +268,36 @@ pub(super) const SETTINGS: &[Setting] = &[
                 "(unset, admin API off)"
             }
             .into()
+        },
+    },
+    Setting {
+        key: "data_key",
+        env: "WXLOGIN_DATA_KEY",
+        default: None,
+        secret: true,
+        set: |c, v| {
+            crate::vault::Vault::parse_key(v)?;
+            c.data_key = Some(SecretString::from(v.trim().to_owned()));
+            Ok(())
+        },
+        show: |c| match &c.data_key {
+            Some(k) => format!("[redacted] (key id {})", key_id(k)),
+            None => "(unset: `serve` refuses to start; `serve --dev` makes one)".into(),
+        },
+    },
+    Setting {
+        key: "data_key_old",
+        env: "WXLOGIN_DATA_KEY_OLD",
+        default: None,
+        secret: true,
+        set: |c, v| {
+            crate::vault::Vault::parse_key(v)?;
+            c.data_key_old = Some(SecretString::from(v.trim().to_owned()));
+            Ok(())
+        },
+        show: |c| match &c.data_key_old {
+            Some(k) => format!("[redacted] (key id {}; rotating)", key_id(k)),
+            None => "(unset)".into(),
         },
     },
     Setting {

@@ -12,6 +12,7 @@
 use crate::clock::{Millis, SharedClock};
 use crate::coord::{Coord, Lock};
 use crate::domain::{AppCredentials, AppId};
+use crate::vault::{Field, Vault};
 use crate::wechat::{WechatClient, WechatError};
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,15 +72,22 @@ pub struct AccessTokens {
     client: WechatClient,
     coord: Option<Arc<Coord>>,
     clock: SharedClock,
+    vault: Arc<Vault>,
     entries: Mutex<HashMap<AppId, Arc<Entry>>>,
 }
 
 impl AccessTokens {
-    pub fn new(client: WechatClient, coord: Option<Arc<Coord>>, clock: SharedClock) -> Self {
+    pub fn new(
+        client: WechatClient,
+        coord: Option<Arc<Coord>>,
+        clock: SharedClock,
+        vault: Arc<Vault>,
+    ) -> Self {
         Self {
             client,
             coord,
             clock,
+            vault,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -131,8 +139,7 @@ impl AccessTokens {
         while Instant::now() < deadline {
             match coord.get_value(&name).await {
                 Some(Some(text)) => {
-                    if let Some(c) = Cached::decode(&text).filter(|c| c.fresh(self.clock.now_ms()))
-                    {
+                    if let Some(c) = self.open(&text).filter(|c| c.fresh(self.clock.now_ms())) {
                         return Ok(c);
                     }
                 }
@@ -145,7 +152,11 @@ impl AccessTokens {
                     if let Ok(c) = &fetched {
                         let ttl = (c.expires_at - self.clock.now_ms()).max(1) as u64;
                         coord
-                            .set_value(&name, &c.encode(), Duration::from_millis(ttl))
+                            .set_value(
+                                &name,
+                                &self.vault.seal(Field::AccessToken, &c.encode()),
+                                Duration::from_millis(ttl),
+                            )
                             .await;
                     }
                     coord.unlock(&name, &nonce).await;
@@ -156,6 +167,13 @@ impl AccessTokens {
             }
         }
         self.fetch(app).await
+    }
+
+    /// A token as Redis holds it: sealed with the data key (an entry this key cannot open is
+    /// treated as absent, and fetched again).
+    fn open(&self, text: &str) -> Option<Cached> {
+        let plain = self.vault.open(Field::AccessToken, text).ok()?;
+        Cached::decode(&plain)
     }
 
     /// Drops the cached token, here and in Redis, if it is still `failed`.
@@ -170,7 +188,7 @@ impl AccessTokens {
         if let Some(coord) = &self.coord {
             let name = format!("at:{appid}");
             if let Some(Some(text)) = coord.get_value(&name).await {
-                if Cached::decode(&text).is_some_and(|c| c.token == failed) {
+                if self.open(&text).is_some_and(|c| c.token == failed) {
                     coord.delete_value_if(&name, &text).await;
                 }
             }

@@ -441,6 +441,10 @@ impl MaintenanceStore for CachedStore {
         self.inner.ping().await
     }
 
+    async fn reseal(&self) -> StoreResult<super::Resealed> {
+        self.inner.reseal().await
+    }
+
     async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>> {
         // The sessions it deletes are past their deadlines, and the policy refuses their cached
         // copies on sight; the entries then age out.

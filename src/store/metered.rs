@@ -170,6 +170,9 @@ impl MaintenanceStore for MeteredStore {
     async fn stats(&self, now: Millis) -> StoreResult<Stats> {
         timed("stats", self.0.stats(now)).await
     }
+    async fn reseal(&self) -> StoreResult<super::Resealed> {
+        timed("reseal", self.0.reseal()).await
+    }
     async fn close(&self) {
         self.0.close().await
     }

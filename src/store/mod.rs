@@ -25,6 +25,7 @@ use crate::domain::{
     AppId, ClientInfo, CodeHash, EventType, OpenId, Platform, SecretUrl, SessionKey, TokenHash,
     UnionId, UserId, UserStatus,
 };
+use crate::vault::Vault;
 use async_trait::async_trait;
 use std::fmt;
 use std::sync::Arc;
@@ -409,6 +410,10 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     /// deleted. `None` when another instance is cleaning right now.
     async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>>;
     async fn stats(&self, now: Millis) -> StoreResult<Stats>;
+    /// Seals every session_key and phone number that is not sealed under the current data key:
+    /// plain values a release before encryption wrote, and values under the previous key after
+    /// a rotation. Row by row, compare-and-set, so it runs beside live traffic.
+    async fn reseal(&self) -> StoreResult<Resealed>;
     /// Finishes the writes already queued and stops the store's own threads. Called once, after
     /// the server has drained; later writes fail as `Unavailable`.
     async fn close(&self);
@@ -421,10 +426,68 @@ impl<T: LoginStore + SessionStore + UserStore + MaintenanceStore + ?Sized> Store
 
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store the URL names and applies its migrations.
-pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<SharedStore> {
+/// Opens the store the URL names and applies its migrations. Session keys and phone numbers
+/// are sealed with `vault` on the way in and opened on the way out.
+pub async fn connect(url: &DatabaseUrl, vault: Arc<Vault>) -> anyhow::Result<SharedStore> {
     Ok(match url.backend() {
-        Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url.expose()).await?),
-        Backend::Postgres => Arc::new(postgres::PgStore::open(url.expose()).await?),
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url.expose(), vault).await?),
+        Backend::Postgres => Arc::new(postgres::PgStore::open(url.expose(), vault).await?),
     })
+}
+
+/// Creates `dir` and its missing parents readable by this user only (0700). A directory that
+/// exists is left as it is (it may be the working directory).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes a new file readable by this user only (0600); refuses to replace one.
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// Makes the SQLite database at `path` (and its `-wal` and `-shm`, which SQLite creates with
+/// the database's mode) readable by this user only: created 0600 if missing, set to 0600 if not.
+pub(crate) fn private_sqlite_files(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+/// What [`MaintenanceStore::reseal`] sealed (again) under the current key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resealed {
+    pub session_keys: u64,
+    pub phones: u64,
 }

@@ -10,21 +10,24 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
+use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Row};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub struct PgStore {
     pool: PgPool,
+    vault: Arc<Vault>,
 }
 
 /// Held for the cleanup transaction; other instances skip their turn meanwhile.
 const CLEANUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7238140)";
 
 impl PgStore {
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    pub async fn open(url: &str, vault: Arc<Vault>) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // Short: when PostgreSQL is down, requests should get a 503 quickly, not queue.
@@ -32,7 +35,7 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, vault })
     }
 }
 
@@ -105,6 +108,7 @@ async fn end_sessions<'q>(
 async fn login_statements(
     tx: &mut PgConnection,
     l: &NewLogin<'_>,
+    sealed_session_key: &str,
 ) -> StoreResult<(StoreResult<LoginRecord>, bool)> {
     // First logins of one person through several apps (or one app, twice) run one at a time,
     // so the person gets one user.
@@ -228,7 +232,7 @@ async fn login_statements(
         .bind(identity_id)
         .bind(platform)
         .bind(l.appid.as_str())
-        .bind(l.session_key.expose())
+        .bind(sealed_session_key)
         .bind(l.client.ip.as_deref())
         .bind(l.client.user_agent.as_deref())
         .bind(l.now)
@@ -300,7 +304,8 @@ impl LoginStore for PgStore {
     /// One transaction per login: PostgreSQL runs concurrent writers side by side.
     async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let (answer, commit) = login_statements(&mut tx, &l).await?;
+        let sealed = self.vault.seal(Field::SessionKey, l.session_key.expose());
+        let (answer, commit) = login_statements(&mut tx, &l, &sealed).await?;
         if commit {
             tx.commit().await.map_err(unavailable)?;
         }
@@ -333,7 +338,9 @@ impl SessionStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(sql::session_from_row).transpose()
+        row.as_ref()
+            .map(|r| sql::session_from_row(r, &self.vault))
+            .transpose()
     }
 
     async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()> {
@@ -447,24 +454,33 @@ impl UserStore for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?;
-        match row.as_ref().map(sql::user_from_row).transpose()? {
+        match row
+            .as_ref()
+            .map(|r| sql::user_from_row(r, &self.vault))
+            .transpose()?
+        {
             Some(user) => Ok(Some(self.with_identities(user).await?)),
             None => Ok(None),
         }
     }
 
     async fn find_users(&self, f: &UserFilter) -> StoreResult<Vec<UserRecord>> {
+        let hashes = f.phone.as_deref().map(|p| self.vault.phone_hashes(p));
         let rows = sqlx::query(sql::FIND_USERS)
             .bind(f.id)
             .bind(f.openid.as_deref())
             .bind(f.unionid.as_deref())
-            .bind(f.phone.as_deref())
+            .bind(hashes.as_ref().map(|[h, _]| h.as_str()))
+            .bind(hashes.as_ref().map(|[_, h]| h.as_str()))
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
         let mut users = Vec::with_capacity(rows.len());
         for row in &rows {
-            users.push(self.with_identities(sql::user_from_row(row)?).await?);
+            users.push(
+                self.with_identities(sql::user_from_row(row, &self.vault)?)
+                    .await?,
+            );
         }
         Ok(users)
     }
@@ -476,15 +492,17 @@ impl UserStore for PgStore {
         country_code: &str,
         audit: Audit<'_>,
     ) -> StoreResult<PhoneBinding> {
+        let [current_hash, old_hash] = self.vault.phone_hashes(phone);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // One binding of a number at a time, so two users cannot both pass the check below.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(phone)
+            .bind(&current_hash)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
         let other: Option<i64> = sqlx::query_scalar(sql::PHONE_HELD_BY_OTHER)
-            .bind(phone)
+            .bind(&current_hash)
+            .bind(&old_hash)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -493,7 +511,8 @@ impl UserStore for PgStore {
             return Ok(PhoneBinding::InUse);
         }
         let done = sqlx::query(sql::SET_PHONE)
-            .bind(phone)
+            .bind(self.vault.seal(Field::Phone, phone))
+            .bind(&current_hash)
             .bind(country_code)
             .bind(audit.now)
             .bind(id)
@@ -634,7 +653,13 @@ impl UserStore for PgStore {
             return Ok(None);
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        type Phone = (i64, Option<String>, Option<String>, Option<i64>);
+        type Phone = (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
         let mut users: Vec<Phone> = Vec::new();
         // Locked in id order, so two merges of the same pair cannot deadlock.
         for id in [into.min(from), into.max(from)] {
@@ -670,8 +695,9 @@ impl UserStore for PgStore {
         if let (None, Some(phone)) = (&target.1, &source.1) {
             sqlx::query(sql::MOVE_PHONE)
                 .bind(phone)
-                .bind(source.2.as_deref().unwrap_or(""))
-                .bind(source.3.unwrap_or(audit.now))
+                .bind(source.2.as_deref())
+                .bind(source.3.as_deref().unwrap_or(""))
+                .bind(source.4.unwrap_or(audit.now))
                 .bind(into)
                 .execute(&mut *tx)
                 .await
@@ -694,12 +720,17 @@ impl UserStore for PgStore {
         audit: Audit<'_>,
     ) -> StoreResult<Option<AccountChange>> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let live: Option<(i64, Option<String>, Option<String>, Option<i64>)> =
-            sqlx::query_as(&format!("{} FOR UPDATE", sql::LIVE_USER_PHONE))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let live: Option<(
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        )> = sqlx::query_as(&format!("{} FOR UPDATE", sql::LIVE_USER_PHONE))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         if live.is_none() {
             return Ok(None);
         }
@@ -744,6 +775,70 @@ impl UserStore for PgStore {
 
 #[async_trait]
 impl MaintenanceStore for PgStore {
+    async fn reseal(&self) -> StoreResult<super::Resealed> {
+        const BATCH: i64 = 500;
+        let like = format!("{}%", self.vault.current_prefix());
+        let mut done = super::Resealed::default();
+        let mut after = 0i64;
+        loop {
+            let rows: Vec<(i64, String)> = sqlx::query_as(sql::UNSEALED_SESSIONS)
+                .bind(&like)
+                .bind(after)
+                .bind(BATCH)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            for (id, stored) in &rows {
+                let plain = self
+                    .vault
+                    .open(Field::SessionKey, stored)
+                    .map_err(|e| StoreError::unavailable(format!("session {id}: {e}")))?;
+                let changed = sqlx::query(sql::RESEAL_SESSION)
+                    .bind(self.vault.seal(Field::SessionKey, &plain))
+                    .bind(id)
+                    .bind(stored)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                done.session_keys += changed.rows_affected();
+            }
+            match rows.last() {
+                Some((id, _)) if rows.len() as i64 == BATCH => after = *id,
+                _ => break,
+            }
+        }
+        after = 0;
+        loop {
+            let rows: Vec<(i64, String)> = sqlx::query_as(sql::UNSEALED_PHONES)
+                .bind(&like)
+                .bind(after)
+                .bind(BATCH)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+            for (id, stored) in &rows {
+                let plain = self
+                    .vault
+                    .open(Field::Phone, stored)
+                    .map_err(|e| StoreError::unavailable(format!("user {id}: {e}")))?;
+                let changed = sqlx::query(sql::RESEAL_PHONE)
+                    .bind(self.vault.seal(Field::Phone, &plain))
+                    .bind(self.vault.phone_hash(&plain))
+                    .bind(id)
+                    .bind(stored)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                done.phones += changed.rows_affected();
+            }
+            match rows.last() {
+                Some((id, _)) if rows.len() as i64 == BATCH => after = *id,
+                _ => break,
+            }
+        }
+        Ok(done)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query(sql::PING)
             .execute(&self.pool)

@@ -12,6 +12,7 @@ use crate::clock::Millis;
 use crate::domain::{
     AppId, ClientInfo, EventType, OpenId, SessionKey, TokenHash, UnionId, UserId, UserStatus,
 };
+use crate::vault::{Field, Vault};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 pub(crate) const PING: &str = "SELECT 1";
@@ -102,14 +103,15 @@ pub(crate) const FIND_USERS: &str =
      ban_reason, created_at, last_login_at, deleted_at FROM users WHERE ($1 IS NULL OR id = $1) \
      AND ($2 IS NULL OR id IN (SELECT user_id FROM identities WHERE openid = $2)) \
      AND ($3 IS NULL OR id IN (SELECT user_id FROM identities WHERE unionid = $3)) \
-     AND ($4 IS NULL OR phone = $4) ORDER BY id LIMIT 100";
+     AND ($4 IS NULL OR phone_hash = $4 OR phone_hash = $5) ORDER BY id LIMIT 100";
 
 pub(crate) const PHONE_HELD_BY_OTHER: &str =
-    "SELECT id FROM users WHERE phone = $1 AND id <> $2 AND status <> 'deleted' LIMIT 1";
+    "SELECT id FROM users WHERE (phone_hash = $1 OR phone_hash = $2) AND id <> $3 \
+     AND status <> 'deleted' LIMIT 1";
 
 pub(crate) const SET_PHONE: &str =
-    "UPDATE users SET phone = $1, phone_country_code = $2, phone_bound_at = $3 \
-     WHERE id = $4 AND status = 'active'";
+    "UPDATE users SET phone = $1, phone_hash = $2, phone_country_code = $3, phone_bound_at = $4 \
+     WHERE id = $5 AND status = 'active'";
 
 pub(crate) const UPDATE_PROFILE: &str =
     "UPDATE users SET nickname = COALESCE($1, nickname), avatar = COALESCE($2, avatar) \
@@ -130,12 +132,28 @@ pub(crate) const UNBAN_USER: &str =
 
 /// A user that exists and is not deleted, with the phone a merge may carry over.
 pub(crate) const LIVE_USER_PHONE: &str =
-    "SELECT id, phone, phone_country_code, phone_bound_at FROM users \
+    "SELECT id, phone, phone_hash, phone_country_code, phone_bound_at FROM users \
      WHERE id = $1 AND status <> 'deleted'";
 
 /// A merge carries the phone over whatever the kept user's status.
 pub(crate) const MOVE_PHONE: &str =
-    "UPDATE users SET phone = $1, phone_country_code = $2, phone_bound_at = $3 WHERE id = $4";
+    "UPDATE users SET phone = $1, phone_hash = $2, phone_country_code = $3, phone_bound_at = $4 \
+     WHERE id = $5";
+
+/// Sessions whose session_key is not sealed under the current key (`$1`: its prefix), by id.
+pub(crate) const UNSEALED_SESSIONS: &str = "SELECT id, session_key FROM sessions \
+     WHERE session_key NOT LIKE $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// Compare-and-set: a session changed meanwhile is left alone.
+pub(crate) const RESEAL_SESSION: &str =
+    "UPDATE sessions SET session_key = $1 WHERE id = $2 AND session_key = $3";
+
+/// Users whose phone is not sealed under the current key (`$1`: its prefix), by id.
+pub(crate) const UNSEALED_PHONES: &str = "SELECT id, phone FROM users \
+     WHERE phone IS NOT NULL AND phone NOT LIKE $1 AND id > $2 ORDER BY id LIMIT $3";
+
+pub(crate) const RESEAL_PHONE: &str =
+    "UPDATE users SET phone = $1, phone_hash = $2 WHERE id = $3 AND phone = $4";
 
 pub(crate) const MOVE_IDENTITIES: &str = "UPDATE identities SET user_id = $1 WHERE user_id = $2";
 
@@ -146,7 +164,7 @@ pub(crate) const DELETE_IDENTITIES: &str = "DELETE FROM identities WHERE user_id
 
 /// Leaves the tombstone: the id, `deleted`, the times.
 pub(crate) const ERASE_USER: &str = "UPDATE users SET status = 'deleted', nickname = NULL, avatar = NULL, phone = NULL, \
-     phone_country_code = NULL, phone_bound_at = NULL, ban_reason = NULL, deleted_at = $1 WHERE id = $2";
+     phone_hash = NULL, phone_country_code = NULL, phone_bound_at = NULL, ban_reason = NULL, deleted_at = $1 WHERE id = $2";
 
 pub(crate) const USER_AVATAR: &str = "SELECT avatar FROM users WHERE id = $1";
 
@@ -195,7 +213,7 @@ fn appid_of(text: String) -> StoreResult<AppId> {
 }
 
 /// A row of [`FIND_SESSION`].
-pub(crate) fn session_from_row<R>(row: &R) -> StoreResult<SessionRecord>
+pub(crate) fn session_from_row<R>(row: &R, vault: &Vault) -> StoreResult<SessionRecord>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,
@@ -210,16 +228,27 @@ where
         appid: appid_of(get(row, "appid")?)?,
         openid: OpenId(get(row, "openid")?),
         unionid: get::<_, Option<String>>(row, "unionid")?.map(UnionId),
-        session_key: Some(SessionKey::new(get(row, "session_key")?)),
+        session_key: Some(SessionKey::new(open(
+            vault,
+            Field::SessionKey,
+            get(row, "session_key")?,
+        )?)),
         created_at: get(row, "created_at")?,
         last_seen_at: get(row, "last_seen_at")?,
         expires_at: get(row, "expires_at")?,
     })
 }
 
+/// A stored value opened; a key missing from the configuration is an outage, not a client's error.
+fn open(vault: &Vault, field: Field, stored: String) -> StoreResult<String> {
+    vault
+        .open(field, &stored)
+        .map_err(|e| StoreError::unavailable(format!("{field:?}: {e}")))
+}
+
 /// A row of [`FIND_USER`] or [`FIND_USERS`], without its identities (read with
 /// [`USER_IDENTITIES`]).
-pub(crate) fn user_from_row<R>(row: &R) -> StoreResult<UserRecord>
+pub(crate) fn user_from_row<R>(row: &R, vault: &Vault) -> StoreResult<UserRecord>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,
@@ -235,7 +264,9 @@ where
             .ok_or_else(|| StoreError::unavailable(format!("unknown user status {status:?}")))?,
         nickname: get(row, "nickname")?,
         avatar: get(row, "avatar")?,
-        phone: get(row, "phone")?,
+        phone: get::<_, Option<String>>(row, "phone")?
+            .map(|p| open(vault, Field::Phone, p))
+            .transpose()?,
         phone_country_code: get(row, "phone_country_code")?,
         phone_bound_at: get(row, "phone_bound_at")?,
         ban_reason: get(row, "ban_reason")?,

@@ -18,11 +18,13 @@ use super::{
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
+use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use writer::Write;
@@ -31,10 +33,11 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     writes: mpsc::Sender<Write>,
+    vault: Arc<Vault>,
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
+    pub async fn open(url: &str, vault: Arc<Vault>) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -45,11 +48,8 @@ impl SqliteStore {
                 "wal_autocheckpoint",
                 writer::WAL_FALLBACK_FRAMES.to_string(),
             );
-        if let Some(dir) = options.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
-        }
+        // Session keys (sealed), phone numbers (sealed), addresses: for this user's eyes only.
+        super::private_sqlite_files(options.get_filename())?;
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))
@@ -66,6 +66,7 @@ impl SqliteStore {
             writer,
             reader,
             writes,
+            vault,
         })
     }
 
@@ -177,7 +178,7 @@ impl LoginStore for SqliteStore {
             appid: l.appid.clone(),
             openid: l.openid.clone(),
             unionid: l.unionid.cloned(),
-            session_key: l.session_key.clone(),
+            sealed_session_key: self.vault.seal(Field::SessionKey, l.session_key.expose()),
             token_hash: l.token_hash.clone(),
             code_hash: l.code_hash.clone(),
             previous: l.previous.cloned(),
@@ -216,7 +217,9 @@ impl SessionStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(unavailable)?;
-        row.as_ref().map(sql::session_from_row).transpose()
+        row.as_ref()
+            .map(|r| sql::session_from_row(r, &self.vault))
+            .transpose()
     }
 
     async fn touch_session(&self, id: i64, now: Millis) -> StoreResult<()> {
@@ -324,24 +327,33 @@ impl UserStore for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(unavailable)?;
-        match row.as_ref().map(sql::user_from_row).transpose()? {
+        match row
+            .as_ref()
+            .map(|r| sql::user_from_row(r, &self.vault))
+            .transpose()?
+        {
             Some(user) => Ok(Some(self.with_identities(user).await?)),
             None => Ok(None),
         }
     }
 
     async fn find_users(&self, f: &UserFilter) -> StoreResult<Vec<UserRecord>> {
+        let hashes = f.phone.as_deref().map(|p| self.vault.phone_hashes(p));
         let rows = sqlx::query(sql::FIND_USERS)
             .bind(f.id)
             .bind(f.openid.as_deref())
             .bind(f.unionid.as_deref())
-            .bind(f.phone.as_deref())
+            .bind(hashes.as_ref().map(|[h, _]| h.as_str()))
+            .bind(hashes.as_ref().map(|[_, h]| h.as_str()))
             .fetch_all(&self.reader)
             .await
             .map_err(unavailable)?;
         let mut users = Vec::with_capacity(rows.len());
         for row in &rows {
-            users.push(self.with_identities(sql::user_from_row(row)?).await?);
+            users.push(
+                self.with_identities(sql::user_from_row(row, &self.vault)?)
+                    .await?,
+            );
         }
         Ok(users)
     }
@@ -353,9 +365,11 @@ impl UserStore for SqliteStore {
         country_code: &str,
         audit: Audit<'_>,
     ) -> StoreResult<PhoneBinding> {
+        let [current_hash, old_hash] = self.vault.phone_hashes(phone);
         let mut tx = self.begin().await?;
         let other: Option<i64> = sqlx::query_scalar(sql::PHONE_HELD_BY_OTHER)
-            .bind(phone)
+            .bind(&current_hash)
+            .bind(&old_hash)
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -364,7 +378,8 @@ impl UserStore for SqliteStore {
             return Ok(PhoneBinding::InUse);
         }
         let done = sqlx::query(sql::SET_PHONE)
-            .bind(phone)
+            .bind(self.vault.seal(Field::Phone, phone))
+            .bind(&current_hash)
             .bind(country_code)
             .bind(audit.now)
             .bind(id)
@@ -505,7 +520,13 @@ impl UserStore for SqliteStore {
             return Ok(None);
         }
         let mut tx = self.begin().await?;
-        type Phone = (i64, Option<String>, Option<String>, Option<i64>);
+        type Phone = (
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
         let mut users: Vec<Phone> = Vec::new();
         for id in [into.min(from), into.max(from)] {
             let row: Option<Phone> = sqlx::query_as(sql::LIVE_USER_PHONE)
@@ -539,8 +560,9 @@ impl UserStore for SqliteStore {
         if let (None, Some(phone)) = (&target.1, &source.1) {
             sqlx::query(sql::MOVE_PHONE)
                 .bind(phone)
-                .bind(source.2.as_deref().unwrap_or(""))
-                .bind(source.3.unwrap_or(audit.now))
+                .bind(source.2.as_deref())
+                .bind(source.3.as_deref().unwrap_or(""))
+                .bind(source.4.unwrap_or(audit.now))
                 .bind(into)
                 .execute(&mut *tx)
                 .await
@@ -563,12 +585,17 @@ impl UserStore for SqliteStore {
         audit: Audit<'_>,
     ) -> StoreResult<Option<AccountChange>> {
         let mut tx = self.begin().await?;
-        let live: Option<(i64, Option<String>, Option<String>, Option<i64>)> =
-            sqlx::query_as(sql::LIVE_USER_PHONE)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let live: Option<(
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        )> = sqlx::query_as(sql::LIVE_USER_PHONE)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         if live.is_none() {
             return Ok(None);
         }
@@ -613,6 +640,70 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl MaintenanceStore for SqliteStore {
+    async fn reseal(&self) -> StoreResult<super::Resealed> {
+        const BATCH: i64 = 500;
+        let like = format!("{}%", self.vault.current_prefix());
+        let mut done = super::Resealed::default();
+        let mut after = 0i64;
+        loop {
+            let rows: Vec<(i64, String)> = sqlx::query_as(sql::UNSEALED_SESSIONS)
+                .bind(&like)
+                .bind(after)
+                .bind(BATCH)
+                .fetch_all(&self.writer)
+                .await
+                .map_err(unavailable)?;
+            for (id, stored) in &rows {
+                let plain = self
+                    .vault
+                    .open(Field::SessionKey, stored)
+                    .map_err(|e| StoreError::unavailable(format!("session {id}: {e}")))?;
+                let changed = sqlx::query(sql::RESEAL_SESSION)
+                    .bind(self.vault.seal(Field::SessionKey, &plain))
+                    .bind(id)
+                    .bind(stored)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(unavailable)?;
+                done.session_keys += changed.rows_affected();
+            }
+            match rows.last() {
+                Some((id, _)) if rows.len() as i64 == BATCH => after = *id,
+                _ => break,
+            }
+        }
+        after = 0;
+        loop {
+            let rows: Vec<(i64, String)> = sqlx::query_as(sql::UNSEALED_PHONES)
+                .bind(&like)
+                .bind(after)
+                .bind(BATCH)
+                .fetch_all(&self.writer)
+                .await
+                .map_err(unavailable)?;
+            for (id, stored) in &rows {
+                let plain = self
+                    .vault
+                    .open(Field::Phone, stored)
+                    .map_err(|e| StoreError::unavailable(format!("user {id}: {e}")))?;
+                let changed = sqlx::query(sql::RESEAL_PHONE)
+                    .bind(self.vault.seal(Field::Phone, &plain))
+                    .bind(self.vault.phone_hash(&plain))
+                    .bind(id)
+                    .bind(stored)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(unavailable)?;
+                done.phones += changed.rows_affected();
+            }
+            match rows.last() {
+                Some((id, _)) if rows.len() as i64 == BATCH => after = *id,
+                _ => break,
+            }
+        }
+        Ok(done)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query(sql::PING)
             .execute(&self.reader)

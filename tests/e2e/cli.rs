@@ -73,3 +73,213 @@ fn check_config_prints_everything_with_secrets_redacted() {
     assert_ne!(code, 0);
     assert!(text.contains("WXLOGIN_APPID"), "{text}");
 }
+
+#[test]
+fn serve_without_a_data_key_refuses_to_start_and_names_the_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let (code, text) = wxlogin(
+        dir.path(),
+        &["serve"],
+        &[
+            ("WXLOGIN_LISTEN", "127.0.0.1:0"),
+            ("WXLOGIN_APPID", "wx0123456789abcdef"),
+            ("WXLOGIN_SECRET", "APPSECRET-VALUE-123"),
+            ("WXLOGIN_DATABASE_URL", &db),
+        ],
+    );
+    assert_ne!(code, 0, "{text}");
+    for name in ["WXLOGIN_DATA_KEY", "WXLOGIN_DATA_KEY_FILE", "gen-key"] {
+        assert!(text.contains(name), "{name}: {text}");
+    }
+    let (code, text) = wxlogin(
+        dir.path(),
+        &["serve"],
+        &[("WXLOGIN_DATA_KEY", "c2hvcnQ="), ("WXLOGIN_APPID", "wxa")],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("WXLOGIN_DATA_KEY") && text.contains("32 bytes"),
+        "{text}"
+    );
+}
+
+#[test]
+fn gen_key_prints_a_key_that_the_configuration_takes_by_its_id_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, key) = wxlogin(dir.path(), &["gen-key"], &[]);
+    assert_eq!(code, 0, "{key}");
+    let key = key.trim().to_owned();
+    let (again, _) = (wxlogin(dir.path(), &["gen-key"], &[]).1, ());
+    assert_ne!(key, again.trim(), "a new key each time");
+    let (code, text) = wxlogin(
+        dir.path(),
+        &["check-config"],
+        &[
+            ("WXLOGIN_APPID", "wx0123456789abcdef"),
+            ("WXLOGIN_SECRET", "APPSECRET-VALUE-123"),
+            ("WXLOGIN_DATA_KEY", &key),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("key id"), "{text}");
+    assert!(
+        !text.contains(&key),
+        "the key itself is never printed: {text}"
+    );
+}
+
+#[test]
+fn dev_mode_refuses_a_non_loopback_address_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text) = wxlogin(
+        dir.path(),
+        &["serve", "--dev"],
+        &[("WXLOGIN_LISTEN", "0.0.0.0:0")],
+    );
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("--force") && text.contains("WXLOGIN_LISTEN"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn dev_mode_keeps_its_key_and_database_for_this_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = crate::services::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+        .args(["serve", "--dev"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("WXLOGIN_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    };
+    let modes = [
+        ("wxlogin-data", mode("wxlogin-data")),
+        ("wxlogin-data/data.key", mode("wxlogin-data/data.key")),
+        ("wxlogin-data/wxlogin.db", mode("wxlogin-data/wxlogin.db")),
+        (
+            "wxlogin-data/wxlogin.db-wal",
+            mode("wxlogin-data/wxlogin.db-wal"),
+        ),
+    ];
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "serve --dev did not start");
+    assert_eq!(
+        modes,
+        [
+            ("wxlogin-data", 0o700),
+            ("wxlogin-data/data.key", 0o600),
+            ("wxlogin-data/wxlogin.db", 0o600),
+            ("wxlogin-data/wxlogin.db-wal", 0o600),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn rotate_key_reseals_everything_while_an_instance_serves() {
+    use crate::harness::*;
+    use serde_json::json;
+    // B is the new key; the serving instance can open both (the first step of a rotation).
+    let new_key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_DATA_KEY_OLD", new_key.into())],
+        ..Options::default()
+    })
+    .await;
+    let token = app.token_for("rotating").await;
+    let pc = app
+        .sim("/_sim/phone_codes", json!({ "phone": "13700000042" }))
+        .await;
+    let (status, _) = app
+        .post("/phone", json!({ "code": pc["code"] }), Some(&token))
+        .await;
+    assert_eq!(status, 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = app.database_url();
+    let (code, text) = wxlogin(
+        dir.path(),
+        &["rotate-key"],
+        &[
+            ("WXLOGIN_DATABASE_URL", &db),
+            ("WXLOGIN_DATA_KEY", new_key),
+            ("WXLOGIN_DATA_KEY_OLD", DATA_KEY),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("1 phone numbers"), "{text}");
+    let new_id =
+        wxlogin::vault::Vault::new(&wxlogin::vault::Vault::parse_key(new_key).unwrap(), None)
+            .key_id()
+            .to_owned();
+    let under_new = format!("enc1:{new_id}:%");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sessions WHERE session_key NOT LIKE '{under_new}'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM users WHERE phone IS NOT NULL AND phone NOT LIKE '{under_new}'"
+        ))
+        .await,
+        0
+    );
+    // The instance goes on serving: the phone reads back, a second binding of it is refused
+    // (found by the new key's hash), open data decrypts.
+    let (_, me) = app.me(&token).await;
+    assert_eq!(me["data"]["phone"], "13700000042");
+    let other = app.token_for("someone-else").await;
+    let pc = app
+        .sim("/_sim/phone_codes", json!({ "phone": "13700000042" }))
+        .await;
+    let (status, body) = app
+        .post("/phone", json!({ "code": pc["code"] }), Some(&other))
+        .await;
+    assert_eq!(
+        (status.as_u16(), &body["error"]),
+        (409, &json!("phone_in_use"))
+    );
+    let sealed = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "user": "rotating", "data": { "ok": 1 } }),
+        )
+        .await;
+    let (status, _) = app
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.shutdown().await;
+}

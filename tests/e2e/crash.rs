@@ -151,6 +151,7 @@ async fn crash_loop(database_url: String) {
         ("WXLOGIN_APPID", APPID.to_owned()),
         ("WXLOGIN_SECRET", SECRET.to_owned()),
         ("WXLOGIN_DATABASE_URL", database_url.clone()),
+        ("WXLOGIN_DATA_KEY", crate::harness::DATA_KEY.to_owned()),
         ("WXLOGIN_WECHAT_API_BASE", sim_url.clone()),
         ("WXLOGIN_RATE_LIMIT_LOGIN", "off".to_owned()),
         // The loop logs a handful of users in many times; the per-user cap would revoke the

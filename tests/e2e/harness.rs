@@ -15,6 +15,14 @@ use wxlogin::simulator::{self, SimApp, SimState};
 
 pub const APPID: &str = "wxtestapp";
 pub const SECRET: &str = "test-app-secret-0123456789";
+/// The data key every test server seals with (base64 of the bytes 0..32).
+pub const DATA_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// The vault [`DATA_KEY`] makes, for opening a test's store directly.
+pub fn vault() -> Arc<wxlogin::vault::Vault> {
+    let key = wxlogin::vault::Vault::parse_key(DATA_KEY).unwrap();
+    Arc::new(wxlogin::vault::Vault::new(&key, None))
+}
 
 pub struct Options {
     pub apps: Vec<(&'static str, &'static str)>,
@@ -179,6 +187,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             format!("http://{sim_addr}"),
         ),
         ("WXLOGIN_WECHAT_TIMEOUT".into(), opts.wechat_timeout.into()),
+        ("WXLOGIN_DATA_KEY".into(), DATA_KEY.into()),
         // Every test client is 127.0.0.1: limits are off unless a test turns them on.
         ("WXLOGIN_RATE_LIMIT_LOGIN".into(), "off".into()),
         ("WXLOGIN_RATE_LIMIT_PHONE".into(), "off".into()),
@@ -341,10 +350,92 @@ impl TestApp {
         self.db.url.clone()
     }
 
+    /// Every byte this test's data holds at rest: the SQLite file with its -wal, or a pg_dump.
+    pub fn data_at_rest(&self) -> Vec<u8> {
+        if let Some(path) = self.db.url.strip_prefix("sqlite://") {
+            let mut all = std::fs::read(path).unwrap();
+            if let Ok(wal) = std::fs::read(format!("{path}-wal")) {
+                all.extend(wal);
+            }
+            all
+        } else {
+            let dump = std::process::Command::new("pg_dump")
+                .args(["--no-owner", "--data-only", &self.db.url])
+                .output()
+                .expect("pg_dump");
+            assert!(
+                dump.status.success(),
+                "{}",
+                String::from_utf8_lossy(&dump.stderr)
+            );
+            dump.stdout
+        }
+    }
+
+    /// Every value under this test's Redis prefix (empty without Redis).
+    pub async fn redis_at_rest(&self) -> Vec<u8> {
+        let Some(url) = &self.config.redis_url else {
+            return Vec::new();
+        };
+        let client = redis::Client::open(url.expose()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.config.redis_prefix))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let mut all = Vec::new();
+        for key in keys {
+            // Values as they are, not DUMP's format (which may compress them out of sight).
+            let kind: String = redis::cmd("TYPE")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let values: Vec<Vec<u8>> = match kind.as_str() {
+                "string" => vec![redis::cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap()],
+                "hash" => redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                "set" => redis::cmd("SMEMBERS")
+                    .arg(&key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                "list" => redis::cmd("LRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap(),
+                _ => Vec::new(),
+            };
+            all.extend(key.into_bytes());
+            for v in values {
+                all.extend(v);
+            }
+        }
+        all
+    }
+
     /// The store this test's server uses, opened separately (for assertions only).
     pub async fn store(&self) -> wxlogin::store::SharedStore {
         let url = wxlogin::store::DatabaseUrl::parse(&self.db.url).unwrap();
-        wxlogin::store::connect(&url).await.unwrap()
+        wxlogin::store::connect(&url, vault()).await.unwrap()
     }
 
     /// Runs `wxlogin admin --url <this server> ARGS` with the admin token; returns whether it
@@ -393,15 +484,19 @@ impl TestApp {
 
     /// Rows in a table of this test's database.
     pub async fn count_rows(&self, table: &str) -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
+        self.count(&format!("SELECT COUNT(*) FROM {table}")).await
+    }
+
+    /// Runs a `SELECT COUNT(*) …` on this test's database.
+    pub async fn count(&self, sql: &str) -> i64 {
         if self.db.url.starts_with("sqlite:") {
             let pool = sqlx::SqlitePool::connect(&self.db.url).await.unwrap();
-            let n: i64 = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
             pool.close().await;
             n
         } else {
             let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
-            let n: i64 = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
             pool.close().await;
             n
         }

@@ -85,9 +85,12 @@ async fn sqlite_and_postgres_migrations_have_the_same_versions_and_schema() {
     assert_eq!(migration_names("sqlite"), migration_names("postgres"));
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/m.db", dir.path().display());
-    let _store = wxlogin::store::connect(&wxlogin::store::DatabaseUrl::parse(&url).unwrap())
-        .await
-        .unwrap();
+    let _store = wxlogin::store::connect(
+        &wxlogin::store::DatabaseUrl::parse(&url).unwrap(),
+        crate::harness::vault(),
+    )
+    .await
+    .unwrap();
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let sqlite: BTreeSet<(String, String)> = sqlx::query_as(
         "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \

@@ -25,9 +25,12 @@ fn audit() -> Audit<'static> {
 async fn fixture(capacity: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let sqlite: SharedStore = Arc::new(
-        SqliteStore::open(&format!("sqlite://{}/t.db", dir.path().display()))
-            .await
-            .unwrap(),
+        SqliteStore::open(
+            &format!("sqlite://{}/t.db", dir.path().display()),
+            crate::vault::Vault::for_tests(),
+        )
+        .await
+        .unwrap(),
     );
     Fixture {
         cached: CachedStore::new(

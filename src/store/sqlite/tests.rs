@@ -48,9 +48,12 @@ async fn record(store: &SqliteStore, l: &Login, now: Millis) -> StoreResult<Logi
 #[tokio::test]
 async fn one_batch_answers_each_login_as_if_it_ran_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}/b.db", dir.path().display()))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(
+        &format!("sqlite://{}/b.db", dir.path().display()),
+        crate::vault::Vault::for_tests(),
+    )
+    .await
+    .unwrap();
 
     // Before the batch: Zoe has a session, and code c0 is spent.
     let zoe_first = login("zoe", "c0");
@@ -105,9 +108,12 @@ async fn one_batch_answers_each_login_as_if_it_ran_alone() {
 #[tokio::test]
 async fn touches_are_committed_with_the_logins() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(
+        &format!("sqlite://{}/t.db", dir.path().display()),
+        crate::vault::Vault::for_tests(),
+    )
+    .await
+    .unwrap();
     let first = login("una", "t0");
     record(&store, &first, 1_000).await.unwrap();
     let id = store.find_session(&first.token).await.unwrap().unwrap().id;
@@ -132,9 +138,12 @@ async fn touches_are_committed_with_the_logins() {
 async fn the_checkpoint_thread_copies_commits_into_the_database_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");
-    let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let store = SqliteStore::open(
+        &format!("sqlite://{}", path.display()),
+        crate::vault::Vault::for_tests(),
+    )
+    .await
+    .unwrap();
     let logins: Vec<Login> = (0..20)
         .map(|i| {
             let mut l = login("wendy", "");

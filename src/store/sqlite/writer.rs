@@ -18,9 +18,7 @@
 
 use super::super::sql::{self, Ended, NewEvent};
 use crate::clock::Millis;
-use crate::domain::{
-    AppId, ClientInfo, CodeHash, EventType, OpenId, Platform, SessionKey, TokenHash, UnionId,
-};
+use crate::domain::{AppId, ClientInfo, CodeHash, EventType, OpenId, Platform, TokenHash, UnionId};
 use crate::store::{Audit, LoginRecord, StoreError, StoreResult};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -56,7 +54,8 @@ pub(super) struct Login {
     pub(super) appid: AppId,
     pub(super) openid: OpenId,
     pub(super) unionid: Option<UnionId>,
-    pub(super) session_key: SessionKey,
+    /// Sealed (`vault`): the writer never sees the plain key.
+    pub(super) sealed_session_key: String,
     pub(super) token_hash: TokenHash,
     pub(super) code_hash: CodeHash,
     pub(super) previous: Option<TokenHash>,
@@ -346,7 +345,7 @@ fn login_statements(
         identity_id,
         platform,
         j.appid.as_str(),
-        j.session_key.expose(),
+        j.sealed_session_key,
         j.client.ip,
         j.client.user_agent,
         j.now,
