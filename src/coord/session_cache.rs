@@ -174,6 +174,15 @@ impl SessionCache {
             .is_some()
     }
 
+    /// Whether Redis answers this instance now (a round trip, which also moves the epoch if
+    /// this instance missed writes while it could not reach Redis).
+    pub async fn reachable(&self) -> bool {
+        self.0
+            .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .is_some()
+    }
+
     /// Marks the token revoked for every instance. `false` if Redis could not be told (the
     /// epoch bump on recovery then covers it).
     pub async fn revoke(&self, hash: &TokenHash) -> bool {

@@ -1,12 +1,13 @@
 //! Ending sessions and proving them: `POST /logout`, and `GET /auth` for reverse proxies
 //! (nginx `auth_request`, Traefik ForwardAuth). The account itself (`/me…`) is `me.rs`.
 
-use super::extract::{ApiBody, Authed, Client};
+use super::extract::{token_text, ApiBody, Authed, Client};
 use super::reply::{ok, Empty, Envelope, Reply};
+use crate::domain::SessionToken;
 use crate::error::{responses, ApiError};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -32,10 +33,25 @@ pub(super) struct LogoutBody {
     responses((status = 200, body = Envelope<Empty>), responses::BadRequest, responses::Unauthorized, responses::Unavailable))]
 pub(super) async fn logout(
     State(state): State<AppState>,
-    authed: Authed,
+    authed: Result<Authed, ApiError>,
     Client(client): Client,
+    headers: HeaderMap,
     ApiBody(body): ApiBody<LogoutBody>,
 ) -> Reply<Empty> {
+    let authed = match authed {
+        Ok(authed) => authed,
+        Err(ApiError::Unauthorized) => {
+            // The session is gone already; perhaps this is the retry of a logout answered 503
+            // because Redis could not be told. Finishing that (or failing again with 503) is
+            // the service's; the answer is then 401 as for any ended session.
+            let token = token_text(&headers)
+                .and_then(SessionToken::parse)
+                .ok_or(ApiError::Unauthorized)?;
+            state.sessions.revoke(&token, &client).await?;
+            return Err(ApiError::Unauthorized);
+        }
+        Err(other) => return Err(other),
+    };
     if body.all == Some(true) {
         state
             .sessions

@@ -163,16 +163,20 @@ impl Sessions {
     }
 
     /// Logout: revokes the session; `Unauthorized` if there was none (already revoked or never
-    /// issued).
+    /// issued). `StoreUnavailable` if the revocation could not reach every instance (see
+    /// [`broadcast_end`](Self::broadcast_end)); a retry finishes it.
     pub async fn revoke(&self, token: &SessionToken, client: &ClientInfo) -> ServiceResult<()> {
         let hash = token.hash();
         let existed = self
             .invalidating(self.store.revoke_session(&hash, self.audit(client)))
             .await?;
-        self.announce(&hash).await;
         if existed {
+            self.broadcast_end(std::slice::from_ref(&hash)).await?;
             Ok(())
         } else {
+            // Nothing to tell, but a logout retried after a 503 lands here: the round trip
+            // (which moves the cache epoch first) is what completes the earlier revocation.
+            self.broadcast_end(&[]).await?;
             Err(ServiceError::Unauthorized)
         }
     }
@@ -193,7 +197,7 @@ impl Sessions {
             .await?;
         match ended {
             Some(hash) => {
-                self.announce(&hash).await;
+                self.broadcast_end(std::slice::from_ref(&hash)).await?;
                 tracing::info!(session_id = id, "session revoked");
                 Ok(true)
             }
@@ -206,7 +210,7 @@ impl Sessions {
         let hashes = self
             .invalidating(self.store.revoke_user_sessions(user, self.audit(client)))
             .await?;
-        self.ended(&hashes).await;
+        self.broadcast_end(&hashes).await?;
         tracing::info!(
             user_id = user,
             revoked = hashes.len(),
@@ -215,8 +219,38 @@ impl Sessions {
         Ok(hashes.len())
     }
 
-    /// Sessions the store has already ended (in a login's transaction: the replaced token, the
-    /// oldest over the cap; in an account change: a ban, a deletion): tell every instance.
+    /// Tells every instance that these sessions ended, or says it could not: a revocation is
+    /// answered 200 only once no instance will accept the token (SPEC §8). When this instance
+    /// cannot reach Redis, others may still answer the token from the shared cache for up to
+    /// [`SESSION_TTL`](crate::coord::session_cache::SESSION_TTL), so the caller gets
+    /// `StoreUnavailable` (503, retry). Any later round trip this instance makes to Redis
+    /// first moves the cache epoch, which ends every older entry; so a retry that gets through
+    /// (with nothing left to revoke, it still makes one) completes the revocation.
+    pub async fn broadcast_end(&self, hashes: &[TokenHash]) -> ServiceResult<()> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        let mut told = true;
+        for hash in hashes {
+            told &= cache.revoke(hash).await;
+        }
+        if hashes.is_empty() {
+            told = cache.reachable().await;
+        }
+        if told {
+            Ok(())
+        } else {
+            Err(ServiceError::StoreUnavailable(
+                "a revocation could not reach Redis; other instances may still accept the token \
+                 until it does"
+                    .into(),
+            ))
+        }
+    }
+
+    /// Sessions a login's transaction has already ended (the replaced token, the oldest over
+    /// the cap): tell every instance, as far as Redis lets us. Unlike a revocation, the login
+    /// is not failed for it: its code is spent, and the client is the one replacing the token.
     pub async fn ended(&self, hashes: &[TokenHash]) {
         for hash in hashes {
             self.announce(hash).await;

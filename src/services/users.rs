@@ -233,7 +233,7 @@ impl Users {
             .invalidating(self.store.delete_user(id, self.audit(client)))
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.sessions.ended(&change.tokens).await;
+        self.sessions.broadcast_end(&change.tokens).await?;
         tracing::info!(user_id = id, "user deleted");
         Ok(())
     }
@@ -244,7 +244,7 @@ impl Users {
             .invalidating(self.store.ban_user(id, reason, self.audit(client)))
             .await?
             .ok_or(ServiceError::NotFound)?;
-        self.sessions.ended(&change.tokens).await;
+        self.sessions.broadcast_end(&change.tokens).await?;
         tracing::info!(user_id = id, revoked = change.tokens.len(), "user banned");
         Ok(())
     }

@@ -244,6 +244,23 @@ impl TestApp {
         start(&self.config, self.clock.clone()).await
     }
 
+    /// Another instance like [`spawn_peer`](Self::spawn_peer), its configuration changed by `f`.
+    #[allow(dead_code)]
+    pub async fn spawn_peer_with(&self, f: impl FnOnce(&mut Config)) -> Running {
+        let mut config = self.config.clone();
+        f(&mut config);
+        start(&config, self.clock.clone()).await
+    }
+
+    /// The Redis URL this test's server uses, if any.
+    #[allow(dead_code)]
+    pub fn redis_url(&self) -> Option<String> {
+        self.config
+            .redis_url
+            .as_ref()
+            .map(|u| u.expose().to_owned())
+    }
+
     pub fn uses_redis(&self) -> bool {
         self.config.redis_url.is_some()
     }

@@ -103,9 +103,12 @@ async fn redis_frozen_then_killed_during_logins_gives_no_500_and_revocations_hol
 
     redis.freeze();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The store has the revocation, but Redis (which other instances read) could not be told:
+    // not a 200 (SPEC §8), a 503 to retry.
+    let (status, body) = app.post("/logout", json!({}), Some(&frozen_victim)).await;
     assert_eq!(
-        app.post("/logout", json!({}), Some(&frozen_victim)).await.0,
-        200
+        (status.as_u16(), &body["error"]),
+        (503, &json!("store_unavailable"))
     );
     assert_eq!(
         me_status(&app, &frozen_victim).await,
@@ -128,7 +131,7 @@ async fn redis_frozen_then_killed_during_logins_gives_no_500_and_revocations_hol
     redis.kill9();
     assert_eq!(
         app.post("/logout", json!({}), Some(&dead_victim)).await.0,
-        200
+        503
     );
     assert_eq!(me_status(&app, &dead_victim).await, 401);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -250,5 +253,122 @@ async fn postgres_stopped_and_restarted_gives_503_meanwhile_and_recovers_by_itse
     );
     assert!(server_errors.is_empty(), "{server_errors:?}");
     assert_eq!(unauthorized, 0);
+    app.shutdown().await;
+}
+
+/// A TCP forwarder to Redis that a test can cut (dropping every connection and refusing new
+/// ones) and restore: one instance loses Redis while the others keep it.
+struct Cuttable {
+    addr: std::net::SocketAddr,
+    cut: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Cuttable {
+    async fn to(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let links = Arc::new(Mutex::new(Vec::new()));
+        let (c, l) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                l.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Self { addr, cut, links }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_that_cannot_reach_redis_is_not_answered_200_while_a_peer_accepts_the_token() {
+    let app = spawn_app().await;
+    let Some(redis_url) = app.redis_url() else {
+        eprintln!(
+            "skipped: needs PostgreSQL + Redis (WXLOGIN_TEST_POSTGRES_URL, WXLOGIN_TEST_REDIS_URL)"
+        );
+        return;
+    };
+    if app.database_url().starts_with("sqlite:") {
+        eprintln!("skipped: two instances need PostgreSQL");
+        return;
+    }
+    let url = url::Url::parse(&redis_url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
+    let link = Cuttable::to(target).await;
+    let mut via_link = url.clone();
+    via_link.set_port(Some(link.addr.port())).unwrap();
+    let a = app
+        .spawn_peer_with(|c| c.redis_url = Some(wxlogin::domain::SecretUrl::new(via_link.as_str())))
+        .await;
+    let token = app.token_for("partitioned").await;
+    // The peer (`app`) has the session in the shared cache.
+    assert_eq!(me_status(&app, &token).await, 200);
+    assert_eq!(me_status(&app, &token).await, 200);
+
+    link.cut();
+    let r = app
+        .http
+        .post(format!("http://{}/logout", a.addr))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "not 200 while the peer may still accept the token"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    // Why: the peer still answers the token from the cache it shares with Redis.
+    assert_eq!(me_status(&app, &token).await, 200);
+
+    // Redis back for this instance: the retry goes through, and then nobody accepts the token.
+    link.restore();
+    let mut settled = None;
+    for _ in 0..100 {
+        let r = app
+            .http
+            .post(format!("http://{}/logout", a.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 503 {
+            settled = Some(r.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        settled,
+        Some(401),
+        "the retry finds the session already revoked"
+    );
+    assert_eq!(
+        me_status(&app, &token).await,
+        401,
+        "no instance accepts it now"
+    );
+    a.stop(Duration::from_secs(2)).await;
     app.shutdown().await;
 }
