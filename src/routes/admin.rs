@@ -156,7 +156,7 @@ pub(super) async fn delete_user(
 #[derive(serde::Deserialize, ToSchema)]
 pub(super) struct BanBody {
     /// Shown to operators, never to the user.
-    #[schema(value_type = String, max_length = 500)]
+    #[schema(value_type = String, required = false, max_length = 500)]
     reason: Option<String>,
 }
 
@@ -228,16 +228,24 @@ pub(super) struct EventsData {
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct EventQuery {
-    /// An event type (`login`, `login_failed`, `user_banned`, …).
+    /// An event type (empty: any).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(
+        rename = "type",
+        pattern = "^(login|login_failed|logout|session_revoked|phone_bound|profile_updated|user_created|user_banned|user_unbanned|user_merged|user_deleted)?$"
+    )]
     kind: Option<String>,
-    /// RFC 3339: only events at or after this time.
+    /// RFC 3339 in UTC (`2026-11-30T08:00:00Z`): only events at or after this time (empty: any).
+    #[param(
+        pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?Z?)?$"
+    )]
     since: Option<String>,
     /// Only events older than this id (paging).
     before: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -267,7 +275,11 @@ impl EventQuery {
             kind,
             since,
             before: self.before,
-            limit: self.limit.unwrap_or(100).clamp(1, 1000),
+            limit: match self.limit {
+                None => 100,
+                Some(n @ 1..=1000) => n,
+                Some(_) => return Err(ApiError::BadRequest("`limit` must be 1 to 1000".into())),
+            },
         })
     }
 }
@@ -363,4 +375,25 @@ pub(super) async fn revoke_session(
     responses((status = 200, body = Envelope<Stats>), responses::Unauthorized, AdminNotFound, responses::Unavailable))]
 pub(super) async fn stats(State(state): State<AppState>) -> Reply<Stats> {
     Ok(ok(state.maintenance.stats().await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use utoipa::IntoParams;
+
+    #[test]
+    fn the_documented_event_type_pattern_names_every_event_type() {
+        let names: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        let expected = format!("^({})?$", names.join("|"));
+        let params = serde_json::to_value(EventQuery::into_params(|| None)).unwrap();
+        let kind = params
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "type")
+            .unwrap();
+        assert_eq!(kind["in"], "query");
+        assert_eq!(kind["schema"]["pattern"], expected.as_str());
+    }
 }

@@ -23,7 +23,7 @@ pub(super) struct LoginBody {
     #[schema(value_type = String, required = true, pattern = "^[!-~]{1,128}$")]
     code: Option<String>,
     /// Needed only when several apps are configured.
-    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    #[schema(value_type = String, required = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     appid: Option<String>,
 }
 

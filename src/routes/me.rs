@@ -18,6 +18,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// An image's bytes, as the request body (documented as a binary string, which it is).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub(super) struct ImageBytes(Vec<u8>);
+
 pub(super) fn router() -> OpenApiRouter<AppState> {
     let uploads = OpenApiRouter::new()
         .routes(routes!(put_avatar))
@@ -109,7 +115,7 @@ pub(super) async fn me(State(state): State<AppState>, authed: Authed) -> Reply<M
 #[derive(Deserialize, ToSchema)]
 pub(super) struct ProfileBody {
     /// 1–32 characters after trimming; WeChat's placeholder `微信用户` is refused.
-    #[schema(value_type = String, min_length = 1, max_length = 64)]
+    #[schema(value_type = String, required = true, max_length = 32, pattern = "\\S")]
     nickname: Option<String>,
 }
 
@@ -146,7 +152,7 @@ pub(super) struct AvatarData {
 /// (multipart/form-data, any field name) or as a raw `image/*` body. PNG, JPEG or WebP, told
 /// by its bytes; at most 256 KiB. POST works too, as `wx.uploadFile` can only POST.
 #[utoipa::path(method(put, post), path = "/me/avatar", tag = "account", security(("token" = [])),
-    request_body(content = Vec<u8>, description = "the image (raw, image/png|jpeg|webp), or multipart/form-data with one file", content_type = "image/png"),
+    request_body(content = ImageBytes, description = "the image (raw, image/png|jpeg|webp), or multipart/form-data with one file", content_type = "image/png"),
     responses((status = 200, body = Envelope<AvatarData>),
         (status = 413, description = "payload_too_large: over 256 KiB", body = ErrorBody),
         (status = 415, description = "unsupported_image: not a PNG, JPEG or WebP image, or no file in the form", body = ErrorBody),

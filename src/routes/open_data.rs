@@ -30,8 +30,11 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
 
 #[derive(Deserialize, ToSchema)]
 pub(super) struct PhoneBody {
+    /// The code from the getPhoneNumber button's event (`e.detail.code`).
+    #[schema(value_type = String, required = true, pattern = "^[!-~]{1,128}$")]
     code: Option<String>,
     /// `true`: ask WeChat even when the user's bound number is fresh.
+    #[schema(required = false)]
     refresh: Option<bool>,
 }
 
@@ -52,8 +55,10 @@ pub(super) async fn phone(
     ApiBody(body): ApiBody<PhoneBody>,
 ) -> Reply<PhoneInfo> {
     state.limits.phone(authed.session.id).await?;
+    // Checked before anything else, a fresh stored number included: bad input is a 400 whatever
+    // the state of the account.
     let code = required(&body.code, "code")?;
-    if code.len() > 128 {
+    if code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::BadRequest("`code` is not a phone code".into()));
     }
     let refresh = body.refresh.unwrap_or(false);
@@ -67,7 +72,12 @@ pub(super) async fn phone(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DecryptBody {
+    /// Base64 of AES-128-CBC ciphertext: whole 16-byte blocks, at most 32 KiB of text.
+    #[schema(value_type = String, required = true,
+        pattern = "^(?:[A-Za-z0-9+/]{64})*(?:[A-Za-z0-9+/]{21}[AQgw]==|[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/]{64})$")]
     encrypted_data: Option<String>,
+    /// Base64 of 16 bytes.
+    #[schema(value_type = String, required = true, pattern = "^[A-Za-z0-9+/]{21}[AQgw]==$")]
     iv: Option<String>,
 }
 
@@ -95,7 +105,11 @@ pub(super) async fn decrypt(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct VerifyBody {
+    /// `wx.getUserInfo`'s `rawData`, as it came.
+    #[schema(value_type = String, required = true)]
     raw_data: Option<String>,
+    /// Its `signature`: hex SHA-1.
+    #[schema(value_type = String, required = true, pattern = "^[0-9a-fA-F]{40}$")]
     signature: Option<String>,
 }
 
@@ -114,6 +128,11 @@ pub(super) async fn verify_userinfo(
         .as_deref()
         .ok_or_else(|| ApiError::BadRequest("`rawData` is required".into()))?;
     let signature = required(&body.signature, "signature")?;
+    if signature.len() != 40 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(
+            "`signature` must be 40 hex digits (SHA-1)".into(),
+        ));
+    }
     let valid = state
         .open_data
         .verify_userinfo(&authed.token, &authed.session, raw, signature)

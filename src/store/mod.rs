@@ -131,6 +131,7 @@ pub struct NewLogin<'a> {
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserFilter {
     // Spelled i64, not the UserId alias: the OpenAPI generator cannot see through aliases.
     pub id: Option<i64>,
