@@ -68,15 +68,23 @@ impl Application {
         // Installed before anything records: the `metrics` facade drops values when no recorder is set.
         crate::metrics::handle();
         let store = open_store(config, &clock, vault.clone()).await?;
-        // Plain values an earlier release wrote, and values under the previous key after a
-        // rotation, are sealed under the current key before the first request.
-        let resealed = store.reseal().await?;
-        if resealed != crate::store::Resealed::default() {
+        // Plain values an earlier release wrote are sealed before the first request. (Values
+        // under another key are `wxlogin rotate-key`'s: an instance restarted mid-rotation with
+        // the previous configuration must not seal everything back.)
+        let resealed = crate::store::reseal(&*store, crate::store::Reseal::Plain).await?;
+        if resealed.session_keys + resealed.phones > 0 {
             tracing::info!(
                 session_keys = resealed.session_keys,
                 phones = resealed.phones,
                 key_id = vault.key_id(),
-                "sealed stored values under the current data key"
+                "sealed plain stored values under the data key"
+            );
+        }
+        if resealed.unreadable > 0 {
+            tracing::warn!(
+                values = resealed.unreadable,
+                "stored values no configured data key opens (a lost or missing key?): those sessions \
+                 must log in again before open data works, and those phone numbers read as unbound"
             );
         }
         let coord = match &config.redis_url {

@@ -219,13 +219,20 @@ async fn rotate_key() -> anyhow::Result<()> {
     })?;
     let key_id = vault.key_id().to_owned();
     let store = crate::store::connect(&config.database_url, Arc::new(vault)).await?;
-    let done = store.reseal().await;
+    let done = crate::store::reseal(&*store, crate::store::Reseal::NotCurrent).await;
     store.close().await;
     let done = done.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "sealed under key {key_id}: {} session keys, {} phone numbers",
         done.session_keys, done.phones
     );
+    if done.unreadable > 0 {
+        anyhow::bail!(
+            "{} values were sealed under a key that is neither WXLOGIN_DATA_KEY nor WXLOGIN_DATA_KEY_OLD; \
+             they were left as they are",
+            done.unreadable
+        );
+    }
     Ok(())
 }
 

@@ -91,8 +91,10 @@ pub async fn serve(
             Err(e) => {
                 // Out of file descriptors and the like: wait rather than spin.
                 tracing::error!(error = %e, "accept failed; retrying in 1s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = stop.cancelled() => break,
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -144,7 +146,7 @@ async fn connection(
         let watch = watch.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            let deadline = watch.request_started() + limits.request_timeout;
+            let deadline = later(watch.request_started(), limits.request_timeout);
             let reply = service.clone().oneshot(req);
             let watch = watch.clone();
             async move {
@@ -194,6 +196,13 @@ async fn connection(
             }
         }
     }
+}
+
+/// `t + d`, or a year after `t` when a configured timeout is too large to add.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(365 * 86400)))
+        .unwrap_or(t)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -265,9 +274,14 @@ impl Watch {
     fn deadline(&self, limits: &HttpLimits) -> Instant {
         let since = self.since();
         match self.phase() {
-            Phase::Head => since + limits.header_timeout,
-            Phase::Busy => since + limits.request_timeout + limits.keepalive_timeout,
-            Phase::Idle => since + limits.keepalive_timeout,
+            Phase::Head => later(since, limits.header_timeout),
+            Phase::Busy => later(
+                since,
+                limits
+                    .request_timeout
+                    .saturating_add(limits.keepalive_timeout),
+            ),
+            Phase::Idle => later(since, limits.keepalive_timeout),
         }
     }
 

@@ -22,6 +22,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "enc1:";
+/// What every sealed value starts with, whatever its key.
+pub const SEALED_PREFIX: &str = PREFIX;
 
 /// The field a value belongs to: its associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

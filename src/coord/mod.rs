@@ -41,7 +41,11 @@ pub struct Coord {
     started: Instant,
     /// Circuit breaker: milliseconds since `started` until which Redis is not tried.
     open_until: AtomicU64,
-    must_bump_epoch: AtomicBool,
+    /// Failures seen (each may have missed a write), and how many of them an epoch bump has
+    /// covered since: a bump is owed while `missed > covered`. Counters, not a flag, so a
+    /// failure racing a bump is never wiped out by it.
+    missed: AtomicU64,
+    covered: AtomicU64,
     healthy: AtomicBool,
 }
 
@@ -55,7 +59,8 @@ impl Coord {
             prefix: prefix.to_owned(),
             started: Instant::now(),
             open_until: AtomicU64::new(0),
-            must_bump_epoch: AtomicBool::new(false),
+            missed: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         });
         let config = ConnectionManagerConfig::new()
@@ -103,7 +108,7 @@ impl Coord {
     }
 
     fn trip(&self) {
-        self.must_bump_epoch.store(true, Ordering::SeqCst);
+        self.missed.fetch_add(1, Ordering::SeqCst);
         self.open_until.store(
             self.elapsed_ms() + OPEN_FOR.as_millis() as u64,
             Ordering::SeqCst,
@@ -125,16 +130,19 @@ impl Coord {
         let Some(conn) = self.conn.read().unwrap_or_else(|p| p.into_inner()).clone() else {
             // Not connected yet: whatever this operation would have written (a revocation) is
             // missed, so the epoch must move once Redis is reached.
-            self.must_bump_epoch.store(true, Ordering::SeqCst);
+            self.missed.fetch_add(1, Ordering::SeqCst);
             return None;
         };
-        if self.must_bump_epoch.load(Ordering::SeqCst) {
+        let missed = self.missed.load(Ordering::SeqCst);
+        if missed > self.covered.load(Ordering::SeqCst) {
             let mut c = conn.clone();
             let epoch_key = self.epoch_key();
             let mut incr = redis::cmd("INCR");
             incr.arg(epoch_key);
             match tokio::time::timeout(OP_TIMEOUT, incr.query_async::<i64>(&mut c)).await {
-                Ok(Ok(_)) => self.must_bump_epoch.store(false, Ordering::SeqCst),
+                Ok(Ok(_)) => {
+                    self.covered.fetch_max(missed, Ordering::SeqCst);
+                }
                 _ => {
                     self.trip();
                     return None;
@@ -242,15 +250,16 @@ impl Coord {
         .await;
     }
 
-    /// A fixed-window counter's count, without adding to it (0 when absent).
-    pub async fn get_window(&self, name: &str) -> Option<u64> {
+    /// Takes one back from a fixed-window counter, if it still exists (never creating one).
+    pub async fn decr_window(&self, name: &str) -> Option<i64> {
         let key = self.key("rl", name);
         self.run(|mut c| async move {
-            redis::cmd("GET")
-                .arg(key)
-                .query_async::<Option<u64>>(&mut c)
-                .await
-                .map(Option::unwrap_or_default)
+            redis::Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0",
+            )
+            .key(key)
+            .invoke_async::<i64>(&mut c)
+            .await
         })
         .await
     }

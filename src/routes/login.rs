@@ -60,19 +60,17 @@ pub(super) async fn login(
     headers: HeaderMap,
     body: Result<ApiBody<LoginBody>, ApiError>,
 ) -> Reply<LoginData> {
-    // Failed logins are what the limit counts: a flood of junk codes is stopped, while the
-    // real users behind one carrier NAT, who log in fine, never are.
-    let key = ClientKey::of(ip);
-    state.limits.login_allowed(key).await?;
+    // Failed logins are what the limit counts (each attempt counts while it runs, and a good
+    // one is taken back): a flood of junk codes is stopped, even sent all at once, while the
+    // real users behind one carrier NAT, who log in fine, are not counted.
+    let counted = state.limits.login_attempt(ClientKey::of(ip)).await?;
     let result = attempt(&state, client, &headers, body).await;
-    if let Err(e) = &result {
-        crate::metrics::login(e.parts().2);
-        if is_client_mistake(e) {
-            state.limits.login_failed(key).await;
-        }
-    } else {
-        crate::metrics::login("ok");
+    match &result {
+        Ok(_) => crate::metrics::login("ok"),
+        Err(e) => crate::metrics::login(e.parts().2),
     }
+    let mistake = result.as_ref().err().is_some_and(is_client_mistake);
+    state.limits.login_done(counted, mistake).await;
     result
 }
 

@@ -54,13 +54,13 @@ pub(super) async fn phone(
     Client(client): Client,
     ApiBody(body): ApiBody<PhoneBody>,
 ) -> Reply<PhoneInfo> {
-    state.limits.phone(authed.session.id).await?;
-    // Checked before anything else, a fresh stored number included: bad input is a 400 whatever
-    // the state of the account.
+    // Checked before anything else, the limit and a fresh stored number included: bad input
+    // is a 400 whatever the state of the account, and costs no allowance.
     let code = required(&body.code, "code")?;
     if code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::BadRequest("`code` is not a phone code".into()));
     }
+    state.limits.phone(authed.session.id).await?;
     let refresh = body.refresh.unwrap_or(false);
     let info = state
         .open_data

@@ -42,12 +42,12 @@ pub(super) async fn logout(
         Ok(authed) => authed,
         Err(ApiError::Unauthorized) => {
             // The session is gone already; perhaps this is the retry of a logout answered 503
-            // because Redis could not be told. Finishing that (or failing again with 503) is
-            // the service's; the answer is then 401 as for any ended session.
-            let token = token_text(&headers)
-                .and_then(SessionToken::parse)
-                .ok_or(ApiError::Unauthorized)?;
-            state.sessions.revoke(&token, &client).await?;
+            // because Redis could not be told. One round trip to Redis finishes that (or fails
+            // again with 503); the answer is then 401 as for any ended session. Nothing is
+            // written to the store for a token that has no session.
+            if token_text(&headers).and_then(SessionToken::parse).is_some() {
+                state.sessions.broadcast_end(&[]).await?;
+            }
             return Err(ApiError::Unauthorized);
         }
         Err(other) => return Err(other),

@@ -81,33 +81,37 @@ impl RateLimiter {
         self.judge(count, rule)
     }
 
-    /// Whether `key` is within `rule` now, without counting anything: `Err(seconds to wait)`
-    /// once [`add`](Self::add) has counted `rule.limit` in this window.
-    pub async fn peek(&self, scope: &str, key: &str, rule: RateRule) -> Result<(), u64> {
-        let (index, _) = self.window(rule);
-        let name = format!("{scope}:{key}:{index}");
-        let shared = match &self.coord {
-            Some(coord) => coord.get_window(&name).await,
-            None => None,
-        };
-        let count = match shared {
-            Some(n) => n,
-            None => self.local_get(&name, index),
-        };
-        self.judge(count + 1, rule)
-    }
-
     /// Adds one to `key`'s count in this window and returns the new count.
     pub async fn add(&self, scope: &str, key: &str, rule: RateRule) -> u64 {
+        self.add_named(scope, key, rule).await.1
+    }
+
+    /// [`add`](Self::add), also returning the counter's name for [`undo`](Self::undo).
+    async fn add_named(&self, scope: &str, key: &str, rule: RateRule) -> (String, u64) {
         let (index, _) = self.window(rule);
         let name = format!("{scope}:{key}:{index}");
         let shared = match &self.coord {
             Some(coord) => coord.incr_window(&name, rule.window).await,
             None => None,
         };
-        match shared {
+        let count = match shared {
             Some(n) => n,
             None => self.local_incr(&name, index),
+        };
+        (name, count)
+    }
+
+    /// Takes back one [`add_named`](Self::add_named) (a counter already gone stays gone).
+    async fn undo(&self, name: &str) {
+        let shared = match &self.coord {
+            Some(coord) => coord.decr_window(name).await,
+            None => None,
+        };
+        if shared.is_none() {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(entry) = local.peek_mut(name) {
+                entry.1 = entry.1.saturating_sub(1);
+            }
         }
     }
 
@@ -117,14 +121,6 @@ impl RateLimiter {
         } else {
             let (_, left_ms) = self.window(rule);
             Err(((left_ms + 999) / 1000).max(1) as u64)
-        }
-    }
-
-    fn local_get(&self, name: &str, index: i64) -> u64 {
-        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        match local.get(name) {
-            Some((i, count)) if *i == index => *count,
-            _ => 0,
         }
     }
 
@@ -144,6 +140,10 @@ impl RateLimiter {
     }
 }
 
+/// A counted login attempt (see [`Limits::login_attempt`]).
+#[must_use = "settle it with Limits::login_done"]
+pub struct LoginAttempt(Option<String>);
+
 /// The configured limits, applied by name.
 pub struct Limits {
     limiter: RateLimiter,
@@ -160,22 +160,30 @@ impl Limits {
         }
     }
 
-    /// Whether `client` may try to log in: not when its failed logins in this window have
-    /// reached the limit. Counts nothing.
-    pub async fn login_allowed(&self, client: ClientKey) -> ServiceResult<()> {
+    /// A login attempt from `client`, counted before it runs so that a burst of parallel
+    /// attempts cannot all slip under the limit: refused once `client`'s failed (and in-flight)
+    /// logins in this window reach the limit. Settle it with [`login_done`](Self::login_done).
+    pub async fn login_attempt(&self, client: ClientKey) -> ServiceResult<LoginAttempt> {
         let Some(rule) = self.login else {
-            return Ok(());
+            return Ok(LoginAttempt(None));
         };
-        self.limiter
-            .peek("login", &client.to_string(), rule)
-            .await
-            .map_err(|retry_after_secs| limited("login", retry_after_secs))
+        let (name, count) = self
+            .limiter
+            .add_named("login", &client.to_string(), rule)
+            .await;
+        if let Err(retry_after_secs) = self.limiter.judge(count, rule) {
+            self.limiter.undo(&name).await;
+            return Err(limited("login", retry_after_secs));
+        }
+        Ok(LoginAttempt(Some(name)))
     }
 
-    /// Counts one failed login (a rejected code, a bad body) from `client`.
-    pub async fn login_failed(&self, client: ClientKey) {
-        if let Some(rule) = self.login {
-            self.limiter.add("login", &client.to_string(), rule).await;
+    /// Settles an attempt: a failure the client caused (a rejected code, a bad body) stays
+    /// counted; anything else — a login, a ban, an outage on our side — is taken back, so the
+    /// real users behind one address are never counted for logging in.
+    pub async fn login_done(&self, attempt: LoginAttempt, client_mistake: bool) {
+        if let (Some(name), false) = (attempt.0, client_mistake) {
+            self.limiter.undo(&name).await;
         }
     }
 
@@ -228,18 +236,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn peeking_counts_nothing_and_sees_what_was_added() {
+    async fn an_undone_attempt_gives_its_place_back() {
         let clock = Arc::new(ManualClock::new(0));
         let l = RateLimiter::new(None, clock.clone());
-        for _ in 0..10 {
-            assert!(l.peek("login", "k", rule(2)).await.is_ok());
-        }
-        l.add("login", "k", rule(2)).await;
-        assert!(l.peek("login", "k", rule(2)).await.is_ok());
-        l.add("login", "k", rule(2)).await;
-        assert_eq!(l.peek("login", "k", rule(2)).await, Err(10));
-        clock.advance(Duration::from_secs(10));
-        assert!(l.peek("login", "k", rule(2)).await.is_ok(), "a new window");
+        let (name, n) = l.add_named("login", "k", rule(2)).await;
+        assert_eq!(n, 1);
+        l.undo(&name).await;
+        l.undo(&name).await;
+        assert_eq!(l.add("login", "k", rule(2)).await, 1, "never below zero");
     }
 
     #[tokio::test]

@@ -201,7 +201,11 @@ impl Sessions {
                 tracing::info!(session_id = id, "session revoked");
                 Ok(true)
             }
-            None => Ok(false),
+            None => {
+                // Perhaps the retry of a revocation answered 503: the round trip finishes it.
+                self.broadcast_end(&[]).await?;
+                Ok(false)
+            }
         }
     }
 

@@ -231,9 +231,13 @@ impl Users {
         let change = self
             .sessions
             .invalidating(self.store.delete_user(id, self.audit(client)))
-            .await?
-            .ok_or(ServiceError::NotFound)?;
-        self.sessions.broadcast_end(&change.tokens).await?;
+            .await?;
+        // Not found may be the retry of a deletion answered 503: the round trip finishes it.
+        let tokens = change.as_ref().map_or(&[][..], |c| &c.tokens[..]);
+        self.sessions.broadcast_end(tokens).await?;
+        let Some(_) = change else {
+            return Err(ServiceError::NotFound);
+        };
         tracing::info!(user_id = id, "user deleted");
         Ok(())
     }

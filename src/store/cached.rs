@@ -441,8 +441,32 @@ impl MaintenanceStore for CachedStore {
         self.inner.ping().await
     }
 
-    async fn reseal(&self) -> StoreResult<super::Resealed> {
-        self.inner.reseal().await
+    async fn unsealed(
+        &self,
+        kind: super::SealedColumn,
+        skip_prefix: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        self.inner.unsealed(kind, skip_prefix, after, limit).await
+    }
+    async fn replace_sealed(
+        &self,
+        kind: super::SealedColumn,
+        id: i64,
+        old: &str,
+        new: &str,
+        phone_hash: &str,
+    ) -> StoreResult<bool> {
+        self.inner
+            .replace_sealed(kind, id, old, new, phone_hash)
+            .await
+    }
+    fn vault(&self) -> &crate::vault::Vault {
+        self.inner.vault()
+    }
+    async fn settle(&self) -> StoreResult<()> {
+        self.inner.settle().await
     }
 
     async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>> {

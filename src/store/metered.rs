@@ -170,8 +170,30 @@ impl MaintenanceStore for MeteredStore {
     async fn stats(&self, now: Millis) -> StoreResult<Stats> {
         timed("stats", self.0.stats(now)).await
     }
-    async fn reseal(&self) -> StoreResult<super::Resealed> {
-        timed("reseal", self.0.reseal()).await
+    async fn unsealed(
+        &self,
+        kind: super::SealedColumn,
+        skip_prefix: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        self.0.unsealed(kind, skip_prefix, after, limit).await
+    }
+    async fn replace_sealed(
+        &self,
+        kind: super::SealedColumn,
+        id: i64,
+        old: &str,
+        new: &str,
+        phone_hash: &str,
+    ) -> StoreResult<bool> {
+        self.0.replace_sealed(kind, id, old, new, phone_hash).await
+    }
+    fn vault(&self) -> &crate::vault::Vault {
+        self.0.vault()
+    }
+    async fn settle(&self) -> StoreResult<()> {
+        self.0.settle().await
     }
     async fn close(&self) {
         self.0.close().await

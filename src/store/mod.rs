@@ -411,10 +411,30 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     /// deleted. `None` when another instance is cleaning right now.
     async fn cleanup(&self, cutoffs: Cleanup) -> StoreResult<Option<(u64, u64)>>;
     async fn stats(&self, now: Millis) -> StoreResult<Stats>;
-    /// Seals every session_key and phone number that is not sealed under the current data key:
-    /// plain values a release before encryption wrote, and values under the previous key after
-    /// a rotation. Row by row, compare-and-set, so it runs beside live traffic.
-    async fn reseal(&self) -> StoreResult<Resealed>;
+    /// Up to `limit` rows of `kind` with id above `after` whose stored value does not start
+    /// with `skip_prefix`, by id: `(id, stored value)`. For [`reseal`].
+    async fn unsealed(
+        &self,
+        kind: SealedColumn,
+        skip_prefix: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, String)>>;
+    /// Compare-and-set: replaces `old` by `new` (and, for a phone, its hash) unless the row
+    /// changed meanwhile. For [`reseal`].
+    async fn replace_sealed(
+        &self,
+        kind: SealedColumn,
+        id: i64,
+        old: &str,
+        new: &str,
+        phone_hash: &str,
+    ) -> StoreResult<bool>;
+    /// The vault this store seals and opens with.
+    fn vault(&self) -> &Vault;
+    /// After a reseal: leaves nothing of the replaced values in the store's own files where it
+    /// can (SQLite's WAL); nothing to do elsewhere.
+    async fn settle(&self) -> StoreResult<()>;
     /// Finishes the writes already queued and stops the store's own threads. Called once, after
     /// the server has drained; later writes fail as `Unavailable`.
     async fn close(&self);
@@ -486,9 +506,75 @@ pub(crate) fn private_sqlite_files(path: &std::path::Path) -> std::io::Result<()
     Ok(())
 }
 
-/// What [`MaintenanceStore::reseal`] sealed (again) under the current key.
+/// A column whose values are sealed with the data key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedColumn {
+    SessionKey,
+    Phone,
+}
+
+/// Which values [`reseal`] seals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reseal {
+    /// Plain values only (written before encryption at rest): every start does this.
+    Plain,
+    /// Everything not under the current key: `wxlogin rotate-key`.
+    NotCurrent,
+}
+
+/// What [`reseal`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resealed {
     pub session_keys: u64,
     pub phones: u64,
+    /// Values no configured key opens (a lost key, a damaged row): left as they are. Reading
+    /// one gives no session_key (the client logs in again) or no phone number.
+    pub unreadable: u64,
+}
+
+/// Seals the store's session keys and phone numbers under its vault's current key (`scope`
+/// says which), row by row and compare-and-set, so it runs beside live traffic.
+pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<Resealed> {
+    const BATCH: i64 = 500;
+    let vault = store.vault();
+    let skip = match scope {
+        Reseal::Plain => crate::vault::SEALED_PREFIX.to_owned(),
+        Reseal::NotCurrent => vault.current_prefix(),
+    };
+    let mut done = Resealed::default();
+    for kind in [SealedColumn::SessionKey, SealedColumn::Phone] {
+        let field = match kind {
+            SealedColumn::SessionKey => crate::vault::Field::SessionKey,
+            SealedColumn::Phone => crate::vault::Field::Phone,
+        };
+        let mut after = 0;
+        loop {
+            let rows = store.unsealed(kind, &skip, after, BATCH).await?;
+            for (id, stored) in &rows {
+                let Ok(plain) = vault.open(field, stored) else {
+                    done.unreadable += 1;
+                    continue;
+                };
+                let new = vault.seal(field, &plain);
+                let hash = match kind {
+                    SealedColumn::Phone => vault.phone_hash(&plain),
+                    SealedColumn::SessionKey => String::new(),
+                };
+                if store.replace_sealed(kind, *id, stored, &new, &hash).await? {
+                    match kind {
+                        SealedColumn::SessionKey => done.session_keys += 1,
+                        SealedColumn::Phone => done.phones += 1,
+                    }
+                }
+            }
+            match rows.last() {
+                Some((id, _)) if rows.len() as i64 == BATCH => after = *id,
+                _ => break,
+            }
+        }
+    }
+    if done.session_keys + done.phones > 0 {
+        store.settle().await?;
+    }
+    Ok(done)
 }

@@ -494,12 +494,21 @@ impl UserStore for PgStore {
     ) -> StoreResult<PhoneBinding> {
         let [current_hash, old_hash] = self.vault.phone_hashes(phone);
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        // One binding of a number at a time, so two users cannot both pass the check below.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(&current_hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        // One binding of a number at a time, so two users cannot both pass the check below. By
+        // both hashes, in order: during a key rotation instances may hash with different keys.
+        let (first, second) = if current_hash <= old_hash {
+            (&current_hash, &old_hash)
+        } else {
+            (&old_hash, &current_hash)
+        };
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext($1)), pg_advisory_xact_lock(hashtext($2))",
+        )
+        .bind(first)
+        .bind(second)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         let other: Option<i64> = sqlx::query_scalar(sql::PHONE_HELD_BY_OTHER)
             .bind(&current_hash)
             .bind(&old_hash)
@@ -775,68 +784,63 @@ impl UserStore for PgStore {
 
 #[async_trait]
 impl MaintenanceStore for PgStore {
-    async fn reseal(&self) -> StoreResult<super::Resealed> {
-        const BATCH: i64 = 500;
-        let like = format!("{}%", self.vault.current_prefix());
-        let mut done = super::Resealed::default();
-        let mut after = 0i64;
-        loop {
-            let rows: Vec<(i64, String)> = sqlx::query_as(sql::UNSEALED_SESSIONS)
-                .bind(&like)
-                .bind(after)
-                .bind(BATCH)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            for (id, stored) in &rows {
-                let plain = self
-                    .vault
-                    .open(Field::SessionKey, stored)
-                    .map_err(|e| StoreError::unavailable(format!("session {id}: {e}")))?;
-                let changed = sqlx::query(sql::RESEAL_SESSION)
-                    .bind(self.vault.seal(Field::SessionKey, &plain))
+    async fn unsealed(
+        &self,
+        kind: super::SealedColumn,
+        skip_prefix: &str,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        let query = match kind {
+            super::SealedColumn::SessionKey => sql::UNSEALED_SESSIONS,
+            super::SealedColumn::Phone => sql::UNSEALED_PHONES,
+        };
+        sqlx::query_as(query)
+            .bind(format!("{skip_prefix}%"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn replace_sealed(
+        &self,
+        kind: super::SealedColumn,
+        id: i64,
+        old: &str,
+        new: &str,
+        phone_hash: &str,
+    ) -> StoreResult<bool> {
+        let done = match kind {
+            super::SealedColumn::SessionKey => {
+                sqlx::query(sql::RESEAL_SESSION)
+                    .bind(new)
                     .bind(id)
-                    .bind(stored)
+                    .bind(old)
                     .execute(&self.pool)
                     .await
-                    .map_err(unavailable)?;
-                done.session_keys += changed.rows_affected();
             }
-            match rows.last() {
-                Some((id, _)) if rows.len() as i64 == BATCH => after = *id,
-                _ => break,
-            }
-        }
-        after = 0;
-        loop {
-            let rows: Vec<(i64, String)> = sqlx::query_as(sql::UNSEALED_PHONES)
-                .bind(&like)
-                .bind(after)
-                .bind(BATCH)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(unavailable)?;
-            for (id, stored) in &rows {
-                let plain = self
-                    .vault
-                    .open(Field::Phone, stored)
-                    .map_err(|e| StoreError::unavailable(format!("user {id}: {e}")))?;
-                let changed = sqlx::query(sql::RESEAL_PHONE)
-                    .bind(self.vault.seal(Field::Phone, &plain))
-                    .bind(self.vault.phone_hash(&plain))
+            super::SealedColumn::Phone => {
+                sqlx::query(sql::RESEAL_PHONE)
+                    .bind(new)
+                    .bind(phone_hash)
                     .bind(id)
-                    .bind(stored)
+                    .bind(old)
                     .execute(&self.pool)
                     .await
-                    .map_err(unavailable)?;
-                done.phones += changed.rows_affected();
-            }
-            match rows.last() {
-                Some((id, _)) if rows.len() as i64 == BATCH => after = *id,
-                _ => break,
             }
         }
-        Ok(done)
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    async fn settle(&self) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {

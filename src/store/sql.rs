@@ -228,11 +228,7 @@ where
         appid: appid_of(get(row, "appid")?)?,
         openid: OpenId(get(row, "openid")?),
         unionid: get::<_, Option<String>>(row, "unionid")?.map(UnionId),
-        session_key: Some(SessionKey::new(open(
-            vault,
-            Field::SessionKey,
-            get(row, "session_key")?,
-        )?)),
+        session_key: open(vault, Field::SessionKey, get(row, "session_key")?).map(SessionKey::new),
         created_at: get(row, "created_at")?,
         last_seen_at: get(row, "last_seen_at")?,
         expires_at: get(row, "expires_at")?,
@@ -240,10 +236,20 @@ where
 }
 
 /// A stored value opened; a key missing from the configuration is an outage, not a client's error.
-fn open(vault: &Vault, field: Field, stored: String) -> StoreResult<String> {
-    vault
-        .open(field, &stored)
-        .map_err(|e| StoreError::unavailable(format!("{field:?}: {e}")))
+/// `None` when no configured key opens it (a lost key, a damaged row): the session then has no
+/// session_key (open data asks the client to log in again) or the user no phone number. Said
+/// once per process; the start-up pass counts them.
+fn open(vault: &Vault, field: Field, stored: String) -> Option<String> {
+    match vault.open(field, &stored) {
+        Ok(plain) => Some(plain),
+        Err(e) => {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(
+                || tracing::warn!(field = ?field, error = %e, "a stored value cannot be opened"),
+            );
+            None
+        }
+    }
 }
 
 /// A row of [`FIND_USER`] or [`FIND_USERS`], without its identities (read with
@@ -264,9 +270,7 @@ where
             .ok_or_else(|| StoreError::unavailable(format!("unknown user status {status:?}")))?,
         nickname: get(row, "nickname")?,
         avatar: get(row, "avatar")?,
-        phone: get::<_, Option<String>>(row, "phone")?
-            .map(|p| open(vault, Field::Phone, p))
-            .transpose()?,
+        phone: get::<_, Option<String>>(row, "phone")?.and_then(|p| open(vault, Field::Phone, p)),
         phone_country_code: get(row, "phone_country_code")?,
         phone_bound_at: get(row, "phone_bound_at")?,
         ban_reason: get(row, "ban_reason")?,

@@ -81,11 +81,12 @@ async fn no_session_key_or_phone_number_is_stored_in_plain() {
 
 #[tokio::test]
 async fn a_plain_text_database_is_sealed_on_first_start_with_nothing_lost() {
-    // Release 0.1 wrote session keys and a phone number in plain text.
-    let manifest = fixture_manifest("v0.1");
+    // Release 0.2 (the one before encryption at rest) wrote session keys and a phone number in
+    // plain text; `tests/fixtures/v0.2/make.sh` made this database with its binary.
+    let manifest = fixture_manifest("v0.2");
     let app = spawn_with(Options {
         apps: vec![("wxshop", "shop-secret"), ("wxclub", "club-secret")],
-        fixture: Some("v0.1"),
+        fixture: Some("v0.2"),
         ..Options::default()
     })
     .await;
@@ -101,10 +102,24 @@ async fn a_plain_text_database_is_sealed_on_first_start_with_nothing_lost() {
         0,
         "every phone is sealed and hashed"
     );
+    // Every user and live session of that release is still there and answers as it did.
+    for (name, u) in manifest["users"].as_object().unwrap() {
+        let (status, me) = app.me(u["token"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{name}: {me}");
+        for field in ["id", "appid", "openid", "unionid", "phone"] {
+            assert_eq!(me["data"][field], u[field], "{name}.{field}");
+        }
+    }
+    assert_eq!(
+        app.me(manifest["revoked_token"].as_str().unwrap()).await.0,
+        401
+    );
     let alice = &manifest["users"]["alice"];
     let phone = alice["phone"].as_str().unwrap();
-    // The pages the plain values were on may linger in free space until SQLite reuses them;
-    // what the live rows hold is what counts, and it reads back.
+    assert!(
+        !contains(&app.data_at_rest(), phone.as_bytes()),
+        "the plain number is gone from the data at rest"
+    );
     let (status, me) = app.me(alice["token"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(me["data"]["phone"], phone);
@@ -115,5 +130,64 @@ async fn a_plain_text_database_is_sealed_on_first_start_with_nothing_lost() {
         (status.as_u16(), &me["data"]["phone"]),
         (200, &json!(phone))
     );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_data_key_loses_the_sealed_values_and_nothing_else() {
+    let app = spawn_app().await;
+    let token = app.token_for("keyless").await;
+    let pc = app
+        .sim("/_sim/phone_codes", json!({ "phone": "13600000001" }))
+        .await;
+    let (status, _) = app
+        .post("/phone", json!({ "code": pc["code"] }), Some(&token))
+        .await;
+    assert_eq!(status, 200);
+    // Started again with another key (the old one lost): it starts, and serves.
+    let app = app
+        .restart_with(|c| {
+            c.data_key = Some(secrecy::SecretString::from(
+                "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned(),
+            ))
+        })
+        .await;
+    let (status, me) = app.me(&token).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(
+        me["data"]["phone"],
+        json!(null),
+        "the number reads as unbound"
+    );
+    let sealed = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "user": "keyless", "data": { "x": 1 } }),
+        )
+        .await;
+    let (status, _) = app
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 401, "open data asks the client to log in again");
+    // Logging in again gives a session whose key opens.
+    let token = app.token_for("keyless").await;
+    let sealed = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "user": "keyless", "data": { "x": 2 } }),
+        )
+        .await;
+    let (status, _) = app
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
     app.shutdown().await;
 }

@@ -265,6 +265,13 @@ impl TestApp {
         self.config.redis_url.is_some()
     }
 
+    /// [`restart`](Self::restart) with the configuration changed by `f`.
+    #[allow(dead_code)]
+    pub async fn restart_with(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self.restart().await
+    }
+
     /// Stops the server and starts a new one on the same database and simulator.
     pub async fn restart(mut self) -> Self {
         self.running.stop(Duration::from_secs(5)).await;

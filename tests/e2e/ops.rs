@@ -300,6 +300,40 @@ async fn failed_logins_are_limited_per_client_address_and_good_ones_never() {
 }
 
 #[tokio::test]
+async fn a_burst_of_junk_codes_sent_at_once_reaches_wechat_at_most_the_limit() {
+    let app = spawn_with(Options {
+        env: vec![
+            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
+            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let before = code2session_calls(&app);
+    let codes: Vec<String> = (0..20).map(|i| format!("junk-burst-{i}")).collect();
+    let statuses: Vec<u16> = futures::future::join_all(
+        codes
+            .iter()
+            .map(|code| login_via_proxy(&app, "198.51.100.66", code)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.status().as_u16())
+    .collect();
+    assert!(
+        code2session_calls(&app) - before <= 3,
+        "{} WeChat calls for one client's burst",
+        code2session_calls(&app) - before
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        17,
+        "{statuses:?}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn ipv6_clients_are_counted_per_slash_64() {
     let app = spawn_with(Options {
         env: vec![
