@@ -10,8 +10,10 @@
 //! state ([`Watch`]): *head* (bytes of a request are arriving, or a new connection has sent
 //! nothing yet), *busy* (a request is being handled) or *idle* (between requests). The IO
 //! wrapper moves idle → head on the first byte of a request; the service moves head → busy and
-//! busy → idle. One timer per connection closes it when its phase has lasted too long. A request
-//! that overruns its time is answered `408 request_timeout` with `Connection: close`.
+//! busy → idle. One timer per connection closes it when its phase has lasted too long; it looks at
+//! least once per header timeout, so phase changes need not wake it (nothing per request but two
+//! atomic stores). A request that overruns its time is answered `408 request_timeout` with
+//! `Connection: close`.
 
 use crate::error::ApiError;
 use axum::extract::ConnectInfo;
@@ -30,7 +32,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -171,9 +173,12 @@ async fn connection(
         .header_read_timeout(None)
         .serve_connection(io, handler);
     tokio::pin!(conn);
+    // The timer looks at least this often, so a phase that began since it was armed (a request
+    // arriving on an idle connection) is timed exactly without waking it on every request.
+    let tick = limits.header_timeout.min(limits.keepalive_timeout);
     let mut draining = false;
     loop {
-        let deadline = watch.deadline(&limits);
+        let deadline = watch.deadline(&limits).min(later(Instant::now(), tick));
         tokio::select! {
             served = conn.as_mut() => {
                 if let Err(e) = served {
@@ -181,7 +186,6 @@ async fn connection(
                 }
                 return;
             }
-            () = watch.changed.notified() => {}
             () = tokio::time::sleep_until(deadline) => {
                 if watch.expired(&limits) {
                     // Dropping the connection closes the socket.
@@ -218,7 +222,6 @@ struct Watch {
     born: Instant,
     phase: AtomicU8,
     since_ms: AtomicU64,
-    changed: Notify,
 }
 
 impl Watch {
@@ -228,7 +231,6 @@ impl Watch {
             // A new connection owes its first request's headers.
             phase: AtomicU8::new(Phase::Head as u8),
             since_ms: AtomicU64::new(0),
-            changed: Notify::new(),
         }
     }
 
@@ -248,7 +250,6 @@ impl Watch {
         let ms = self.born.elapsed().as_millis() as u64;
         self.since_ms.store(ms, Ordering::Release);
         self.phase.store(phase as u8, Ordering::Release);
-        self.changed.notify_one();
     }
 
     /// A request's headers are in: it is being handled from now. Returns when it began.
