@@ -76,12 +76,14 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
          uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{site}\n}}\n"
     );
     std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-    let mut child = Command::new(nginx)
-        .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let nginx = Nginx(
+        Command::new(nginx)
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let mut up = false;
     for _ in 0..100 {
@@ -222,16 +224,25 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    // A graceful stop (SIGQUIT to the master), so no worker process outlives the test, as a
-    // SIGKILL to the master would leave them.
-    let _ = Command::new("kill")
-        .args(["-QUIT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    drop(nginx);
     if let Some(b) = b {
         b.stop(Duration::from_secs(2)).await;
     }
     app.shutdown().await;
+}
+
+/// nginx's master process, stopped gracefully (SIGQUIT) when dropped — also when an assertion
+/// fails midway — so no master or worker outlives the test, as a SIGKILL to the master would
+/// leave its workers.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
 }
 
 fn which(name: &str) -> Result<String, ()> {
