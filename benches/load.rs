@@ -412,6 +412,15 @@ struct Wx {
 /// `cache`: the in-memory session cache size (`None` = the default). `WXLOGIN_BENCH_BIN`
 /// names another wxlogin binary to measure (an earlier release, for a before/after).
 async fn start_wxlogin(dir: &std::path::Path, cache: Option<usize>) -> Wx {
+    start_wxlogin_with(dir, cache, &[]).await
+}
+
+/// [`start_wxlogin`] with more environment (later settings win: another store, Redis).
+async fn start_wxlogin_with(
+    dir: &std::path::Path,
+    cache: Option<usize>,
+    extra: &[(&str, String)],
+) -> Wx {
     let exe_var = std::env::var("WXLOGIN_BENCH_BIN").ok();
     let exe = exe_var.as_deref().unwrap_or(env!("CARGO_BIN_EXE_wxlogin"));
     let sim = free_port();
@@ -453,7 +462,10 @@ async fn start_wxlogin(dir: &std::path::Path, cache: Option<usize>) -> Wx {
                 "WXLOGIN_SESSION_CACHE_SIZE",
                 cache.map_or(String::new(), |n| n.to_string()),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect::<Vec<_>>(),
     );
     wait_up(port).await;
     let pid = server.0.id();
@@ -463,6 +475,77 @@ async fn start_wxlogin(dir: &std::path::Path, cache: Option<usize>) -> Wx {
         sim,
         port,
         pid,
+    }
+}
+
+/// The PostgreSQL + Redis scenario's servers: `WXLOGIN_BENCH_POSTGRES` (default the machine's
+/// `postgres://postgres@127.0.0.1:5432/test`) and `WXLOGIN_BENCH_REDIS` (default
+/// `redis://127.0.0.1:6379`). `None` (the scenario is skipped) when either does not answer.
+async fn postgres_and_redis() -> Option<(String, String)> {
+    let pg = std::env::var("WXLOGIN_BENCH_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let redis =
+        std::env::var("WXLOGIN_BENCH_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let admin = sqlx::PgPool::connect(&pg).await.ok()?;
+    let redis_up = redis::Client::open(redis.as_str())
+        .ok()?
+        .get_multiplexed_async_connection()
+        .await
+        .is_ok();
+    if !redis_up {
+        return None;
+    }
+    let name = format!("wxl_bench_{}", std::process::id());
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&admin)
+        .await
+        .ok()?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .ok()?;
+    admin.close().await;
+    let mut url = url::Url::parse(&pg).ok()?;
+    url.set_path(&name);
+    Some((url.to_string(), redis))
+}
+
+/// Drops the scenario's database (connecting to the server's `postgres` database to do it).
+async fn drop_database(url: &str) {
+    let Ok(mut admin) = url::Url::parse(url) else {
+        return;
+    };
+    let name = admin.path().trim_start_matches('/').to_owned();
+    admin.set_path("/postgres");
+    if let Ok(pool) = sqlx::PgPool::connect(admin.as_str()).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+}
+
+/// With `--pin`, moves PostgreSQL's postmaster (so the backends it forks from now on) and Redis
+/// to `cores`; the bench sets them back to both cores when it is done.
+fn pin_services(cores: &str) {
+    if !pinned() {
+        return;
+    }
+    for (name, all_threads) in [("postgres", false), ("redis-server", true)] {
+        let oldest = Command::new("pgrep").args(["-o", "-x", name]).output();
+        if let Ok(out) = oldest {
+            let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !pid.is_empty() {
+                let mut args = vec!["-p", "-c", cores, pid.as_str()];
+                if all_threads {
+                    args.insert(0, "-a");
+                }
+                let _ = Command::new("taskset")
+                    .args(&args)
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        }
     }
 }
 
@@ -577,6 +660,35 @@ async fn run() {
     let tokens = login_tokens(&wx, TOKENS).await;
     let me_small = me(&wx, &tokens).await;
 
+    // The same on PostgreSQL + Redis (the scale-out path), if they answer.
+    let scale_out = match postgres_and_redis().await {
+        Some((pg, redis)) => {
+            pin_services(OTHERS_CORE);
+            let pg_wx = start_wxlogin_with(
+                dir.path(),
+                None,
+                &[
+                    ("WXLOGIN_DATABASE_URL", pg.clone()),
+                    ("WXLOGIN_REDIS_URL", redis),
+                    (
+                        "WXLOGIN_REDIS_PREFIX",
+                        format!("wxl_bench_{}:", std::process::id()),
+                    ),
+                ],
+            )
+            .await;
+            let codes = Arc::new(std::sync::Mutex::new(issue_codes(pg_wx.sim, 40_000).await));
+            let pg_login = drive(pg_wx.port, Load::Login { codes }, CONNS, SECS).await;
+            let pg_tokens = login_tokens(&pg_wx, TOKENS).await;
+            let pg_me = me(&pg_wx, &pg_tokens).await;
+            drop(pg_wx);
+            pin_services("0-1");
+            drop_database(&pg).await;
+            Some((pg_login, pg_me))
+        }
+        None => None,
+    };
+
     // Login at 50 ms simulated WeChat latency, against the ideal connections ÷ latency.
     post_json(
         wx.sim,
@@ -611,6 +723,7 @@ async fn run() {
             me_small.rps, 100.0 * me_small.rps / ceiling.rps, me_small.p50_ms, me_small.p99_ms,
             slow.rps, 100.0 * slow.rps / ideal, slow.p50_ms, slow.p99_ms,
         );
+        print_scale_out(scale_out.as_ref(), &login, &me_small);
         return;
     }
 
@@ -718,5 +831,21 @@ async fn run() {
         "\ntoken-check cost, 1M vs {small} sessions: {:.2}x from the cache, {:.2}x from SQLite",
         me_small.rps / me_1m.rps.max(1.0),
         me_small_store.rps / me_1m_store.rps.max(1.0)
+    );
+    print_scale_out(scale_out.as_ref(), &login, &me_small);
+}
+
+/// The PostgreSQL + Redis rows, as ratios to the SQLite figures of the same run.
+fn print_scale_out(scale_out: Option<&(Outcome, Outcome)>, login: &Outcome, me: &Outcome) {
+    let Some((pg_login, pg_me)) = scale_out else {
+        println!("\n(PostgreSQL + Redis scenario skipped: WXLOGIN_BENCH_POSTGRES / WXLOGIN_BENCH_REDIS did not answer)");
+        return;
+    };
+    println!(
+        "\n| PostgreSQL + Redis, one instance | requests/s | vs SQLite, same run | p50 ms | p99 ms | non-200 |\n|---|---|---|---|---|---|\n\
+         | POST /login, unique codes | {:.0} | {:.1} % | {:.2} | {:.2} | {} |\n\
+         | GET /me, {TOKENS} tokens (Redis session cache) | {:.0} | {:.1} % | {:.2} | {:.2} | {} |",
+        pg_login.rps, 100.0 * pg_login.rps / login.rps.max(1.0), pg_login.p50_ms, pg_login.p99_ms, pg_login.errors,
+        pg_me.rps, 100.0 * pg_me.rps / me.rps.max(1.0), pg_me.p50_ms, pg_me.p99_ms, pg_me.errors,
     );
 }
