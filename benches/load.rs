@@ -423,20 +423,7 @@ async fn start_wxlogin_with(
 ) -> Wx {
     let exe_var = std::env::var("WXLOGIN_BENCH_BIN").ok();
     let exe = exe_var.as_deref().unwrap_or(env!("CARGO_BIN_EXE_wxlogin"));
-    let sim = free_port();
-    let sim_proc = spawn_on(
-        OTHERS_CORE,
-        exe,
-        &[
-            "simulator",
-            "--listen",
-            &format!("127.0.0.1:{sim}"),
-            "--app",
-            "wxbench:bench-secret",
-        ],
-        &[("RUST_LOG", "warn".into())],
-    );
-    wait_up(sim).await;
+    let (sim, sim_proc) = start_simulator(exe).await;
     let port = free_port();
     let server = spawn_on(
         SERVER_CORE,
@@ -476,6 +463,25 @@ async fn start_wxlogin_with(
         port,
         pid,
     }
+}
+
+/// `exe simulator` with the bench's app, on the others' core: its port and process.
+async fn start_simulator(exe: &str) -> (u16, Proc) {
+    let sim = free_port();
+    let proc = spawn_on(
+        OTHERS_CORE,
+        exe,
+        &[
+            "simulator",
+            "--listen",
+            &format!("127.0.0.1:{sim}"),
+            "--app",
+            "wxbench:bench-secret",
+        ],
+        &[("RUST_LOG", "warn".into())],
+    );
+    wait_up(sim).await;
+    (sim, proc)
 }
 
 /// The PostgreSQL + Redis scenario's servers: `WXLOGIN_BENCH_POSTGRES` (default the machine's
@@ -601,20 +607,7 @@ async fn run() {
     drop(hello);
 
     // The login ceiling: one pooled upstream call per login, nothing stored.
-    let sim = free_port();
-    let ceiling_sim = spawn_on(
-        OTHERS_CORE,
-        env!("CARGO_BIN_EXE_wxlogin"),
-        &[
-            "simulator",
-            "--listen",
-            &format!("127.0.0.1:{sim}"),
-            "--app",
-            "wxbench:bench-secret",
-        ],
-        &[("RUST_LOG", "warn".into())],
-    );
-    wait_up(sim).await;
+    let (sim, ceiling_sim) = start_simulator(env!("CARGO_BIN_EXE_wxlogin")).await;
     let login_ceiling_port = free_port();
     let login_ceiling_server = spawn_on(
         SERVER_CORE,

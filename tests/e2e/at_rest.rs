@@ -44,18 +44,8 @@ async fn no_session_key_or_phone_number_is_stored_in_plain() {
         let (_, me) = app.me(token).await;
         assert_eq!(me["data"]["phone"], phone.as_str());
     }
-    let sealed = app
-        .sim(
-            "/_sim/encrypt",
-            json!({ "user": "rest-0", "data": { "ok": true } }),
-        )
-        .await;
     let (status, body) = app
-        .post(
-            "/decrypt",
-            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
-            Some(&tokens[0].0),
-        )
+        .decrypt_for(&tokens[0].0, "rest-0", json!({ "ok": true }))
         .await;
     assert_eq!(
         (status.as_u16(), &body["data"]["ok"]),
@@ -159,35 +149,11 @@ async fn a_lost_data_key_loses_the_sealed_values_and_nothing_else() {
         json!(null),
         "the number reads as unbound"
     );
-    let sealed = app
-        .sim(
-            "/_sim/encrypt",
-            json!({ "user": "keyless", "data": { "x": 1 } }),
-        )
-        .await;
-    let (status, _) = app
-        .post(
-            "/decrypt",
-            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
-            Some(&token),
-        )
-        .await;
+    let (status, _) = app.decrypt_for(&token, "keyless", json!({ "x": 1 })).await;
     assert_eq!(status, 401, "open data asks the client to log in again");
     // Logging in again gives a session whose key opens.
     let token = app.token_for("keyless").await;
-    let sealed = app
-        .sim(
-            "/_sim/encrypt",
-            json!({ "user": "keyless", "data": { "x": 2 } }),
-        )
-        .await;
-    let (status, _) = app
-        .post(
-            "/decrypt",
-            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
-            Some(&token),
-        )
-        .await;
+    let (status, _) = app.decrypt_for(&token, "keyless", json!({ "x": 2 })).await;
     assert_eq!(status, 200);
     app.shutdown().await;
 }

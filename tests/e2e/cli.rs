@@ -267,18 +267,8 @@ async fn rotate_key_reseals_everything_while_an_instance_serves() {
         (status.as_u16(), &body["error"]),
         (409, &json!("phone_in_use"))
     );
-    let sealed = app
-        .sim(
-            "/_sim/encrypt",
-            json!({ "user": "rotating", "data": { "ok": 1 } }),
-        )
-        .await;
     let (status, _) = app
-        .post(
-            "/decrypt",
-            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
-            Some(&token),
-        )
+        .decrypt_for(&token, "rotating", json!({ "ok": 1 }))
         .await;
     assert_eq!(status, 200);
     app.shutdown().await;

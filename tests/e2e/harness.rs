@@ -357,6 +357,21 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Seals `data` as WeChat would for `user`'s current session_key (the simulator's
+    /// `/_sim/encrypt`) and posts it to `/decrypt` with `token`: the reply's status and JSON.
+    #[allow(dead_code)]
+    pub async fn decrypt_for(&self, token: &str, user: &str, data: Value) -> (StatusCode, Value) {
+        let sealed = self
+            .sim("/_sim/encrypt", json!({ "user": user, "data": data }))
+            .await;
+        self.post(
+            "/decrypt",
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(token),
+        )
+        .await
+    }
+
     /// POSTs to a simulator control route and returns its JSON.
     pub async fn sim(&self, path: &str, body: Value) -> Value {
         let r = self
