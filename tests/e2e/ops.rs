@@ -214,6 +214,21 @@ async fn the_admin_cli_talks_to_the_admin_api() {
     app.shutdown().await;
 }
 
+/// An app behind a trusted proxy on 127.0.0.1, with 3 failed logins a minute per client, and
+/// `extra` settings.
+async fn behind_proxy_limited_to_3(extra: &[(&'static str, &str)]) -> TestApp {
+    let mut env = vec![
+        ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".to_owned()),
+        ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    spawn_with(Options {
+        env,
+        ..Options::default()
+    })
+    .await
+}
+
 /// A login from `ip` (as the trusted proxy on 127.0.0.1 reports it) with `code`.
 async fn login_via_proxy(app: &TestApp, ip: &str, code: &str) -> reqwest::Response {
     app.http
@@ -236,14 +251,7 @@ fn code2session_calls(app: &TestApp) -> u64 {
 
 #[tokio::test]
 async fn failed_logins_are_limited_per_client_address_and_good_ones_never() {
-    let app = spawn_with(Options {
-        env: vec![
-            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
-            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let app = behind_proxy_limited_to_3(&[]).await;
     // A carrier NAT: many real users behind one address, all logging in fine.
     for i in 0..10 {
         let code = app.code(&format!("nat-user-{i}")).await;
@@ -301,14 +309,7 @@ async fn failed_logins_are_limited_per_client_address_and_good_ones_never() {
 
 #[tokio::test]
 async fn a_burst_of_junk_codes_sent_at_once_reaches_wechat_at_most_the_limit() {
-    let app = spawn_with(Options {
-        env: vec![
-            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
-            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let app = behind_proxy_limited_to_3(&[]).await;
     let before = code2session_calls(&app);
     let codes: Vec<String> = (0..20).map(|i| format!("junk-burst-{i}")).collect();
     let statuses: Vec<u16> = futures::future::join_all(
@@ -335,14 +336,7 @@ async fn a_burst_of_junk_codes_sent_at_once_reaches_wechat_at_most_the_limit() {
 
 #[tokio::test]
 async fn ipv6_clients_are_counted_per_slash_64() {
-    let app = spawn_with(Options {
-        env: vec![
-            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
-            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let app = behind_proxy_limited_to_3(&[]).await;
     // Three addresses of one /64: one client.
     for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"] {
         assert_eq!(login_via_proxy(&app, host, "junk").await.status(), 401);
@@ -368,15 +362,7 @@ async fn ipv6_clients_are_counted_per_slash_64() {
 #[tokio::test]
 async fn a_v4_proxy_is_trusted_on_a_dual_stack_listener() {
     // On `[::]`, IPv4 peers arrive as `::ffff:a.b.c.d`; the proxy must still be recognised.
-    let app = spawn_with(Options {
-        env: vec![
-            ("WXLOGIN_LISTEN", "[::]:0".into()),
-            ("WXLOGIN_RATE_LIMIT_LOGIN", "3/1m".into()),
-            ("WXLOGIN_TRUSTED_PROXIES", "127.0.0.1".into()),
-        ],
-        ..Options::default()
-    })
-    .await;
+    let app = behind_proxy_limited_to_3(&[("WXLOGIN_LISTEN", "[::]:0")]).await;
     let url = format!("http://127.0.0.1:{}/login", app.addr.port());
     let post = |ip: String| {
         app.http
