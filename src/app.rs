@@ -94,7 +94,7 @@ impl Application {
         let state = AppState::new(config, clock, store.clone(), coord, vault)?;
         let routers = crate::routes::routers(
             state.clone(),
-            config.admin_token.clone(),
+            config.admin_tokens.clone(),
             config.admin_listen.is_some(),
         );
         let mut router = routers.public;
@@ -144,6 +144,7 @@ impl Application {
             stop,
         } = self;
         let maintenance = tokio::spawn(state.maintenance.clone().run(CLEANUP_EVERY, stop.clone()));
+        let webhooks = tokio::spawn(state.webhooks.clone().run(stop.clone()));
         drop(state);
         let operator = operator
             .map(|(listener, router)| tokio::spawn(serve(listener, router, stop.clone(), limits)));
@@ -152,6 +153,7 @@ impl Application {
             let _ = operator.await;
         }
         let _ = maintenance.await;
+        let _ = webhooks.await;
         store.close().await;
         served
     }
@@ -194,7 +196,11 @@ async fn open_store(
     clock: &SharedClock,
     vault: Arc<crate::vault::Vault>,
 ) -> anyhow::Result<SharedStore> {
-    let store = crate::store::connect(&config.database_url, vault).await?;
+    let options = crate::store::StoreOptions {
+        vault,
+        webhooks: config.webhook_url.is_some(),
+    };
+    let store = crate::store::connect(&config.database_url, options).await?;
     let store: SharedStore = Arc::new(MeteredStore(store));
     let size = std::num::NonZeroUsize::new(config.session_cache_size);
     Ok(match (config.database_url.backend(), size) {

@@ -218,7 +218,11 @@ async fn rotate_key() -> anyhow::Result<()> {
         )
     })?;
     let key_id = vault.key_id().to_owned();
-    let store = crate::store::connect(&config.database_url, Arc::new(vault)).await?;
+    let options = crate::store::StoreOptions {
+        vault: Arc::new(vault),
+        webhooks: false,
+    };
+    let store = crate::store::connect(&config.database_url, options).await?;
     let done = crate::store::reseal(&*store, crate::store::Reseal::NotCurrent).await;
     store.close().await;
     let done = done.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -324,7 +328,7 @@ fn print_dev_banner(addr: SocketAddr, appid: &str) {
 
 async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
     let (config, _) = Config::from_env().map_err(explain)?;
-    let token = config.admin_token.ok_or_else(|| {
+    let tokens = config.admin_tokens.ok_or_else(|| {
         anyhow::anyhow!(
             "WXLOGIN_ADMIN_TOKEN: set it (or WXLOGIN_ADMIN_TOKEN_FILE) to the server's admin token"
         )
@@ -386,7 +390,7 @@ async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Stats => http.get(format!("{base}/admin/stats")),
     };
     let response = request
-        .bearer_auth(token.expose_secret())
+        .bearer_auth(tokens.first().expose_secret())
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach {base}: {}", e.without_url()))?;

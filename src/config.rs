@@ -73,7 +73,15 @@ pub struct Config {
     pub wechat_api_base: url::Url,
     /// Total budget for one WeChat exchange, the retry included.
     pub wechat_timeout: Duration,
-    pub admin_token: Option<SecretString>,
+    /// `WXLOGIN_ADMIN_TOKEN`: the admin API is on when set.
+    pub admin_tokens: Option<crate::domain::AdminTokens>,
+    /// Where webhooks go (`None`: off), signed with `webhook_secret`.
+    pub webhook_url: Option<SecretUrl>,
+    pub webhook_secret: Option<SecretString>,
+    /// One delivery attempt.
+    pub webhook_timeout: Duration,
+    /// How long a webhook is retried before it is marked dead.
+    pub webhook_retry_for: Duration,
     /// Seals session keys and phone numbers at rest (base64 of 32 bytes, validated).
     pub data_key: Option<SecretString>,
     /// The previous data key, during a rotation.
@@ -127,7 +135,11 @@ impl Config {
             redis_prefix: String::new(),
             wechat_api_base: url::Url::parse(DEFAULT_WECHAT_API_BASE).expect("the default parses"),
             wechat_timeout: Duration::from_secs(5),
-            admin_token: None,
+            admin_tokens: None,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_timeout: Duration::from_secs(10),
+            webhook_retry_for: Duration::from_secs(86400),
             data_key: None,
             data_key_old: None,
             session_idle_timeout: Duration::from_secs(7 * 86400),
@@ -182,6 +194,12 @@ impl Config {
             }
         }
         config.apps = apps(env, &file_apps)?;
+        if config.webhook_url.is_some() && config.webhook_secret.is_none() {
+            return Err(invalid(
+                "WXLOGIN_WEBHOOK_SECRET",
+                "required with WXLOGIN_WEBHOOK_URL (receivers check the signature with it)",
+            ));
+        }
         Ok((config, warnings))
     }
 

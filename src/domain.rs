@@ -297,6 +297,9 @@ impl Nickname {
 pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// Who made an admin change: `admin:<label>` of the admin token used; `None` for the user
+    /// or wxlogin itself.
+    pub actor: Option<String>,
 }
 
 impl ClientInfo {
@@ -311,7 +314,88 @@ impl ClientInfo {
                     .collect::<String>()
             })
             .filter(|ua| !ua.is_empty());
-        Self { ip, user_agent }
+        Self {
+            ip,
+            user_agent,
+            actor: None,
+        }
+    }
+}
+
+/// `WXLOGIN_ADMIN_TOKEN`: one token, or several `label:token` pairs separated by commas, so
+/// each operator (or tool) has a token of their own and the event log says who did what. A
+/// token alone is labelled `admin`.
+#[derive(Clone)]
+pub struct AdminTokens(Vec<(String, SecretString)>);
+
+impl AdminTokens {
+    pub const MIN_TOKEN_LEN: usize = 16;
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut tokens: Vec<(String, SecretString)> = Vec::new();
+        for entry in text.split(',') {
+            // Requests' tokens are trimmed, so a token with spaces at either end could never
+            // match: refuse it rather than lock the operator out.
+            if entry != entry.trim() || entry.is_empty() {
+                return Err("an entry is empty or starts or ends with spaces".into());
+            }
+            let (label, token) = match entry.split_once(':') {
+                Some((label, token)) => (label, token),
+                None => ("admin", entry),
+            };
+            let label_ok = !label.is_empty()
+                && label.len() <= 32
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !label_ok {
+                return Err(
+                    "a label must be 1 to 32 letters, digits, '-', '_' or '.' (label:token)".into(),
+                );
+            }
+            if token.len() < Self::MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+                return Err("each token must be at least 16 characters, without spaces".into());
+            }
+            if tokens.iter().any(|(l, _)| l == label) {
+                return Err(format!("the label {label:?} is given twice"));
+            }
+            if tokens.iter().any(|(_, t)| t.expose_secret() == token) {
+                return Err("a token is given twice".into());
+            }
+            tokens.push((label.to_owned(), SecretString::from(token.to_owned())));
+        }
+        Ok(Self(tokens))
+    }
+
+    /// The label of the token `given` is, compared in constant time with every token.
+    pub fn label_of(&self, given: &str) -> Option<&str> {
+        use subtle::ConstantTimeEq;
+        let mut found = None;
+        for (label, token) in &self.0 {
+            let same: bool = given
+                .as_bytes()
+                .ct_eq(token.expose_secret().as_bytes())
+                .into();
+            if same {
+                found = Some(label.as_str());
+            }
+        }
+        found
+    }
+
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(l, _)| l.as_str())
+    }
+
+    /// The first token: what the `wxlogin admin` command sends.
+    pub fn first(&self) -> &SecretString {
+        &self.0[0].1
+    }
+}
+
+impl fmt::Debug for AdminTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.labels()).finish()
     }
 }
 
@@ -425,6 +509,18 @@ impl EventType {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The events a business backend is told of by webhook (`WXLOGIN_WEBHOOK_URL`).
+    pub fn is_webhook(self) -> bool {
+        matches!(
+            self,
+            Self::UserCreated
+                | Self::UserBanned
+                | Self::UserUnbanned
+                | Self::UserMerged
+                | Self::UserDeleted
+        )
     }
 }
 

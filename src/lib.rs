@@ -18,6 +18,7 @@ pub mod coord; // Redis: shared session cache, locks, counters; never the only c
 pub mod domain; // pure types: AppId, JsCode, CodeHash, SessionToken, AppCredentials, ...
 pub mod error; // the API error type, its JSON shape, the documented error responses
 pub mod metrics; // Prometheus recorder and the functions every layer records with
+pub mod recent; // the last hour per minute, in memory, for the admin dashboard
 pub mod routes; // HTTP handlers, one file per resource, each with its router
 pub mod server; // the HTTP/1 loop: header, request and keep-alive timeouts, connection cap
 pub mod services; // login, sessions, users, open data, access tokens, rate limits, upkeep
@@ -26,4 +27,5 @@ pub mod state; // AppState: the services every handler gets
 pub mod store; // narrow storage traits; SQLite and PostgreSQL
 pub mod telemetry; // logging setup that never prints a secret
 pub mod vault; // AES-256-GCM for data at rest, keyed phone hashes
-pub mod wechat; // WeChat API client, errcodes, replies, open-data crypto
+pub mod webhook;
+pub mod wechat; // WeChat API client, errcodes, replies, open-data crypto // sending one signed webhook (the outbox worker is services/webhooks.rs)

@@ -2,7 +2,8 @@
 //!
 //! Labels are bounded sets (route templates, error codes, WeChat errcodes), never a user id,
 //! openid or token, so the series count stays small and no personal data reaches a dashboard.
-//! A leaf: every layer may record here, and this module imports nothing of the crate.
+//! A leaf: every layer may record here; it imports only its sibling leaf `recent` (the
+//! dashboard's last hour).
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -49,6 +50,7 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 
 pub fn login(outcome: &'static str) {
     metrics::counter!("wxlogin_logins_total", "outcome" => outcome).increment(1);
+    crate::recent::global().login(outcome);
 }
 
 pub fn token_check(outcome: &'static str, source: &'static str) {
@@ -64,8 +66,26 @@ pub fn session_cache(result: &'static str) {
 pub fn wechat_call(api: &'static str, errcode: String, started: Instant) {
     metrics::counter!("wxlogin_wechat_calls_total", "api" => api, "errcode" => errcode)
         .increment(1);
-    metrics::histogram!("wxlogin_wechat_call_duration_seconds", "api" => api)
-        .record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::histogram!("wxlogin_wechat_call_duration_seconds", "api" => api).record(elapsed);
+    crate::recent::global().wechat_call(elapsed * 1000.0);
+}
+
+/// One webhook attempt: `delivered`, `http_error`, `timeout`, `connect_error` or `error`.
+pub fn webhook_delivery(result: &'static str) {
+    metrics::counter!("wxlogin_webhook_deliveries_total", "result" => result).increment(1);
+}
+
+/// A webhook ran out of retries.
+pub fn webhook_dead() {
+    metrics::counter!("wxlogin_webhook_dead_total").increment(1);
+}
+
+/// The outbox as last counted (cluster-wide: every instance reports the same rows).
+pub fn webhook_outbox(pending: i64, dead: i64, oldest_pending_seconds: f64) {
+    metrics::gauge!("wxlogin_webhook_outbox_depth").set(pending as f64);
+    metrics::gauge!("wxlogin_webhook_outbox_dead").set(dead as f64);
+    metrics::gauge!("wxlogin_webhook_oldest_undelivered_age_seconds").set(oldest_pending_seconds);
 }
 
 pub fn live_sessions(count: i64) {

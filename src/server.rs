@@ -131,6 +131,11 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 type Service = tower_http::normalize_path::NormalizePath<Router>;
 
+/// On a request whose path ended in `/` before the slash was trimmed: for a page that must know
+/// where it is for its relative links (the admin console at `/admin/`).
+#[derive(Debug, Clone, Copy)]
+pub struct TrailingSlash;
+
 /// Serves one connection until the client closes it, a limit closes it, or the server stops.
 async fn connection(
     stream: TcpStream,
@@ -148,6 +153,10 @@ async fn connection(
         let watch = watch.clone();
         hyper::service::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            let path = req.uri().path();
+            if path.len() > 1 && path.ends_with('/') {
+                req.extensions_mut().insert(TrailingSlash);
+            }
             let deadline = later(watch.request_started(), limits.request_timeout);
             let reply = service.clone().oneshot(req);
             let watch = watch.clone();

@@ -14,6 +14,7 @@ use crate::services::open_data::OpenData;
 use crate::services::ratelimit::{Limits, RateLimiter};
 use crate::services::sessions::{SessionPolicy, Sessions};
 use crate::services::users::Users;
+use crate::services::webhooks::{WebhookSettings, Webhooks};
 use crate::store::SharedStore;
 use crate::wechat::WechatClient;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub struct Services {
     pub open_data: OpenData,
     pub limits: Limits,
     pub maintenance: Maintenance,
+    pub webhooks: Arc<Webhooks>,
     /// Proxies whose `X-Forwarded-For` is believed (read by the client-address extractor).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where avatar URLs point: `<public_url>/avatars/…`, or `avatars/…` relative to the
@@ -64,11 +66,22 @@ impl AppState {
             clock.clone(),
             policy,
         );
+        let settings = match (&config.webhook_url, &config.webhook_secret) {
+            (Some(url), Some(secret)) => Some(WebhookSettings {
+                url: url.clone(),
+                secret: secret.clone(),
+                timeout: config.webhook_timeout,
+                retry_for: config.webhook_retry_for,
+            }),
+            _ => None,
+        };
+        let webhooks = Arc::new(Webhooks::new(store.clone(), clock.clone(), settings)?);
         let users = Users::new(
             store.clone(),
             sessions.clone(),
             clock.clone(),
             config.phone_reuse,
+            webhooks.clone(),
         );
         let login = LoginService::new(
             store.clone(),
@@ -108,6 +121,7 @@ impl AppState {
             open_data,
             limits,
             maintenance: Maintenance::new(store, clock, policy, config.event_retention),
+            webhooks,
             trusted_proxies: config.trusted_proxies.clone(),
             public_url: config.public_url.clone(),
         })))

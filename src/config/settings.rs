@@ -6,7 +6,7 @@
 //! not a value, and are read in `config.rs`.)
 
 use super::{Config, LogFormat};
-use crate::domain::{RateRule, SecretUrl};
+use crate::domain::{AdminTokens, RateRule, SecretUrl};
 use crate::store::DatabaseUrl;
 use secrecy::SecretString;
 
@@ -250,25 +250,77 @@ pub(super) const SETTINGS: &[Setting] = &[
         default: None,
         secret: true,
         set: |c, v| {
-            // Requests' tokens are trimmed, so a token with spaces at either end could never
-            // match: refuse it here rather than lock the operator out.
-            if v != v.trim() {
-                return Err("must not start or end with spaces".into());
+            c.admin_tokens = Some(AdminTokens::parse(v)?);
+            Ok(())
+        },
+        show: |c| match &c.admin_tokens {
+            Some(t) => format!(
+                "[redacted] (admin API on; labels: {})",
+                t.labels().collect::<Vec<_>>().join(", ")
+            ),
+            None => "(unset, admin API off)".into(),
+        },
+    },
+    Setting {
+        key: "webhook.url",
+        env: "WXLOGIN_WEBHOOK_URL",
+        default: None,
+        secret: true,
+        set: |c, v| {
+            let url = url::Url::parse(v).map_err(|_| "expected an http(s) URL".to_owned())?;
+            if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+                return Err("expected an http(s) URL".into());
             }
-            if v.len() < 16 {
-                return Err("must be at least 16 characters".into());
+            c.webhook_url = Some(SecretUrl::new(v));
+            Ok(())
+        },
+        show: |c| match &c.webhook_url {
+            Some(u) => u.redacted(),
+            None => "(unset, webhooks off)".into(),
+        },
+    },
+    Setting {
+        key: "webhook.secret",
+        env: "WXLOGIN_WEBHOOK_SECRET",
+        default: None,
+        secret: true,
+        set: |c, v| {
+            if v.len() < 16 || v != v.trim() {
+                return Err("must be at least 16 characters, without spaces at either end".into());
             }
-            c.admin_token = Some(SecretString::from(v.to_owned()));
+            c.webhook_secret = Some(SecretString::from(v.to_owned()));
             Ok(())
         },
         show: |c| {
-            if c.admin_token.is_some() {
-                "[redacted] (admin API on)"
+            if c.webhook_secret.is_some() {
+                "[redacted]"
             } else {
-                "(unset, admin API off)"
+                "(unset)"
             }
             .into()
         },
+    },
+    Setting {
+        key: "webhook.timeout",
+        env: "WXLOGIN_WEBHOOK_TIMEOUT",
+        default: Some("10s"),
+        secret: false,
+        set: |c, v| {
+            c.webhook_timeout = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.webhook_timeout),
+    },
+    Setting {
+        key: "webhook.retry_for",
+        env: "WXLOGIN_WEBHOOK_RETRY_FOR",
+        default: Some("24h"),
+        secret: false,
+        set: |c, v| {
+            c.webhook_retry_for = duration(v)?;
+            Ok(())
+        },
+        show: |c| show_duration(c.webhook_retry_for),
     },
     Setting {
         key: "data_key",

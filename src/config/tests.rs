@@ -38,7 +38,7 @@ fn defaults_apply_when_nothing_is_set() {
     assert_eq!(c.session_max_lifetime, Duration::from_secs(30 * 86400));
     assert_eq!(c.session_cache_size, DEFAULT_SESSION_CACHE_SIZE);
     assert!(c.apps.is_empty());
-    assert!(c.admin_token.is_none());
+    assert!(c.admin_tokens.is_none());
 }
 
 #[test]
@@ -263,4 +263,76 @@ fn a_password_in_the_database_urls_query_is_redacted_too() {
         assert!(!text.contains("QUERYPASS"), "{text}");
         assert!(text.contains("sslmode=require"), "{text}");
     }
+}
+
+#[test]
+fn admin_tokens_may_carry_labels_and_each_is_checked() {
+    let c = load_without_file(&[(
+        "WXLOGIN_ADMIN_TOKEN",
+        "alice:alice-token-0123456789,ci-bot:bot-token-0123456789",
+    )])
+    .unwrap();
+    let tokens = c.admin_tokens.unwrap();
+    assert_eq!(tokens.label_of("alice-token-0123456789"), Some("alice"));
+    assert_eq!(tokens.label_of("bot-token-0123456789"), Some("ci-bot"));
+    assert_eq!(tokens.label_of("alice:alice-token-0123456789"), None);
+    assert_eq!(tokens.label_of(""), None);
+    let single = load_without_file(&[("WXLOGIN_ADMIN_TOKEN", "plain-token-0123456789")])
+        .unwrap()
+        .admin_tokens
+        .unwrap();
+    assert_eq!(single.label_of("plain-token-0123456789"), Some("admin"));
+    for bad in [
+        "alice:short",
+        "al ice:alice-token-0123456789",
+        "alice:alice-token-0123456789,alice:other-token-0123456789",
+        "a:same-token-0123456789,b:same-token-0123456789",
+        "alice:alice-token-0123456789,",
+        ":no-label-token-0123456789",
+    ] {
+        let e = load_without_file(&[("WXLOGIN_ADMIN_TOKEN", bad)]).unwrap_err();
+        assert_eq!(key_of(e), "WXLOGIN_ADMIN_TOKEN", "{bad:?}");
+    }
+    // check-config names the labels, never a token.
+    let shown = load_without_file(&[("WXLOGIN_ADMIN_TOKEN", "alice:alice-token-0123456789")])
+        .unwrap()
+        .describe();
+    assert!(
+        shown.contains("labels: alice") && !shown.contains("alice-token"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_webhook_url_needs_a_secret_and_an_http_url() {
+    let e =
+        load_without_file(&[("WXLOGIN_WEBHOOK_URL", "https://backend.example/hooks")]).unwrap_err();
+    assert_eq!(key_of(e), "WXLOGIN_WEBHOOK_SECRET");
+    for bad in [
+        "ftp://backend.example/x",
+        "not a url",
+        "mailto:ops@backend.example",
+    ] {
+        let e = load_without_file(&[
+            ("WXLOGIN_WEBHOOK_URL", bad),
+            ("WXLOGIN_WEBHOOK_SECRET", "secret-0123456789abcdef"),
+        ])
+        .unwrap_err();
+        assert_eq!(key_of(e), "WXLOGIN_WEBHOOK_URL", "{bad:?}");
+    }
+    let c = load_without_file(&[
+        (
+            "WXLOGIN_WEBHOOK_URL",
+            "https://user:pw@backend.example/hooks",
+        ),
+        ("WXLOGIN_WEBHOOK_SECRET", "secret-0123456789abcdef"),
+    ])
+    .unwrap();
+    assert_eq!(c.webhook_timeout, Duration::from_secs(10));
+    assert_eq!(c.webhook_retry_for, Duration::from_secs(86400));
+    let shown = c.describe();
+    assert!(
+        !shown.contains("pw@") && !shown.contains("secret-0123"),
+        "{shown}"
+    );
 }

@@ -1,30 +1,36 @@
 //! `/admin/…`: find users, list and revoke sessions, ban, unban, merge and delete users, read
-//! the event log, counts. Mounted only when
-//! `WXLOGIN_ADMIN_TOKEN` is set; every request needs `Authorization: Bearer <admin token>`,
-//! compared in constant time.
+//! the event log, counts, the webhook outbox and the dashboard's last hour; and the console's
+//! page at `/admin/`. Mounted only when `WXLOGIN_ADMIN_TOKEN` is set; every API request needs
+//! `Authorization: Bearer <admin token>`, compared in constant time with each configured token.
+//! The token's label rides on the request ([`AdminActor`]) into the events its changes write.
 
 use super::extract::{token_text, ApiBody, ApiPath, ApiQuery, Client};
 use super::me::{avatar_url, EventView, IdentityView};
 use super::reply::{ok, Empty, Envelope, Reply};
 use crate::clock::rfc3339;
+use crate::domain::AdminTokens;
 use crate::domain::EventType;
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::store::OutboxState;
 use crate::store::{EventFilter, SessionSummary, Stats, UserFilter, UserRecord};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub(super) fn router(admin_token: SecretString) -> OpenApiRouter<AppState> {
-    let token = Arc::new(admin_token);
-    OpenApiRouter::new()
+/// The label of the admin token a request carried: `admin:<label>` in the events it writes.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminActor(pub String);
+
+pub(super) fn router(tokens: AdminTokens) -> OpenApiRouter<AppState> {
+    let tokens = Arc::new(tokens);
+    let api = OpenApiRouter::new()
         .routes(routes!(find_users))
         .routes(routes!(get_user, delete_user))
         .routes(routes!(list_sessions, revoke_user))
@@ -35,24 +41,29 @@ pub(super) fn router(admin_token: SecretString) -> OpenApiRouter<AppState> {
         .routes(routes!(user_events))
         .routes(routes!(events))
         .routes(routes!(stats))
+        .routes(routes!(whoami))
+        .routes(routes!(webhooks))
+        .routes(routes!(redrive))
+        .routes(routes!(dashboard))
         .route_layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
-                let token = token.clone();
-                async move { require_admin(&token, req, next).await }
+                let tokens = tokens.clone();
+                async move { require_admin(&tokens, req, next).await }
             },
-        ))
+        ));
+    // The console's files carry no data and need no token: the page asks for it.
+    api.merge(super::console::router())
 }
 
-async fn require_admin(expected: &SecretString, req: Request, next: Next) -> Response {
+async fn require_admin(tokens: &AdminTokens, mut req: Request, next: Next) -> Response {
     let given = token_text(req.headers()).unwrap_or("");
-    let ok: bool = given
-        .as_bytes()
-        .ct_eq(expected.expose_secret().as_bytes())
-        .into();
-    if ok {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+    match tokens.label_of(given) {
+        Some(label) => {
+            let actor = AdminActor(label.to_owned());
+            req.extensions_mut().insert(actor);
+            next.run(req).await
+        }
+        None => ApiError::Unauthorized.into_response(),
     }
 }
 
@@ -375,6 +386,178 @@ pub(super) async fn revoke_session(
     responses((status = 200, body = Envelope<Stats>), responses::Unauthorized, AdminNotFound, responses::Unavailable))]
 pub(super) async fn stats(State(state): State<AppState>) -> Reply<Stats> {
     Ok(ok(state.maintenance.stats().await?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct WhoAmI {
+    /// The label of the admin token used (`label:token` in WXLOGIN_ADMIN_TOKEN; `admin` for a
+    /// token without one).
+    label: String,
+}
+
+/// Which admin token this is: the console shows it after sign-in.
+#[utoipa::path(get, path = "/admin/whoami", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, body = Envelope<WhoAmI>), responses::Unauthorized, AdminNotFound))]
+pub(super) async fn whoami(axum::Extension(actor): axum::Extension<AdminActor>) -> Reply<WhoAmI> {
+    Ok(ok(WhoAmI { label: actor.0 }))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct OutboxQuery {
+    /// `pending` (waiting or being sent) or `dead` (out of retries); empty: both.
+    #[param(pattern = "^(pending|dead)?$")]
+    state: Option<String>,
+    /// Rows, 1 to 1000 (default 100), newest first.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct WebhookRow {
+    /// The outbox row (what `redrive` takes).
+    id: i64,
+    /// The event it reports: the `id` the receiver sees.
+    event_id: i64,
+    #[serde(rename = "type")]
+    kind: String,
+    user_id: i64,
+    /// `pending` or `dead`.
+    state: &'static str,
+    attempts: u32,
+    /// RFC 3339.
+    created_at: String,
+    /// When it is next tried (a row being sent: when its lease ends).
+    next_at: String,
+    /// The last failed attempt: `HTTP 500`, `timed out`, `could not connect`.
+    last_error: Option<String>,
+    dead_at: Option<String>,
+    /// What is sent.
+    #[schema(value_type = Object)]
+    body: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct WebhooksData {
+    /// `WXLOGIN_WEBHOOK_URL` is set.
+    enabled: bool,
+    /// Where webhooks go, credentials redacted.
+    url: Option<String>,
+    pending: i64,
+    dead: i64,
+    /// RFC 3339: the oldest pending row's creation.
+    oldest_pending_at: Option<String>,
+    deliveries: Vec<WebhookRow>,
+}
+
+/// The webhook outbox: counts and the newest rows.
+#[utoipa::path(get, path = "/admin/webhooks", tag = "admin", security(("admin_token" = [])), params(OutboxQuery),
+    responses((status = 200, body = Envelope<WebhooksData>), responses::BadRequest, responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+pub(super) async fn webhooks(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<OutboxQuery>,
+) -> Reply<WebhooksData> {
+    let wanted = match query.state.as_deref() {
+        None | Some("") => None,
+        Some("pending") => Some(OutboxState::Pending),
+        Some("dead") => Some(OutboxState::Dead),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`state` must be pending or dead".into(),
+            ))
+        }
+    };
+    let limit = match query.limit {
+        None => 100,
+        Some(n @ 1..=1000) => n,
+        Some(_) => return Err(ApiError::BadRequest("`limit` must be 1 to 1000".into())),
+    };
+    let view = state.webhooks.list(wanted, limit).await?;
+    Ok(ok(WebhooksData {
+        enabled: view.url.is_some(),
+        url: view.url,
+        pending: view.stats.pending,
+        dead: view.stats.dead,
+        oldest_pending_at: view.stats.oldest_pending_at.map(rfc3339),
+        deliveries: view
+            .rows
+            .into_iter()
+            .map(|r| WebhookRow {
+                id: r.id,
+                event_id: r.event_id,
+                kind: r.kind,
+                user_id: r.user_id,
+                state: if r.dead_at.is_some() {
+                    OutboxState::Dead.as_str()
+                } else {
+                    OutboxState::Pending.as_str()
+                },
+                attempts: r.attempts,
+                created_at: rfc3339(r.created_at),
+                next_at: rfc3339(r.next_at),
+                last_error: r.last_error,
+                dead_at: r.dead_at.map(rfc3339),
+                body: serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null),
+            })
+            .collect(),
+    }))
+}
+
+/// Puts a dead webhook back in line, with a fresh retry period.
+#[utoipa::path(post, path = "/admin/webhooks/{id}/redrive", tag = "admin", security(("admin_token" = [])),
+    params(("id" = i64, Path, description = "outbox row id")),
+    responses((status = 200, body = Envelope<Empty>), responses::BadRequest, responses::Unauthorized,
+        (status = 404, description = "not_found: no dead webhook with this id (or the admin API is off)", body = ErrorBody), responses::Unavailable))]
+pub(super) async fn redrive(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Reply<Empty> {
+    state.webhooks.redrive(id).await?;
+    Ok(ok(Empty {}))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct DashboardMinute {
+    /// RFC 3339, the minute's start.
+    minute: String,
+    logins: u64,
+    /// Failed logins by error code.
+    login_errors: BTreeMap<String, u64>,
+    wechat_calls: u64,
+    /// WeChat call latency estimated from buckets; absent for a minute without calls.
+    wechat_p50_ms: Option<f64>,
+    wechat_p99_ms: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Dashboard {
+    /// Always `instance`: the figures are this instance's own (a cluster's are in /metrics).
+    scope: &'static str,
+    /// The last 60 minutes, oldest first.
+    minutes: Vec<DashboardMinute>,
+}
+
+/// The last hour of this instance, minute by minute: logins, login errors by code, WeChat
+/// latency. Kept in memory, so it starts empty after a restart.
+#[utoipa::path(get, path = "/admin/dashboard", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, body = Envelope<Dashboard>), responses::Unauthorized, AdminNotFound))]
+pub(super) async fn dashboard() -> Reply<Dashboard> {
+    let minutes = crate::recent::global()
+        .last_hour()
+        .into_iter()
+        .map(|m| DashboardMinute {
+            minute: rfc3339(m.minute * 60_000),
+            logins: m.logins,
+            login_errors: m.login_errors,
+            wechat_calls: m.wechat_calls,
+            wechat_p50_ms: m.wechat_p50_ms,
+            wechat_p99_ms: m.wechat_p99_ms,
+        })
+        .collect();
+    Ok(ok(Dashboard {
+        scope: "instance",
+        minutes,
+    }))
 }
 
 #[cfg(test)]

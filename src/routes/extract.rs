@@ -177,7 +177,12 @@ impl FromRequestParts<AppState> for Client {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        Ok(Self(ClientInfo::new(Some(ip.to_string()), user_agent)))
+        let mut client = ClientInfo::new(Some(ip.to_string()), user_agent);
+        client.actor = parts
+            .extensions
+            .get::<super::admin::AdminActor>()
+            .map(|a| format!("admin:{}", a.0));
+        Ok(Self(client))
     }
 }
 

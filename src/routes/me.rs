@@ -319,6 +319,9 @@ pub(crate) struct EventView {
     detail: Option<serde_json::Value>,
     /// RFC 3339.
     time: String,
+    /// Who made an admin change: `admin:<label>` of the admin token used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
 }
 
 impl From<EventRecord> for EventView {
@@ -333,6 +336,7 @@ impl From<EventRecord> for EventView {
             user_agent: e.user_agent,
             detail: e.detail.and_then(|d| serde_json::from_str(&d).ok()),
             time: rfc3339(e.at),
+            actor: e.actor,
         }
     }
 }
@@ -358,6 +362,14 @@ pub(super) async fn export(State(state): State<AppState>, authed: Authed) -> Rep
             .into_iter()
             .map(|s| SessionView::new(s, current))
             .collect(),
-        events: export.events.into_iter().map(EventView::from).collect(),
+        // Which operator acted is the operators' record, not part of the user's data.
+        events: export
+            .events
+            .into_iter()
+            .map(|e| EventView {
+                actor: None,
+                ..EventView::from(e)
+            })
+            .collect(),
     }))
 }

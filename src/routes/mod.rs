@@ -4,6 +4,7 @@
 
 mod admin;
 mod avatar;
+mod console;
 mod docs;
 mod extract;
 mod login;
@@ -41,7 +42,7 @@ pub struct Routers {
 /// router and served by a router of their own (`WXLOGIN_ADMIN_LISTEN`).
 pub fn routers(
     state: AppState,
-    admin_token: Option<secrecy::SecretString>,
+    admin_tokens: Option<crate::domain::AdminTokens>,
     separate_operator: bool,
 ) -> Routers {
     let public = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
@@ -51,8 +52,8 @@ pub fn routers(
         .merge(open_data::router())
         .merge(ops::router());
     let mut operator = OpenApiRouter::new().merge(ops::operator_router());
-    if let Some(token) = admin_token {
-        operator = operator.merge(admin::router(token));
+    if let Some(tokens) = admin_tokens {
+        operator = operator.merge(admin::router(tokens));
     }
     if separate_operator {
         let operator = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())

@@ -22,6 +22,7 @@ pub mod open_data;
 pub mod ratelimit;
 pub mod sessions;
 pub mod users;
+pub mod webhooks;
 
 use crate::store::StoreError;
 use crate::wechat::WechatError;

@@ -34,6 +34,8 @@ pub struct Users {
     clock: SharedClock,
     /// How long a bound phone number is answered again without asking WeChat; `None`: always ask.
     phone_reuse: Option<Duration>,
+    /// Told after a change that queues a webhook, so it goes out now, not at the next poll.
+    webhooks: Arc<super::webhooks::Webhooks>,
 }
 
 impl Users {
@@ -42,12 +44,14 @@ impl Users {
         sessions: Sessions,
         clock: SharedClock,
         phone_reuse: Option<Duration>,
+        webhooks: Arc<super::webhooks::Webhooks>,
     ) -> Self {
         Self {
             store,
             sessions,
             clock,
             phone_reuse,
+            webhooks,
         }
     }
 
@@ -238,6 +242,7 @@ impl Users {
         let Some(_) = change else {
             return Err(ServiceError::NotFound);
         };
+        self.webhooks.wake();
         tracing::info!(user_id = id, "user deleted");
         Ok(())
     }
@@ -248,6 +253,7 @@ impl Users {
             .invalidating(self.store.ban_user(id, reason, self.audit(client)))
             .await?
             .ok_or(ServiceError::NotFound)?;
+        self.webhooks.wake();
         self.sessions.broadcast_end(&change.tokens).await?;
         tracing::info!(user_id = id, revoked = change.tokens.len(), "user banned");
         Ok(())
@@ -255,6 +261,7 @@ impl Users {
 
     pub async fn unban(&self, id: UserId, client: &ClientInfo) -> ServiceResult<()> {
         if self.store.unban_user(id, self.audit(client)).await? {
+            self.webhooks.wake();
             tracing::info!(user_id = id, "user unbanned");
             Ok(())
         } else {
@@ -275,6 +282,7 @@ impl Users {
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.sessions.moved().await;
+        self.webhooks.wake();
         tracing::info!(user_id = into, from, "users merged");
         Ok(())
     }

@@ -486,3 +486,40 @@ impl MaintenanceStore for CachedStore {
 
 #[cfg(test)]
 mod tests;
+
+#[async_trait]
+impl super::OutboxStore for CachedStore {
+    async fn claim_webhooks(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<super::OutboxRecord>> {
+        self.inner.claim_webhooks(now, lease_until, limit).await
+    }
+    async fn webhook_delivered(&self, id: i64) -> StoreResult<()> {
+        self.inner.webhook_delivered(id).await
+    }
+    async fn webhook_failed(
+        &self,
+        id: i64,
+        next_at: Millis,
+        dead_at: Option<Millis>,
+        error: &str,
+    ) -> StoreResult<()> {
+        self.inner.webhook_failed(id, next_at, dead_at, error).await
+    }
+    async fn outbox(
+        &self,
+        state: Option<super::OutboxState>,
+        limit: i64,
+    ) -> StoreResult<Vec<super::OutboxRecord>> {
+        self.inner.outbox(state, limit).await
+    }
+    async fn redrive_webhook(&self, id: i64, now: Millis) -> StoreResult<bool> {
+        self.inner.redrive_webhook(id, now).await
+    }
+    async fn outbox_stats(&self) -> StoreResult<super::OutboxStats> {
+        self.inner.outbox_stats().await
+    }
+}

@@ -199,3 +199,48 @@ impl MaintenanceStore for MeteredStore {
         self.0.close().await
     }
 }
+
+#[async_trait]
+impl super::OutboxStore for MeteredStore {
+    async fn claim_webhooks(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<super::OutboxRecord>> {
+        timed(
+            "claim_webhooks",
+            self.0.claim_webhooks(now, lease_until, limit),
+        )
+        .await
+    }
+    async fn webhook_delivered(&self, id: i64) -> StoreResult<()> {
+        timed("webhook_delivered", self.0.webhook_delivered(id)).await
+    }
+    async fn webhook_failed(
+        &self,
+        id: i64,
+        next_at: Millis,
+        dead_at: Option<Millis>,
+        error: &str,
+    ) -> StoreResult<()> {
+        timed(
+            "webhook_failed",
+            self.0.webhook_failed(id, next_at, dead_at, error),
+        )
+        .await
+    }
+    async fn outbox(
+        &self,
+        state: Option<super::OutboxState>,
+        limit: i64,
+    ) -> StoreResult<Vec<super::OutboxRecord>> {
+        timed("outbox", self.0.outbox(state, limit)).await
+    }
+    async fn redrive_webhook(&self, id: i64, now: Millis) -> StoreResult<bool> {
+        timed("redrive_webhook", self.0.redrive_webhook(id, now)).await
+    }
+    async fn outbox_stats(&self) -> StoreResult<super::OutboxStats> {
+        timed("outbox_stats", self.0.outbox_stats()).await
+    }
+}

@@ -275,6 +275,54 @@ pub struct EventRecord {
     /// A small JSON object (`{"error": …}`, `{"reason": …}`, `{"from": …}`, …).
     pub detail: Option<String>,
     pub at: Millis,
+    /// `admin:<label>` for an admin's change.
+    pub actor: Option<String>,
+}
+
+/// A webhook in the outbox (see `services/webhooks.rs`).
+#[derive(Debug, Clone)]
+pub struct OutboxRecord {
+    pub id: i64,
+    /// The event it reports: the id the receiver sees.
+    pub event_id: i64,
+    pub user_id: UserId,
+    pub kind: String,
+    pub body: String,
+    /// Attempts so far (a claim counts one).
+    pub attempts: u32,
+    pub created_at: Millis,
+    /// The first attempt's time or the last re-drive's: retries run for a while from here.
+    pub retry_from: Millis,
+    /// When it is next due (a claimed row: when its lease ends).
+    pub next_at: Millis,
+    pub last_error: Option<String>,
+    /// Set once retries ran out: it waits for an operator's re-drive.
+    pub dead_at: Option<Millis>,
+}
+
+/// Which outbox rows to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Waiting for (another) attempt, or being sent.
+    Pending,
+    Dead,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    pub pending: i64,
+    pub dead: i64,
+    /// `created_at` of the oldest pending row.
+    pub oldest_pending_at: Option<Millis>,
 }
 
 /// Which events to list, newest first: all given filters apply; `before` pages back by id.
@@ -401,6 +449,40 @@ pub trait UserStore: Send + Sync + 'static {
     async fn events(&self, filter: &EventFilter) -> StoreResult<Vec<EventRecord>>;
 }
 
+/// The webhook outbox. Rows are written by the other traits' changes, in their transactions
+/// (when the store was opened with webhooks on); this is the sending side.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Up to `limit` due rows, each the oldest undelivered one of its user, counted as an
+    /// attempt and hidden from other claims until `lease_until`.
+    async fn claim_webhooks(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxRecord>>;
+    /// The receiver took it: the row goes.
+    async fn webhook_delivered(&self, id: i64) -> StoreResult<()>;
+    /// An attempt failed: due again at `next_at`, or dead from `dead_at` on.
+    async fn webhook_failed(
+        &self,
+        id: i64,
+        next_at: Millis,
+        dead_at: Option<Millis>,
+        error: &str,
+    ) -> StoreResult<()>;
+    /// The newest rows in `state` (any when `None`).
+    async fn outbox(
+        &self,
+        state: Option<OutboxState>,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxRecord>>;
+    /// A dead row due again now, with its attempts and retry period reset; `false` if there is
+    /// no such dead row.
+    async fn redrive_webhook(&self, id: i64, now: Millis) -> StoreResult<bool>;
+    async fn outbox_stats(&self) -> StoreResult<OutboxStats>;
+}
+
 /// Readiness, expiry cleanup, counts, and an orderly close.
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync + 'static {
@@ -441,18 +523,39 @@ pub trait MaintenanceStore: Send + Sync + 'static {
 }
 
 /// A whole store: every narrow trait. Services take the one they need.
-pub trait Store: LoginStore + SessionStore + UserStore + MaintenanceStore {}
+pub trait Store: LoginStore + SessionStore + UserStore + MaintenanceStore + OutboxStore {}
 
-impl<T: LoginStore + SessionStore + UserStore + MaintenanceStore + ?Sized> Store for T {}
+impl<T: LoginStore + SessionStore + UserStore + MaintenanceStore + OutboxStore + ?Sized> Store
+    for T
+{
+}
+
+/// How a store is opened.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Seals session keys and phone numbers on the way in, opens them on the way out.
+    pub vault: Arc<Vault>,
+    /// Write a webhook outbox row with each webhook event (`WXLOGIN_WEBHOOK_URL` is set).
+    pub webhooks: bool,
+}
+
+/// A store without webhooks (tools, tests).
+impl From<Arc<Vault>> for StoreOptions {
+    fn from(vault: Arc<Vault>) -> Self {
+        Self {
+            vault,
+            webhooks: false,
+        }
+    }
+}
 
 pub type SharedStore = Arc<dyn Store>;
 
-/// Opens the store the URL names and applies its migrations. Session keys and phone numbers
-/// are sealed with `vault` on the way in and opened on the way out.
-pub async fn connect(url: &DatabaseUrl, vault: Arc<Vault>) -> anyhow::Result<SharedStore> {
+/// Opens the store the URL names and applies its migrations.
+pub async fn connect(url: &DatabaseUrl, options: StoreOptions) -> anyhow::Result<SharedStore> {
     Ok(match url.backend() {
-        Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url.expose(), vault).await?),
-        Backend::Postgres => Arc::new(postgres::PgStore::open(url.expose(), vault).await?),
+        Backend::Sqlite => Arc::new(sqlite::SqliteStore::open(url.expose(), options).await?),
+        Backend::Postgres => Arc::new(postgres::PgStore::open(url.expose(), options).await?),
     })
 }
 

@@ -6,7 +6,8 @@ use super::sql::{self, Ended, NewEvent};
 use super::{
     AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
     MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
-    SessionSummary, Stats, StoreError, StoreResult, UserFilter, UserRecord, UserStore,
+    SessionSummary, Stats, StoreError, StoreOptions, StoreResult, UserFilter, UserRecord,
+    UserStore,
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
@@ -21,13 +22,14 @@ use std::time::Duration;
 pub struct PgStore {
     pool: PgPool,
     vault: Arc<Vault>,
+    webhooks: bool,
 }
 
 /// Held for the cleanup transaction; other instances skip their turn meanwhile.
 const CLEANUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7238140)";
 
 impl PgStore {
-    pub async fn open(url: &str, vault: Arc<Vault>) -> anyhow::Result<Self> {
+    pub async fn open(url: &str, options: StoreOptions) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // Short: when PostgreSQL is down, requests should get a 503 quickly, not queue.
@@ -35,7 +37,11 @@ impl PgStore {
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, vault })
+        Ok(Self {
+            pool,
+            vault: options.vault,
+            webhooks: options.webhooks,
+        })
     }
 }
 
@@ -65,8 +71,9 @@ fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::unavailable(e)
 }
 
-async fn insert_event(tx: &mut PgConnection, e: &NewEvent<'_>) -> StoreResult<()> {
-    sqlx::query(sql::INSERT_EVENT)
+/// Writes the event; returns its id.
+async fn insert_event(tx: &mut PgConnection, e: &NewEvent<'_>) -> StoreResult<i64> {
+    sqlx::query_scalar(sql::INSERT_EVENT)
         .bind(e.kind.as_str())
         .bind(e.user_id)
         .bind(e.platform)
@@ -75,9 +82,32 @@ async fn insert_event(tx: &mut PgConnection, e: &NewEvent<'_>) -> StoreResult<()
         .bind(e.user_agent())
         .bind(e.detail.as_deref())
         .bind(e.at)
+        .bind(e.actor)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)
+}
+
+/// The webhook of event `id`, in the event's transaction.
+async fn insert_outbox(tx: &mut PgConnection, id: i64, e: &NewEvent<'_>) -> StoreResult<()> {
+    sqlx::query(sql::INSERT_OUTBOX)
+        .bind(id)
+        .bind(e.user_id)
+        .bind(e.kind.as_str())
+        .bind(e.webhook_body(id))
+        .bind(e.at)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Writes a webhook event, and its outbox row when webhooks are on.
+async fn record_event(tx: &mut PgConnection, e: &NewEvent<'_>, webhooks: bool) -> StoreResult<()> {
+    let id = insert_event(tx, e).await?;
+    if webhooks && e.kind.is_webhook() {
+        insert_outbox(tx, id, e).await?;
+    }
     Ok(())
 }
 
@@ -109,6 +139,7 @@ async fn login_statements(
     tx: &mut PgConnection,
     l: &NewLogin<'_>,
     sealed_session_key: &str,
+    webhooks: bool,
 ) -> StoreResult<(StoreResult<LoginRecord>, bool)> {
     // First logins of one person through several apps (or one app, twice) run one at a time,
     // so the person gets one user.
@@ -240,7 +271,22 @@ async fn login_statements(
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-    if new_user {
+    if new_user && webhooks {
+        let ids: Vec<(i64, String)> = sqlx::query_as(sql::INSERT_NEW_USER_EVENTS_RETURNING)
+            .bind(user_id)
+            .bind(platform)
+            .bind(l.appid.as_str())
+            .bind(l.client.ip.as_deref())
+            .bind(l.client.user_agent.as_deref())
+            .bind(l.now)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let created = event(EventType::UserCreated, None);
+        for (id, _) in ids.iter().filter(|(_, kind)| kind == "user_created") {
+            insert_outbox(tx, *id, &created).await?;
+        }
+    } else if new_user {
         sqlx::query(sql::INSERT_NEW_USER_EVENTS)
             .bind(user_id)
             .bind(platform)
@@ -305,7 +351,7 @@ impl LoginStore for PgStore {
     async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let sealed = self.vault.seal(Field::SessionKey, l.session_key.expose());
-        let (answer, commit) = login_statements(&mut tx, &l, &sealed).await?;
+        let (answer, commit) = login_statements(&mut tx, &l, &sealed, self.webhooks).await?;
         if commit {
             tx.commit().await.map_err(unavailable)?;
         }
@@ -326,7 +372,7 @@ impl LoginStore for PgStore {
             detail: Some(serde_json::json!({ "error": error }).to_string()),
             ..NewEvent::new(EventType::LoginFailed, None, audit)
         };
-        insert_event(&mut conn, &event).await
+        insert_event(&mut conn, &event).await.map(|_| ())
     }
 }
 
@@ -626,7 +672,7 @@ impl UserStore for PgStore {
             detail: Some(serde_json::json!({ "reason": reason }).to_string()),
             ..NewEvent::new(EventType::UserBanned, Some(id), audit)
         };
-        insert_event(&mut tx, &event).await?;
+        record_event(&mut tx, &event, self.webhooks).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(AccountChange {
             tokens: ended.into_iter().map(|e| e.token_hash).collect(),
@@ -643,9 +689,10 @@ impl UserStore for PgStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_event(
+        record_event(
             &mut tx,
             &NewEvent::new(EventType::UserUnbanned, Some(id), audit),
+            self.webhooks,
         )
         .await?;
         tx.commit().await.map_err(unavailable)?;
@@ -716,7 +763,7 @@ impl UserStore for PgStore {
             detail: Some(serde_json::json!({ "from": from }).to_string()),
             ..NewEvent::new(EventType::UserMerged, Some(into), audit)
         };
-        insert_event(&mut tx, &event).await?;
+        record_event(&mut tx, &event, self.webhooks).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(AccountChange {
             tokens: moved.into_iter().map(TokenHash).collect(),
@@ -761,7 +808,7 @@ impl UserStore for PgStore {
             client: None,
             ..NewEvent::new(EventType::UserDeleted, Some(id), audit)
         };
-        insert_event(&mut tx, &event).await?;
+        record_event(&mut tx, &event, self.webhooks).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(AccountChange {
             tokens: ended.into_iter().map(|e| e.token_hash).collect(),
@@ -878,6 +925,11 @@ impl MaintenanceStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        sqlx::query(sql::DELETE_OLD_DEAD_OUTBOX)
+            .bind(c.events_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some((sessions, codes)))
     }
@@ -895,3 +947,5 @@ impl MaintenanceStore for PgStore {
         self.pool.close().await;
     }
 }
+
+sql::impl_outbox_store!(PgStore, pool, pool);

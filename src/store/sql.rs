@@ -5,8 +5,8 @@
 //! The row mapping is here too, generic over sqlx's row types, so both read rows alike.
 
 use super::{
-    Audit, EventRecord, IdentityRecord, SessionRecord, SessionSummary, Stats, StoreError,
-    StoreResult, UserRecord,
+    Audit, EventRecord, IdentityRecord, OutboxRecord, OutboxStats, SessionRecord, SessionSummary,
+    Stats, StoreError, StoreResult, UserRecord,
 };
 use crate::clock::Millis;
 use crate::domain::{
@@ -59,12 +59,54 @@ pub(crate) const TRIM_SESSIONS: &str = "DELETE FROM sessions WHERE id IN (SELECT
      ORDER BY id DESC LIMIT 1000000000 OFFSET $2) RETURNING id, token_hash, user_id, platform, appid";
 
 pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, detail, at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, detail, at, actor) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
 
 /// A first login's two events in one statement: `user_created`, then `login`.
 pub(crate) const INSERT_NEW_USER_EVENTS: &str = "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, \
      detail, at) VALUES ('user_created', $1, $2, $3, $4, $5, NULL, $6), ('login', $1, $2, $3, $4, $5, NULL, $6)";
+
+/// The same, when webhooks are on: the `user_created` event's id for its outbox row.
+pub(crate) const INSERT_NEW_USER_EVENTS_RETURNING: &str =
+    "INSERT INTO events (type, user_id, platform, appid, ip, \
+     user_agent, detail, at) VALUES ('user_created', $1, $2, $3, $4, $5, NULL, $6), \
+     ('login', $1, $2, $3, $4, $5, NULL, $6) RETURNING id, type";
+
+/// A webhook to send, in the transaction of the event it reports.
+pub(crate) const INSERT_OUTBOX: &str =
+    "INSERT INTO webhook_outbox (event_id, user_id, type, body, created_at, \
+     retry_from, next_at) VALUES ($1, $2, $3, $4, $5, $5, $5)";
+
+/// Due rows, each the oldest undelivered one of its user, leased (hidden until `$1`) and
+/// counted as an attempt in one statement. On PostgreSQL a concurrent claim of the same row
+/// waits for this one, re-checks `next_at <= $2` on the updated row, and skips it.
+pub(crate) const CLAIM_WEBHOOKS: &str = "UPDATE webhook_outbox SET next_at = $1, attempts = attempts + 1 \
+     WHERE id IN (SELECT o.id FROM webhook_outbox o WHERE o.dead_at IS NULL AND o.next_at <= $2 \
+     AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE p.user_id = o.user_id AND p.id < o.id \
+     AND p.dead_at IS NULL) ORDER BY o.id LIMIT $3) AND next_at <= $2 \
+     RETURNING id, event_id, user_id, type, body, attempts, created_at, retry_from, next_at, last_error, dead_at";
+
+pub(crate) const DELETE_OUTBOX: &str = "DELETE FROM webhook_outbox WHERE id = $1";
+
+pub(crate) const OUTBOX_FAILED: &str =
+    "UPDATE webhook_outbox SET next_at = $1, last_error = $2, dead_at = $3 WHERE id = $4";
+
+/// `$1`: `dead`, `pending` or NULL (both); newest first.
+pub(crate) const LIST_OUTBOX: &str = "SELECT id, event_id, user_id, type, body, attempts, created_at, retry_from, \
+     next_at, last_error, dead_at FROM webhook_outbox \
+     WHERE ($1 IS NULL OR (CASE WHEN dead_at IS NULL THEN 'pending' ELSE 'dead' END) = $1) ORDER BY id DESC LIMIT $2";
+
+pub(crate) const REDRIVE_OUTBOX: &str = "UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, \
+     retry_from = $1, next_at = $1 WHERE id = $2 AND dead_at IS NOT NULL";
+
+pub(crate) const OUTBOX_STATS: &str =
+    "SELECT COALESCE(SUM(CASE WHEN dead_at IS NULL THEN 1 ELSE 0 END), 0) AS pending, \
+     COALESCE(SUM(CASE WHEN dead_at IS NULL THEN 0 ELSE 1 END), 0) AS dead, \
+     MIN(CASE WHEN dead_at IS NULL THEN created_at END) AS oldest FROM webhook_outbox";
+
+/// Dead webhooks nobody re-drove within the event retention.
+pub(crate) const DELETE_OLD_DEAD_OUTBOX: &str =
+    "DELETE FROM webhook_outbox WHERE dead_at IS NOT NULL AND dead_at <= $1";
 
 pub(crate) const TOUCH_SESSION: &str =
     "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1";
@@ -177,7 +219,7 @@ pub(crate) const BLANK_EVENT_CLIENTS: &str =
     "UPDATE events SET ip = NULL, user_agent = NULL WHERE user_id = $1";
 
 pub(crate) const EVENTS: &str =
-    "SELECT id, type, user_id, platform, appid, ip, user_agent, detail, at FROM events \
+    "SELECT id, type, user_id, platform, appid, ip, user_agent, detail, at, actor FROM events \
      WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR type = $2) AND ($3 IS NULL OR at >= $3) \
      AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5";
 
@@ -367,6 +409,48 @@ where
         user_agent: get(row, "user_agent")?,
         detail: get(row, "detail")?,
         at: get(row, "at")?,
+        actor: get(row, "actor")?,
+    })
+}
+
+/// A row of [`CLAIM_WEBHOOKS`] or [`LIST_OUTBOX`].
+pub(crate) fn outbox_from_row<R>(row: &R) -> StoreResult<OutboxRecord>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let attempts: i64 = get(row, "attempts")?;
+    Ok(OutboxRecord {
+        id: get(row, "id")?,
+        event_id: get(row, "event_id")?,
+        user_id: get(row, "user_id")?,
+        kind: get(row, "type")?,
+        body: get(row, "body")?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        created_at: get(row, "created_at")?,
+        retry_from: get(row, "retry_from")?,
+        next_at: get(row, "next_at")?,
+        last_error: get(row, "last_error")?,
+        dead_at: get(row, "dead_at")?,
+    })
+}
+
+/// The row of [`OUTBOX_STATS`].
+pub(crate) fn outbox_stats_from_row<R>(row: &R) -> StoreResult<OutboxStats>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(OutboxStats {
+        pending: get(row, "pending")?,
+        dead: get(row, "dead")?,
+        oldest_pending_at: get(row, "oldest")?,
     })
 }
 
@@ -386,6 +470,32 @@ where
     })
 }
 
+/// A webhook body: see [`NewEvent::webhook_body`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn webhook_body(
+    id: i64,
+    kind: EventType,
+    user_id: Option<UserId>,
+    platform: Option<&str>,
+    appid: Option<&str>,
+    actor: Option<&str>,
+    detail: Option<&str>,
+    at: Millis,
+) -> String {
+    let detail: Option<serde_json::Value> = detail.and_then(|d| serde_json::from_str(d).ok());
+    serde_json::json!({
+        "id": id,
+        "type": kind.as_str(),
+        "time": crate::clock::rfc3339(at),
+        "user_id": user_id,
+        "platform": platform,
+        "appid": appid,
+        "actor": actor,
+        "detail": detail,
+    })
+    .to_string()
+}
+
 /// One event row to insert with [`INSERT_EVENT`].
 #[derive(Debug, Clone)]
 pub(crate) struct NewEvent<'a> {
@@ -394,6 +504,8 @@ pub(crate) struct NewEvent<'a> {
     pub(crate) platform: Option<&'a str>,
     pub(crate) appid: Option<&'a str>,
     pub(crate) client: Option<&'a ClientInfo>,
+    /// Kept when `client` is dropped (a deletion keeps no address, but says which admin).
+    pub(crate) actor: Option<&'a str>,
     pub(crate) detail: Option<String>,
     pub(crate) at: Millis,
 }
@@ -406,6 +518,7 @@ impl<'a> NewEvent<'a> {
             platform: None,
             appid: None,
             client: Some(audit.client),
+            actor: audit.client.actor.as_deref(),
             detail: None,
             at: audit.now,
         }
@@ -432,10 +545,120 @@ impl<'a> NewEvent<'a> {
         self.client.and_then(|c| c.ip.as_deref())
     }
 
+    /// The webhook body of this event, stored as event `id`: `{id, type, time, user_id,
+    /// platform, appid, actor, detail}`. No openid, phone or address: the receiver asks the
+    /// admin API for more if it needs it.
+    pub(crate) fn webhook_body(&self, id: i64) -> String {
+        webhook_body(
+            id,
+            self.kind,
+            self.user_id,
+            self.platform,
+            self.appid,
+            self.actor,
+            self.detail.as_deref(),
+            self.at,
+        )
+    }
+
     pub(crate) fn user_agent(&self) -> Option<&str> {
         self.client.and_then(|c| c.user_agent.as_deref())
     }
 }
+
+/// The outbox's sending side, the same on both backends: `$write` is the pool that writes,
+/// `$read` the one that reads (the same pool on PostgreSQL).
+macro_rules! impl_outbox_store {
+    ($store:ty, $write:ident, $read:ident) => {
+        #[async_trait::async_trait]
+        impl super::OutboxStore for $store {
+            async fn claim_webhooks(
+                &self,
+                now: crate::clock::Millis,
+                lease_until: crate::clock::Millis,
+                limit: i64,
+            ) -> super::StoreResult<Vec<super::OutboxRecord>> {
+                let rows = sqlx::query(super::sql::CLAIM_WEBHOOKS)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.$write)
+                    .await
+                    .map_err(super::StoreError::unavailable)?;
+                let mut claimed = rows
+                    .iter()
+                    .map(super::sql::outbox_from_row)
+                    .collect::<super::StoreResult<Vec<_>>>()?;
+                claimed.sort_by_key(|r| r.id);
+                Ok(claimed)
+            }
+
+            async fn webhook_delivered(&self, id: i64) -> super::StoreResult<()> {
+                sqlx::query(super::sql::DELETE_OUTBOX)
+                    .bind(id)
+                    .execute(&self.$write)
+                    .await
+                    .map_err(super::StoreError::unavailable)?;
+                Ok(())
+            }
+
+            async fn webhook_failed(
+                &self,
+                id: i64,
+                next_at: crate::clock::Millis,
+                dead_at: Option<crate::clock::Millis>,
+                error: &str,
+            ) -> super::StoreResult<()> {
+                sqlx::query(super::sql::OUTBOX_FAILED)
+                    .bind(next_at)
+                    .bind(error)
+                    .bind(dead_at)
+                    .bind(id)
+                    .execute(&self.$write)
+                    .await
+                    .map_err(super::StoreError::unavailable)?;
+                Ok(())
+            }
+
+            async fn outbox(
+                &self,
+                state: Option<super::OutboxState>,
+                limit: i64,
+            ) -> super::StoreResult<Vec<super::OutboxRecord>> {
+                let rows = sqlx::query(super::sql::LIST_OUTBOX)
+                    .bind(state.map(super::OutboxState::as_str))
+                    .bind(limit)
+                    .fetch_all(&self.$read)
+                    .await
+                    .map_err(super::StoreError::unavailable)?;
+                rows.iter().map(super::sql::outbox_from_row).collect()
+            }
+
+            async fn redrive_webhook(
+                &self,
+                id: i64,
+                now: crate::clock::Millis,
+            ) -> super::StoreResult<bool> {
+                let done = sqlx::query(super::sql::REDRIVE_OUTBOX)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&self.$write)
+                    .await
+                    .map_err(super::StoreError::unavailable)?;
+                Ok(done.rows_affected() > 0)
+            }
+
+            async fn outbox_stats(&self) -> super::StoreResult<super::OutboxStats> {
+                let row = sqlx::query(super::sql::OUTBOX_STATS)
+                    .fetch_one(&self.$read)
+                    .await
+                    .map_err(super::StoreError::unavailable)?;
+                super::sql::outbox_stats_from_row(&row)
+            }
+        }
+    };
+}
+pub(crate) use impl_outbox_store;
 
 #[cfg(test)]
 mod tests {
@@ -460,6 +683,15 @@ mod tests {
             TRIM_SESSIONS,
             INSERT_EVENT,
             INSERT_NEW_USER_EVENTS,
+            INSERT_NEW_USER_EVENTS_RETURNING,
+            INSERT_OUTBOX,
+            CLAIM_WEBHOOKS,
+            DELETE_OUTBOX,
+            OUTBOX_FAILED,
+            LIST_OUTBOX,
+            REDRIVE_OUTBOX,
+            OUTBOX_STATS,
+            DELETE_OLD_DEAD_OUTBOX,
             TOUCH_SESSION,
             FIND_SESSION,
             DELETE_SESSION,

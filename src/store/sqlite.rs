@@ -14,7 +14,8 @@ use super::sql::{self, Ended, NewEvent};
 use super::{
     AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
     MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
-    SessionSummary, Stats, StoreError, StoreResult, UserFilter, UserRecord, UserStore,
+    SessionSummary, Stats, StoreError, StoreOptions, StoreResult, UserFilter, UserRecord,
+    UserStore,
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
@@ -34,10 +35,11 @@ pub struct SqliteStore {
     reader: SqlitePool,
     writes: mpsc::Sender<Write>,
     vault: Arc<Vault>,
+    webhooks: bool,
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str, vault: Arc<Vault>) -> anyhow::Result<Self> {
+    pub async fn open(url: &str, store: StoreOptions) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -68,7 +70,8 @@ impl SqliteStore {
             writer,
             reader,
             writes,
-            vault,
+            vault: store.vault,
+            webhooks: store.webhooks,
         })
     }
 
@@ -101,8 +104,9 @@ fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::unavailable(e)
 }
 
-async fn insert_event(tx: &mut SqliteConnection, e: &NewEvent<'_>) -> StoreResult<()> {
-    sqlx::query(sql::INSERT_EVENT)
+/// Writes the event; returns its id.
+async fn insert_event(tx: &mut SqliteConnection, e: &NewEvent<'_>) -> StoreResult<i64> {
+    sqlx::query_scalar(sql::INSERT_EVENT)
         .bind(e.kind.as_str())
         .bind(e.user_id)
         .bind(e.platform)
@@ -111,9 +115,30 @@ async fn insert_event(tx: &mut SqliteConnection, e: &NewEvent<'_>) -> StoreResul
         .bind(e.user_agent())
         .bind(e.detail.as_deref())
         .bind(e.at)
-        .execute(&mut *tx)
+        .bind(e.actor)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)
+}
+
+/// Writes a webhook event, and its outbox row (same transaction) when webhooks are on.
+async fn record_event(
+    tx: &mut SqliteConnection,
+    e: &NewEvent<'_>,
+    webhooks: bool,
+) -> StoreResult<()> {
+    let id = insert_event(tx, e).await?;
+    if webhooks && e.kind.is_webhook() {
+        sqlx::query(sql::INSERT_OUTBOX)
+            .bind(id)
+            .bind(e.user_id)
+            .bind(e.kind.as_str())
+            .bind(e.webhook_body(id))
+            .bind(e.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
     Ok(())
 }
 
@@ -189,6 +214,7 @@ impl LoginStore for SqliteStore {
             client: l.client.clone(),
             link_by_unionid: l.link_by_unionid,
             max_sessions: l.max_sessions,
+            webhooks: self.webhooks,
         });
         self.submit(|reply| Write::Login(login, reply)).await
     }
@@ -207,7 +233,7 @@ impl LoginStore for SqliteStore {
             detail: Some(serde_json::json!({ "error": error }).to_string()),
             ..NewEvent::new(EventType::LoginFailed, None, audit)
         };
-        insert_event(&mut conn, &event).await
+        insert_event(&mut conn, &event).await.map(|_| ())
     }
 }
 
@@ -486,7 +512,7 @@ impl UserStore for SqliteStore {
             detail: Some(serde_json::json!({ "reason": reason }).to_string()),
             ..NewEvent::new(EventType::UserBanned, Some(id), audit)
         };
-        insert_event(&mut tx, &event).await?;
+        record_event(&mut tx, &event, self.webhooks).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(AccountChange {
             tokens: ended.into_iter().map(|e| e.token_hash).collect(),
@@ -503,9 +529,10 @@ impl UserStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        insert_event(
+        record_event(
             &mut tx,
             &NewEvent::new(EventType::UserUnbanned, Some(id), audit),
+            self.webhooks,
         )
         .await?;
         tx.commit().await.map_err(unavailable)?;
@@ -574,7 +601,7 @@ impl UserStore for SqliteStore {
             detail: Some(serde_json::json!({ "from": from }).to_string()),
             ..NewEvent::new(EventType::UserMerged, Some(into), audit)
         };
-        insert_event(&mut tx, &event).await?;
+        record_event(&mut tx, &event, self.webhooks).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(AccountChange {
             tokens: moved.into_iter().map(TokenHash).collect(),
@@ -619,7 +646,7 @@ impl UserStore for SqliteStore {
             client: None,
             ..NewEvent::new(EventType::UserDeleted, Some(id), audit)
         };
-        insert_event(&mut tx, &event).await?;
+        record_event(&mut tx, &event, self.webhooks).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(AccountChange {
             tokens: ended.into_iter().map(|e| e.token_hash).collect(),
@@ -735,6 +762,11 @@ impl MaintenanceStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::unavailable)?;
+        sqlx::query(sql::DELETE_OLD_DEAD_OUTBOX)
+            .bind(c.events_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::unavailable)?;
         tx.commit().await.map_err(StoreError::unavailable)?;
         Ok(Some((sessions, codes)))
     }
@@ -760,3 +792,5 @@ impl MaintenanceStore for SqliteStore {
 
 #[cfg(test)]
 mod tests;
+
+sql::impl_outbox_store!(SqliteStore, writer, reader);

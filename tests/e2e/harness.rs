@@ -82,12 +82,13 @@ async fn fixture_db(version: &str) -> Db {
 }
 
 /// Where a test's data lives; kept across `restart`.
-struct Db {
-    url: String,
+pub struct Db {
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
-async fn fresh_db() -> Db {
+/// An empty database of the suite's store (SQLite in a temp dir, or a new PostgreSQL database).
+pub async fn fresh_db() -> Db {
     match std::env::var("WXLOGIN_TEST_POSTGRES_URL") {
         Ok(base) if !base.is_empty() => {
             let name = format!("wxl_test_{}", uuid::Uuid::new_v4().simple());
@@ -474,7 +475,7 @@ impl TestApp {
     /// The store this test's server uses, opened separately (for assertions only).
     pub async fn store(&self) -> wxlogin::store::SharedStore {
         let url = wxlogin::store::DatabaseUrl::parse(&self.db.url).unwrap();
-        wxlogin::store::connect(&url, vault()).await.unwrap()
+        wxlogin::store::connect(&url, vault().into()).await.unwrap()
     }
 
     /// Runs `wxlogin admin --url <this server> ARGS` with the admin token; returns whether it

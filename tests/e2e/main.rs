@@ -24,3 +24,4 @@ mod ops;
 mod outages;
 mod restart;
 mod services;
+mod webhooks;

@@ -87,7 +87,7 @@ async fn sqlite_and_postgres_migrations_have_the_same_versions_and_schema() {
     let url = format!("sqlite://{}/m.db", dir.path().display());
     let _store = wxlogin::store::connect(
         &wxlogin::store::DatabaseUrl::parse(&url).unwrap(),
-        crate::harness::vault(),
+        crate::harness::vault().into(),
     )
     .await
     .unwrap();

@@ -199,10 +199,18 @@ async fn nginx_auth_request_lets_valid_tokens_through_with_identity_headers() {
         "/api/auth/metrics%2F",
         "/api/auth/x/../metrics",
         "/api/auth/%61dmin/stats",
+        // The admin console's page and script.
+        "/api/auth/admin/",
+        "/api/auth/admin/console.js",
+        "/api/auth/ADMIN/",
     ] {
         let r = app.http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path}");
-        assert!(!r.text().await.unwrap().contains("wxlogin_"), "{path}");
+        let text = r.text().await.unwrap();
+        assert!(
+            !text.contains("wxlogin_") && !text.contains("admin console"),
+            "{path}"
+        );
     }
 
     // After logout (through nginx, on whichever instance), the backend is closed to the token.

@@ -17,7 +17,8 @@ function freePort() {
   })
 }
 
-async function startServer() {
+// `env` adds to (or replaces) the server's environment.
+async function startServer({ env = {} } = {}) {
   const bin = process.env.WXLOGIN_BIN || path.resolve(__dirname, '../../../target/debug/wxlogin')
   if (!fs.existsSync(bin)) throw new Error(`no wxlogin binary at ${bin}: run cargo build first (or set WXLOGIN_BIN)`)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxlogin-sdk-'))
@@ -35,6 +36,7 @@ async function startServer() {
       // Every phone() asks WeChat, so a bad code is refused (reuse has its own e2e test).
       WXLOGIN_PHONE_REUSE: 'off',
       RUST_LOG: 'warn',
+      ...env,
     },
   })
   const url = `http://127.0.0.1:${port}`
@@ -46,7 +48,7 @@ async function startServer() {
   }
   return {
     url,
-    adminToken: ADMIN_TOKEN,
+    adminToken: env.WXLOGIN_ADMIN_TOKEN || ADMIN_TOKEN,
     stop() {
       child.kill('SIGTERM')
       fs.rmSync(dir, { recursive: true, force: true })

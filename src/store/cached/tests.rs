@@ -27,7 +27,7 @@ async fn fixture(capacity: usize) -> Fixture {
     let sqlite: SharedStore = Arc::new(
         SqliteStore::open(
             &format!("sqlite://{}/t.db", dir.path().display()),
-            crate::vault::Vault::for_tests(),
+            crate::vault::Vault::for_tests().into(),
         )
         .await
         .unwrap(),

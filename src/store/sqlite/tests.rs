@@ -50,7 +50,7 @@ async fn one_batch_answers_each_login_as_if_it_ran_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(
         &format!("sqlite://{}/b.db", dir.path().display()),
-        crate::vault::Vault::for_tests(),
+        crate::vault::Vault::for_tests().into(),
     )
     .await
     .unwrap();
@@ -110,7 +110,7 @@ async fn touches_are_committed_with_the_logins() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(
         &format!("sqlite://{}/t.db", dir.path().display()),
-        crate::vault::Vault::for_tests(),
+        crate::vault::Vault::for_tests().into(),
     )
     .await
     .unwrap();
@@ -140,7 +140,7 @@ async fn the_checkpoint_thread_copies_commits_into_the_database_file() {
     let path = dir.path().join("c.db");
     let store = SqliteStore::open(
         &format!("sqlite://{}", path.display()),
-        crate::vault::Vault::for_tests(),
+        crate::vault::Vault::for_tests().into(),
     )
     .await
     .unwrap();

@@ -64,6 +64,8 @@ pub(super) struct Login {
     pub(super) client: ClientInfo,
     pub(super) link_by_unionid: bool,
     pub(super) max_sessions: u32,
+    /// Webhooks are on: `user_created` gets its outbox row.
+    pub(super) webhooks: bool,
 }
 
 /// Starts the writer and checkpoint threads on the database at `path`; returns the writer's
@@ -197,8 +199,8 @@ fn commit_batch(
 }
 
 fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent<'_>) -> rusqlite::Result<()> {
-    tx.prepare_cached(sql::INSERT_EVENT)?
-        .execute(rusqlite::params![
+    tx.prepare_cached(sql::INSERT_EVENT)?.query_row(
+        rusqlite::params![
             e.kind.as_str(),
             e.user_id,
             e.platform,
@@ -206,9 +208,11 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent<'_>) -> rusqlite::R
             e.ip(),
             e.user_agent(),
             e.detail,
-            e.at
-        ])?;
-    Ok(())
+            e.at,
+            e.actor
+        ],
+        |_| Ok(()),
+    )
 }
 
 /// Runs a revoking statement (`RETURNING` the ended sessions) and writes an event for each.
@@ -354,7 +358,32 @@ fn login_statements(
         j.now,
         j.expires_at
     ])?;
-    if new_user {
+    if new_user && j.webhooks {
+        let mut insert = tx.prepare_cached(sql::INSERT_NEW_USER_EVENTS_RETURNING)?;
+        let ids = insert
+            .query_map(
+                params![
+                    user_id,
+                    platform,
+                    j.appid.as_str(),
+                    j.client.ip,
+                    j.client.user_agent,
+                    j.now
+                ],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let created = event(EventType::UserCreated, None);
+        for (id, _) in ids.iter().filter(|(_, kind)| kind == "user_created") {
+            tx.prepare_cached(sql::INSERT_OUTBOX)?.execute(params![
+                id,
+                created.user_id,
+                created.kind.as_str(),
+                created.webhook_body(*id),
+                created.at
+            ])?;
+        }
+    } else if new_user {
         tx.prepare_cached(sql::INSERT_NEW_USER_EVENTS)?
             .execute(params![
                 user_id,
