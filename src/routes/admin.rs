@@ -4,7 +4,7 @@
 //! `Authorization: Bearer <admin token>`, compared in constant time with each configured token.
 //! The token's label rides on the request ([`AdminActor`]) into the events its changes write.
 
-use super::extract::{token_text, ApiBody, ApiPath, ApiQuery, Client};
+use super::extract::{token_text, AdminActor, ApiBody, ApiPath, ApiQuery, Client};
 use super::me::{avatar_url, EventView, IdentityView};
 use super::reply::{ok, Empty, Envelope, Reply};
 use crate::clock::rfc3339;
@@ -23,10 +23,6 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-
-/// The label of the admin token a request carried: `admin:<label>` in the events it writes.
-#[derive(Debug, Clone)]
-pub(crate) struct AdminActor(pub String);
 
 pub(super) fn router(tokens: AdminTokens) -> OpenApiRouter<AppState> {
     let tokens = Arc::new(tokens);

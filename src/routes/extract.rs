@@ -168,6 +168,11 @@ impl FromRequestParts<AppState> for ClientIp {
 /// The client as sessions and events record it: its address and user agent.
 pub(crate) struct Client(pub ClientInfo);
 
+/// The label of the admin token a request carried (set by the admin routes' check):
+/// `admin:<label>` in the events its changes write.
+#[derive(Debug, Clone)]
+pub(crate) struct AdminActor(pub String);
+
 impl FromRequestParts<AppState> for Client {
     type Rejection = ApiError;
 
@@ -180,7 +185,7 @@ impl FromRequestParts<AppState> for Client {
         let mut client = ClientInfo::new(Some(ip.to_string()), user_agent);
         client.actor = parts
             .extensions
-            .get::<super::admin::AdminActor>()
+            .get::<AdminActor>()
             .map(|a| format!("admin:{}", a.0));
         Ok(Self(client))
     }
