@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import struct
+import time
 import urllib.request
 import zlib
 
@@ -84,6 +85,8 @@ def before_call(context, case, kwargs):
         user, _ = _fresh_user()
         sessions = _admin("GET", f"/admin/users/{user}/sessions")["data"]["sessions"]
         case.path_parameters = {"id": sessions[0]["id"]}
+    elif op == "POST /admin/webhooks/{id}/redrive":
+        case.path_parameters = {"id": _dead_webhook()}
     elif case.path.startswith("/admin/users/{id}"):
         user, _ = _fresh_user()
         case.path_parameters = {"id": user}
@@ -96,6 +99,18 @@ def before_call(context, case, kwargs):
 
 def _admin(method, path, body=None):
     return _call(method, path, body, token=ADMIN)
+
+
+def _dead_webhook():
+    """The id of a dead webhook (the run's server sends to a closed port and gives up after a
+    second): a fresh user's `user_created`, once it has died."""
+    _fresh_user()
+    for _ in range(100):
+        dead = _admin("GET", "/admin/webhooks?state=dead&limit=1")["data"]["deliveries"]
+        if dead:
+            return dead[0]["id"]
+        time.sleep(0.1)
+    raise RuntimeError("no dead webhook within 10 s")
 
 
 

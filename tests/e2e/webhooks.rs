@@ -47,6 +47,8 @@ struct Plan {
     next: VecDeque<Answer>,
     otherwise: Option<Answer>,
     got: Vec<Got>,
+    /// Each answered request: its user, when it arrived and when it was answered.
+    spans: Vec<(i64, Instant, Instant)>,
 }
 
 /// A business backend's webhook endpoint on a local port: records every request and answers
@@ -77,6 +79,11 @@ impl Receiver {
                             .unwrap_or("")
                             .to_owned()
                     };
+                    let arrived = Instant::now();
+                    let user = serde_json::from_str::<Value>(&body)
+                        .ok()
+                        .and_then(|b| b["user_id"].as_i64())
+                        .unwrap_or(-1);
                     let answer = {
                         let mut plan = plan.lock().unwrap();
                         plan.got.push(Got {
@@ -91,13 +98,18 @@ impl Receiver {
                             .or(plan.otherwise)
                             .unwrap_or(Answer::Status(200))
                     };
-                    match answer {
+                    let status = match answer {
                         Answer::Status(code) => axum::http::StatusCode::from_u16(code).unwrap(),
                         Answer::Slow(d) => {
                             tokio::time::sleep(d).await;
                             axum::http::StatusCode::OK
                         }
-                    }
+                    };
+                    plan.lock()
+                        .unwrap()
+                        .spans
+                        .push((user, arrived, Instant::now()));
+                    status
                 }
             }),
         );
@@ -124,6 +136,23 @@ impl Receiver {
 
     pub fn got(&self) -> Vec<Got> {
         self.plan.lock().unwrap().got.clone()
+    }
+
+    /// Users to whom two requests were in flight at once.
+    pub fn overlapping_users(&self) -> Vec<i64> {
+        let spans = self.plan.lock().unwrap().spans.clone();
+        let mut users: Vec<i64> = spans
+            .iter()
+            .enumerate()
+            .filter(|(i, (u, from, to))| {
+                spans[i + 1..]
+                    .iter()
+                    .any(|(v, f, t)| v == u && f < to && from < t)
+            })
+            .map(|(_, (u, _, _))| *u)
+            .collect();
+        users.dedup();
+        users
     }
 
     /// Waits (up to 30 s) until `done` holds for what arrived; moves `clock` (when given) a
@@ -512,6 +541,67 @@ async fn a_users_later_webhook_waits_for_the_earlier_one() {
             "user_unbanned"
         ]
     );
+    app.shutdown().await;
+}
+
+/// Two instances on one database both send: each user's webhooks still go one at a time, in the
+/// order of the changes, whichever instance made them.
+#[tokio::test]
+async fn two_instances_send_each_users_webhooks_one_at_a_time_in_order() {
+    let receiver = Receiver::start().await;
+    receiver.otherwise(Answer::Slow(Duration::from_millis(150)));
+    let app = spawn_with(hook_env(&receiver.url(), &[])).await;
+    let peer = app.spawn_peer().await;
+    let mut users = Vec::new();
+    for name in ["p1", "p2", "p3", "p4"] {
+        let token = app.token_for(name).await;
+        users.push(user_id(&app, &token).await);
+    }
+    let on = |addr: std::net::SocketAddr, path: String| {
+        let http = app.http.clone();
+        async move {
+            let r = http
+                .post(format!("http://{addr}{path}"))
+                .bearer_auth(OPS)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+        }
+    };
+    for (step, action) in ["ban", "unban", "ban", "unban"].iter().enumerate() {
+        let addr = if step % 2 == 0 { app.addr } else { peer.addr };
+        for id in &users {
+            on(addr, format!("/admin/users/{id}/{action}")).await;
+        }
+    }
+    let got = receiver
+        .wait_for(None, "twenty webhooks", |g| {
+            g.iter().map(|g| g.id).collect::<HashSet<_>>().len() == 20
+        })
+        .await;
+    for id in &users {
+        let mine: Vec<&Got> = got.iter().filter(|g| g.json()["user_id"] == *id).collect();
+        let kinds: Vec<&str> = mine.iter().map(|g| g.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "user_created",
+                "user_banned",
+                "user_unbanned",
+                "user_banned",
+                "user_unbanned"
+            ],
+            "user {id}"
+        );
+        assert!(
+            mine.windows(2).all(|w| w[0].id < w[1].id),
+            "user {id}: in event order"
+        );
+    }
+    assert_eq!(receiver.overlapping_users(), Vec::<i64>::new());
+    peer.stop(Duration::from_secs(5)).await;
     app.shutdown().await;
 }
 
