@@ -541,6 +541,13 @@ impl SecretUrl {
     /// `pass=`, `pwd=`, `secret=`) query parameter, as libpq accepts — fit for logs and
     /// `check-config`.
     pub fn redacted(&self) -> String {
+        // `redis+cluster://[user:password@]host:port,host:port` is not one URL: keep the hosts.
+        if let Some(nodes) = self.expose().strip_prefix("redis+cluster://") {
+            return match nodes.rsplit_once('@') {
+                Some((_, hosts)) => format!("redis+cluster://[redacted]@{hosts}"),
+                None => self.expose().to_owned(),
+            };
+        }
         let Ok(mut u) = url::Url::parse(self.expose()) else {
             return "[unparseable url]".to_owned();
         };

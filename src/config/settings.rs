@@ -59,8 +59,18 @@ fn is_loopback(url: &url::Url) -> bool {
 fn redis_url(text: &str) -> Result<SecretUrl, String> {
     if text.starts_with("redis://") || text.starts_with("rediss://") {
         Ok(SecretUrl::new(text))
+    } else if let Some(nodes) = text.strip_prefix("redis+cluster://") {
+        let hosts = nodes.rsplit_once('@').map_or(nodes, |(_, h)| h);
+        if hosts
+            .split(',')
+            .all(|h| h.contains(':') && !h.contains('/'))
+        {
+            Ok(SecretUrl::new(text))
+        } else {
+            Err("a cluster is redis+cluster://host:port,host:port,…".into())
+        }
     } else {
-        Err("must start with redis://".into())
+        Err("must start with redis:// (or redis+cluster:// for a Redis Cluster)".into())
     }
 }
 

@@ -336,3 +336,26 @@ fn a_webhook_url_needs_a_secret_and_an_http_url() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_redis_cluster_url_lists_its_nodes_and_hides_its_password() {
+    let c = load_without_file(&[(
+        "WXLOGIN_REDIS_URL",
+        "redis+cluster://:CLUSTERPASS@10.0.0.1:7001,10.0.0.2:7001",
+    )])
+    .unwrap();
+    let shown = c.describe();
+    assert!(
+        shown.contains("redis+cluster://[redacted]@10.0.0.1:7001,10.0.0.2:7001")
+            && !shown.contains("CLUSTERPASS"),
+        "{shown}"
+    );
+    for bad in [
+        "redis+cluster://",
+        "redis+cluster://10.0.0.1",
+        "redis+cluster://h:1/0",
+    ] {
+        let e = load_without_file(&[("WXLOGIN_REDIS_URL", bad)]).unwrap_err();
+        assert_eq!(key_of(e), "WXLOGIN_REDIS_URL", "{bad:?}");
+    }
+}

@@ -8,6 +8,13 @@
 //! - An instance that saw Redis fail (and so may have missed writing a revocation) bumps the
 //!   cache epoch before it uses Redis again; see [`session_cache`].
 //!
+//! - `WXLOGIN_REDIS_URL` may name a Redis Cluster (`redis+cluster://host:port,host:port`). Keys
+//!   that meet in one command share a hash tag: the session cache keeps a cache epoch per bucket
+//!   of tokens (`{s<xx>}`: the token hash's first two hex digits, 256 buckets spread over the
+//!   masters), and a cache-wide invalidation moves every bucket's epoch. Everything else touches
+//!   one key per command. A single Redis keeps the untagged layout of earlier releases, so a
+//!   rolling upgrade sees the same keys.
+//!
 //! This module holds the connection, the budget and the circuit breaker, plus the small
 //! primitives other services build on: locks (one code exchange, one access_token refresh),
 //! shared values and rate-limit counters. The shared session cache is [`session_cache`].
@@ -15,8 +22,9 @@
 
 pub mod session_cache;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,14 +37,105 @@ const DELETE_IF: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0"#;
 
+/// The session cache's buckets on a Redis Cluster (one cache epoch each).
+const BUCKETS: usize = 256;
+
 pub enum Lock {
     Acquired(String),
     Held,
     Unavailable,
 }
 
+/// One Redis or a Redis Cluster, behind the one interface every command runs on. Both
+/// reconnect by themselves; cloning is cheap.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(Box<ConnectionManager>),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// How to reach Redis: a `redis://` URL, or `redis+cluster://host:port,host:port,…` (the
+/// user-info of the first node, if any, applies to all).
+enum Target {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+impl Target {
+    fn parse(url: &str) -> anyhow::Result<Self> {
+        let Some(rest) = url.strip_prefix("redis+cluster://") else {
+            return Ok(Self::Single(redis::Client::open(url)?));
+        };
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let hosts = hosts.split('/').next().unwrap_or_default();
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("redis://{auth}{h}"))
+            .collect();
+        anyhow::ensure!(
+            !nodes.is_empty(),
+            "WXLOGIN_REDIS_URL: redis+cluster:// names no node"
+        );
+        let client = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(OP_TIMEOUT)
+            .retries(2)
+            .build()?;
+        Ok(Self::Cluster(client))
+    }
+
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        match self {
+            Self::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Duration::from_secs(1))
+                    .set_response_timeout(OP_TIMEOUT)
+                    .set_number_of_retries(2);
+                ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map(|c| Conn::Single(Box::new(c)))
+            }
+            Self::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+        }
+    }
+}
+
 pub struct Coord {
-    conn: RwLock<Option<ConnectionManager>>,
+    conn: RwLock<Option<Conn>>,
+    /// A Redis Cluster: the session cache's keys carry hash tags.
+    cluster: bool,
     prefix: String,
     started: Instant,
     /// Circuit breaker: milliseconds since `started` until which Redis is not tried.
@@ -53,9 +152,10 @@ impl Coord {
     /// Connects, waiting a moment for Redis at boot; if it is down, wxlogin starts anyway (and
     /// serves from the store) while a background task keeps trying.
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Arc<Self>> {
-        let client = redis::Client::open(url)?;
+        let target = Target::parse(url)?;
         let coord = Arc::new(Self {
             conn: RwLock::new(None),
+            cluster: matches!(target, Target::Cluster(_)),
             prefix: prefix.to_owned(),
             started: Instant::now(),
             open_until: AtomicU64::new(0),
@@ -63,13 +163,8 @@ impl Coord {
             covered: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
         });
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(OP_TIMEOUT)
-            .set_number_of_retries(2);
-        let first = ConnectionManager::new_with_config(client.clone(), config.clone());
-        if let Ok(Ok(manager)) = tokio::time::timeout(Duration::from_secs(2), first).await {
-            coord.set_conn(manager);
+        if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), target.connect()).await {
+            coord.set_conn(conn);
             return Ok(coord);
         }
         tracing::warn!("redis: cannot connect yet; serving from the store meanwhile");
@@ -77,11 +172,9 @@ impl Coord {
         tokio::spawn(async move {
             while weak.strong_count() > 0 {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if let Ok(manager) =
-                    ConnectionManager::new_with_config(client.clone(), config.clone()).await
-                {
+                if let Ok(conn) = target.connect().await {
                     if let Some(c) = weak.upgrade() {
-                        c.set_conn(manager);
+                        c.set_conn(conn);
                         tracing::info!("redis connected");
                     }
                     return;
@@ -91,12 +184,48 @@ impl Coord {
         Ok(coord)
     }
 
-    fn set_conn(&self, manager: ConnectionManager) {
-        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
+    fn set_conn(&self, conn: Conn) {
+        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
     }
 
-    pub(crate) fn epoch_key(&self) -> String {
-        format!("{}epoch", self.prefix)
+    /// The cache epoch key of a token's bucket, and the token's cache key: one slot on a
+    /// cluster, the untagged layout on a single Redis.
+    pub(crate) fn session_keys(&self, hash: &str) -> (String, String) {
+        if self.cluster {
+            let bucket = hash.get(..2).unwrap_or("00");
+            (
+                format!("{}{{s{bucket}}}epoch", self.prefix),
+                format!("{}{{s{bucket}}}s:{hash}", self.prefix),
+            )
+        } else {
+            (
+                format!("{}epoch", self.prefix),
+                format!("{}s:{hash}", self.prefix),
+            )
+        }
+    }
+
+    /// Every cache epoch key: one on a single Redis, one per bucket on a cluster.
+    fn epoch_keys(&self) -> Vec<String> {
+        if self.cluster {
+            (0..BUCKETS)
+                .map(|b| format!("{}{{s{b:02x}}}epoch", self.prefix))
+                .collect()
+        } else {
+            vec![format!("{}epoch", self.prefix)]
+        }
+    }
+
+    /// Moves every cache epoch: entries written before become misses.
+    pub(crate) async fn bump_epochs(&self, conn: &Conn) -> redis::RedisResult<()> {
+        let incrs = self.epoch_keys().into_iter().map(|key| {
+            let mut c = conn.clone();
+            async move { redis::cmd("INCR").arg(key).query_async::<i64>(&mut c).await }
+        });
+        for done in futures::future::join_all(incrs).await {
+            done?;
+        }
+        Ok(())
     }
 
     pub(crate) fn key(&self, kind: &str, name: &str) -> String {
@@ -121,7 +250,7 @@ impl Coord {
     /// Runs one Redis operation within its budget; `None` if Redis is unavailable.
     pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         if self.elapsed_ms() < self.open_until.load(Ordering::SeqCst) {
@@ -135,11 +264,7 @@ impl Coord {
         };
         let missed = self.missed.load(Ordering::SeqCst);
         if missed > self.covered.load(Ordering::SeqCst) {
-            let mut c = conn.clone();
-            let epoch_key = self.epoch_key();
-            let mut incr = redis::cmd("INCR");
-            incr.arg(epoch_key);
-            match tokio::time::timeout(OP_TIMEOUT, incr.query_async::<i64>(&mut c)).await {
+            match tokio::time::timeout(OP_TIMEOUT, self.bump_epochs(&conn)).await {
                 Ok(Ok(_)) => {
                     self.covered.fetch_max(missed, Ordering::SeqCst);
                 }

@@ -9,6 +9,8 @@
 //!   missed writing a tombstone) bumps the epoch before it uses the cache again (`Coord::run`),
 //!   which turns every entry written before the outage into a miss.
 //! - The cached session never holds the `session_key`: routes that need it read the store.
+//! - A token's entry and its bucket's epoch share a hash tag on a Redis Cluster
+//!   ([`Coord::session_keys`]), so the MGET and the fill script stay on one slot.
 
 use super::Coord;
 use crate::domain::{AppId, OpenId, TokenHash, UnionId};
@@ -107,7 +109,7 @@ impl SessionCache {
 
     /// `None` when Redis is unavailable.
     pub async fn get(&self, hash: &TokenHash) -> Option<(Lookup, Epoch)> {
-        let (epoch_key, key) = (self.0.epoch_key(), self.0.key("s", &hash.0));
+        let (epoch_key, key) = self.0.session_keys(&hash.0);
         let (epoch, value): (Option<String>, Option<String>) = self
             .0
             .run(|mut c| async move {
@@ -142,7 +144,7 @@ impl SessionCache {
         ttl: Duration,
         seen: &Epoch,
     ) {
-        let (epoch_key, key) = (self.0.epoch_key(), self.0.key("s", &hash.0));
+        let (epoch_key, key) = self.0.session_keys(&hash.0);
         let Ok(json) = serde_json::to_string(&CachedSession::of(session)) else {
             return;
         };
@@ -165,11 +167,9 @@ impl SessionCache {
     /// Turns every cached entry into a miss on every instance (a new epoch). `false` if Redis
     /// could not be told (the epoch bump on recovery then covers it).
     pub async fn invalidate_all(&self) -> bool {
-        let key = self.0.epoch_key();
+        let coord = self.0.clone();
         self.0
-            .run(
-                |mut c| async move { redis::cmd("INCR").arg(key).query_async::<i64>(&mut c).await },
-            )
+            .run(|c| async move { coord.bump_epochs(&c).await })
             .await
             .is_some()
     }
@@ -186,7 +186,7 @@ impl SessionCache {
     /// Marks the token revoked for every instance. `false` if Redis could not be told (the
     /// epoch bump on recovery then covers it).
     pub async fn revoke(&self, hash: &TokenHash) -> bool {
-        let key = self.0.key("s", &hash.0);
+        let (_, key) = self.0.session_keys(&hash.0);
         let ms = (SESSION_TTL * 2).as_millis() as u64;
         self.0
             .run(|mut c| async move {

@@ -81,6 +81,15 @@ async fn fixture_db(version: &str) -> Db {
     db
 }
 
+/// The Redis servers a `WXLOGIN_REDIS_URL` names: itself, or each node of a
+/// `redis+cluster://` list.
+pub fn redis_nodes(url: &str) -> Vec<String> {
+    match url.strip_prefix("redis+cluster://") {
+        Some(hosts) => hosts.split(',').map(|h| format!("redis://{h}")).collect(),
+        None => vec![url.to_owned()],
+    }
+}
+
 /// Where a test's data lives; kept across `restart`.
 pub struct Db {
     pub url: String,
@@ -417,14 +426,22 @@ impl TestApp {
         let Some(url) = &self.config.redis_url else {
             return Vec::new();
         };
-        let client = redis::Client::open(url.expose()).unwrap();
+        let mut all = Vec::new();
+        for node in redis_nodes(url.expose()) {
+            self.redis_node_at_rest(&node, &mut all).await;
+        }
+        all
+    }
+
+    /// What [`redis_at_rest`](Self::redis_at_rest) reads of one Redis (a cluster's node).
+    async fn redis_node_at_rest(&self, url: &str, all: &mut Vec<u8>) {
+        let client = redis::Client::open(url).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.config.redis_prefix))
             .query_async(&mut c)
             .await
             .unwrap();
-        let mut all = Vec::new();
         for key in keys {
             // Values as they are, not DUMP's format (which may compress them out of sight).
             let kind: String = redis::cmd("TYPE")
@@ -469,7 +486,6 @@ impl TestApp {
                 all.extend(v);
             }
         }
-        all
     }
 
     /// The store this test's server uses, opened separately (for assertions only).

@@ -99,6 +99,139 @@ impl Drop for OwnRedis {
     }
 }
 
+/// A three-master Redis Cluster of a test's own (no replicas, nothing on disk but each node's
+/// cluster config), whose masters the test may kill and restart.
+pub struct OwnRedisCluster {
+    pub ports: Vec<u16>,
+    dir: tempfile::TempDir,
+    children: Vec<Option<Child>>,
+}
+
+impl OwnRedisCluster {
+    /// `None` (and a note) where redis-server or redis-cli is not installed.
+    pub fn start() -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let mut cluster = Self {
+            ports,
+            dir,
+            children: vec![None, None, None],
+        };
+        for i in 0..3 {
+            if !cluster.spawn(i) {
+                return None;
+            }
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        match created {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("redis-cli --cluster create failed: {s}"),
+            Err(_) => {
+                eprintln!("skipped: redis-cli is not installed");
+                return None;
+            }
+        }
+        cluster.wait_ok();
+        Some(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> bool {
+        let port = self.ports[i].to_string();
+        let conf = self.dir.path().join(format!("nodes-{port}.conf"));
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            .arg("--cluster-config-file")
+            .arg(&conf)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(child) = child else {
+            eprintln!("skipped: redis-server is not installed");
+            return false;
+        };
+        self.children[i] = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.ports[i])).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    /// Waits until every node says the cluster is ok.
+    pub fn wait_ok(&self) {
+        for _ in 0..250 {
+            let ok = self.ports.iter().all(|p| {
+                Command::new("redis-cli")
+                    .args(["-p", &p.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        panic!("the Redis Cluster did not reach cluster_state:ok");
+    }
+
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed master again, with its cluster config (it keeps its slots; its data is
+    /// gone, as nothing is saved).
+    pub fn restart(&mut self, i: usize) {
+        self.kill9(i);
+        assert!(self.spawn(i));
+        self.wait_ok();
+    }
+}
+
+impl Drop for OwnRedisCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill9(i);
+        }
+    }
+}
+
 /// A throwaway PostgreSQL cluster run as the `postgres` user (PostgreSQL refuses root).
 pub struct OwnPostgres {
     pub port: u16,
