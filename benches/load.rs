@@ -583,6 +583,12 @@ async fn me(wx: &Wx, tokens: &Arc<Vec<String>>) -> Outcome {
 }
 
 async fn run() {
+    match std::env::var("WXLOGIN_BENCH_ONLY").as_deref() {
+        Ok("scale") => return run_scale().await,
+        Ok("sessions") => return run_sessions().await,
+        Ok("soak") => return run_soak().await,
+        _ => {}
+    }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let hello_port = free_port();
@@ -841,4 +847,661 @@ fn print_scale_out(scale_out: Option<&(Outcome, Outcome)>, login: &Outcome, me: 
         pg_login.rps, 100.0 * pg_login.rps / login.rps.max(1.0), pg_login.p50_ms, pg_login.p99_ms, pg_login.errors,
         pg_me.rps, 100.0 * pg_me.rps / me.rps.max(1.0), pg_me.p50_ms, pg_me.p99_ms, pg_me.errors,
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scale-out scenarios: `WXLOGIN_BENCH_ONLY=scale`, `sessions` and `soak`.
+
+/// Logins (unique codes), `GET /me` and `GET /auth` (the bare token check nginx asks for), on a
+/// server whose simulator is `sim`, through `port` (the server itself, or nginx before it).
+async fn three(port: u16, sim: u16, direct: u16) -> [Outcome; 3] {
+    let codes = Arc::new(std::sync::Mutex::new(issue_codes(sim, 40_000).await));
+    let login = drive(port, Load::Login { codes }, CONNS, SECS).await;
+    let mut tokens = Vec::with_capacity(TOKENS);
+    for c in issue_codes(sim, TOKENS).await {
+        let v = post_json(direct, "/login", json!({ "code": c })).await;
+        tokens.push(v["data"]["token"].as_str().unwrap().to_owned());
+    }
+    let tokens = Arc::new(tokens);
+    let get = |path: &str| Load::Get {
+        path: path.into(),
+        tokens: tokens.clone(),
+    };
+    drive(port, get("/me"), CONNS, 2).await;
+    let me = drive(port, get("/me"), CONNS, SECS).await;
+    let auth = drive(port, get("/auth"), CONNS, SECS).await;
+    [login, me, auth]
+}
+
+/// nginx (Debian's) on `port`, balancing over `upstreams` with keep-alive, on the others' core.
+fn start_nginx(dir: &std::path::Path, port: u16, upstreams: &[u16]) -> Option<Proc> {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let servers: String = upstreams
+        .iter()
+        .map(|p| format!("server 127.0.0.1:{p};"))
+        .collect();
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;\n\
+           client_body_temp_path {d}/nb; proxy_temp_path {d}/np;\n\
+           fastcgi_temp_path {d}/nf; uwsgi_temp_path {d}/nu; scgi_temp_path {d}/ns;\n\
+           upstream wx {{ {servers} keepalive 64; keepalive_requests 10000000; }}\n\
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://wx;\n\
+             proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n"
+    );
+    let path = dir.join("nginx-bench.conf");
+    std::fs::write(&path, conf).ok()?;
+    Some(spawn_on(
+        OTHERS_CORE,
+        nginx,
+        &["-c", path.to_str().unwrap(), "-p", dir.to_str().unwrap()],
+        &[],
+    ))
+}
+
+/// `WXLOGIN_BENCH_ONLY=scale`: SQLite, then PostgreSQL + Redis with one instance, one instance
+/// behind nginx, and two instances behind nginx (one port), in one run.
+async fn run_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let wx = start_wxlogin(dir.path(), None).await;
+    let sqlite = three(wx.port, wx.sim, wx.port).await;
+    drop(wx);
+    let Some((pg, redis)) = postgres_and_redis().await else {
+        println!(
+            "(scale scenario skipped: WXLOGIN_BENCH_POSTGRES / WXLOGIN_BENCH_REDIS did not answer)"
+        );
+        return;
+    };
+    pin_services(OTHERS_CORE);
+    let env = [
+        ("WXLOGIN_DATABASE_URL", pg.clone()),
+        ("WXLOGIN_REDIS_URL", redis),
+        (
+            "WXLOGIN_REDIS_PREFIX",
+            format!("wxl_bench_{}:", std::process::id()),
+        ),
+    ];
+    let a = start_wxlogin_with(dir.path(), None, &env).await;
+    let one = three(a.port, a.sim, a.port).await;
+    let front = free_port();
+    let mut rows = vec![
+        ("SQLite, one instance", sqlite),
+        ("PostgreSQL + Redis, one instance", one),
+    ];
+    if let Some(nginx) = start_nginx(dir.path(), front, &[a.port]) {
+        wait_up(front).await;
+        rows.push((
+            "PostgreSQL + Redis, one instance behind nginx",
+            three(front, a.sim, a.port).await,
+        ));
+        drop(nginx);
+        let mut env_b = env.to_vec();
+        env_b.push((
+            "WXLOGIN_WECHAT_API_BASE",
+            format!("http://127.0.0.1:{}", a.sim),
+        ));
+        let b = start_wxlogin_with(dir.path(), None, &env_b).await;
+        let front = free_port();
+        let nginx = start_nginx(dir.path(), front, &[a.port, b.port]).unwrap();
+        wait_up(front).await;
+        rows.push((
+            "PostgreSQL + Redis, two instances behind nginx (one port)",
+            three(front, a.sim, a.port).await,
+        ));
+        drop(nginx);
+        drop(b);
+    } else {
+        println!("(nginx not installed: the rows behind nginx are skipped)");
+    }
+    drop(a);
+    pin_services("0-1");
+    drop_database(&pg).await;
+    println!(
+        "\n| scale run{} | logins/s | vs SQLite | `GET /me`/s | vs SQLite | `GET /auth`/s | vs SQLite | errors |\n\
+         |---|---|---|---|---|---|---|---|",
+        pin_note()
+    );
+    let base = &rows[0].1;
+    for (name, [login, me, auth]) in &rows {
+        let pct = |x: &Outcome, b: &Outcome| 100.0 * x.rps / b.rps.max(1.0);
+        println!(
+            "| {name} | {:.0} | {:.1} % | {:.0} | {:.1} % | {:.0} | {:.1} % | {} |",
+            login.rps,
+            pct(login, &base[0]),
+            me.rps,
+            pct(me, &base[1]),
+            auth.rps,
+            pct(auth, &base[2]),
+            login.errors + me.errors + auth.errors
+        );
+    }
+}
+
+/// The token of the `i`th session the sessions scenario inserts: `wxl_` and 43 digits.
+fn bench_token(i: u64) -> String {
+    format!("wxl_{i:0>43}")
+}
+
+/// `WXLOGIN_BENCH_ONLY=sessions`: token checks (`GET /auth`, PostgreSQL without Redis, so every
+/// check is an index lookup) with 1k, 1M and 10M stored sessions (`WXLOGIN_BENCH_SESSIONS`
+/// overrides the largest). Checks pick 20,000 sessions spread over the whole table.
+async fn run_sessions() {
+    let largest: u64 = std::env::var("WXLOGIN_BENCH_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let Some((pg, _)) = postgres_and_redis().await else {
+        println!("(sessions scenario skipped: PostgreSQL did not answer)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    pin_services(OTHERS_CORE);
+    let wx = start_wxlogin_with(dir.path(), None, &[("WXLOGIN_DATABASE_URL", pg.clone())]).await;
+    login_tokens(&wx, 1).await;
+    let pool = sqlx::PgPool::connect(&pg).await.unwrap();
+    let (user, identity): (i64, i64) =
+        sqlx::query_as("SELECT user_id, id FROM identities ORDER BY id LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut stored: u64 = 0;
+    let mut rows = Vec::new();
+    for target in [1_000, 1_000_000, largest] {
+        let fill_started = Instant::now();
+        while stored < target {
+            let upto = (stored + 1_000_000).min(target);
+            sqlx::query(
+                "INSERT INTO sessions (token_hash, user_id, identity_id, platform, appid, session_key, \
+                 created_at, last_seen_at, expires_at) \
+                 SELECT encode(sha256(convert_to('wxl_' || lpad(g::text, 43, '0'), 'UTF8')), 'hex'), \
+                 $1, $2, 'weixin', 'wxbench', 'AAAAAAAAAAAAAAAAAAAAAA==', $3, $3, $4 \
+                 FROM generate_series($5::bigint, $6::bigint) g",
+            )
+            .bind(user)
+            .bind(identity)
+            .bind(now)
+            .bind(now + 7 * 86_400_000)
+            .bind(stored as i64 + 1)
+            .bind(upto as i64)
+            .execute(&pool)
+            .await
+            .unwrap();
+            stored = upto;
+        }
+        let fill_secs = fill_started.elapsed().as_secs_f64();
+        sqlx::query("VACUUM ANALYZE sessions")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let size: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('sessions')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        // 20,000 sessions spread evenly over the table, in a scrambled order.
+        let picks = 20_000.min(target);
+        let step = target / picks;
+        let mut tokens: Vec<String> = (0..picks).map(|k| bench_token(1 + k * step)).collect();
+        let mut x: u64 = 88172645463325252;
+        for i in (1..tokens.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            tokens.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let load = Load::Get {
+            path: "/auth".into(),
+            tokens: Arc::new(tokens),
+        };
+        drive(wx.port, load.clone(), CONNS, 2).await;
+        let auth = drive(wx.port, load, CONNS, SECS).await;
+        rows.push((target, auth, size, fill_secs));
+    }
+    drop(wx);
+    pool.close().await;
+    pin_services("0-1");
+    drop_database(&pg).await;
+    println!(
+        "\n| stored sessions{} | `GET /auth`/s (PostgreSQL, no Redis) | vs 1k | p50 ms | p99 ms | errors | sessions table + indexes | filled in |\n\
+         |---|---|---|---|---|---|---|---|",
+        pin_note()
+    );
+    let first = rows[0].1.rps;
+    for (n, o, size, secs) in &rows {
+        println!(
+            "| {n} | {:.0} | {:.1} % | {:.2} | {:.2} | {} | {:.0} MB | {secs:.0} s |",
+            o.rps,
+            100.0 * o.rps / first.max(1.0),
+            o.p50_ms,
+            o.p99_ms,
+            o.errors,
+            *size as f64 / 1048576.0
+        );
+    }
+}
+
+/// One request of the soak, as recorded: which kind, when it was sent (seconds into the run),
+/// its latency, and whether it was answered 200.
+struct Sample {
+    login: bool,
+    at: f64,
+    micros: u32,
+    ok: bool,
+}
+
+/// One constant-rate stream of the soak.
+struct Stream {
+    port: u16,
+    sim: u16,
+    /// Logins (each with a fresh simulator code), or `GET /me` over `tokens`.
+    login: bool,
+    tokens: Arc<Vec<String>>,
+    /// Requests per second, spread over `workers` connections.
+    rate: f64,
+    workers: usize,
+    start: Instant,
+    until: Instant,
+}
+
+/// Runs `stream` until its end; each worker keeps its own schedule (a tick it missed while
+/// waiting for an answer is skipped, and shows as a lower achieved rate).
+async fn constant_rate(stream: Stream, samples: Arc<std::sync::Mutex<Vec<Sample>>>) {
+    let Stream {
+        port,
+        sim,
+        login,
+        tokens,
+        rate,
+        workers,
+        start,
+        until,
+    } = stream;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (tokens, samples) = (tokens.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            let connect = |port: u16| async move {
+                let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let (send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                send
+            };
+            let mut send = connect(port).await;
+            let mut sim_send = connect(sim).await;
+            let period = Duration::from_secs_f64(workers as f64 / rate);
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + period.mul_f64(w as f64 / workers as f64),
+                period,
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut n = w * 7919;
+            let mut local = Vec::new();
+            while Instant::now() < until {
+                tick.tick().await;
+                n += 1;
+                let req = if login {
+                    let body = json!({ "user": format!("soak-{w}-{}", n % 20_000) }).to_string();
+                    let code_req = Request::post("/_sim/codes")
+                        .header("host", "bench")
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap();
+                    let Ok(resp) = sim_send.send_request(code_req).await else {
+                        break;
+                    };
+                    let v: Value = serde_json::from_slice(
+                        &resp.into_body().collect().await.unwrap().to_bytes(),
+                    )
+                    .unwrap_or(Value::Null);
+                    let code = v["code"].as_str().unwrap_or_default().to_owned();
+                    Request::post("/login")
+                        .header("host", "bench")
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(json!({ "code": code }).to_string())))
+                        .unwrap()
+                } else {
+                    Request::get("/me")
+                        .header("host", "bench")
+                        .header(
+                            "authorization",
+                            format!("Bearer {}", tokens[n % tokens.len()]),
+                        )
+                        .body(Full::new(Bytes::new()))
+                        .unwrap()
+                };
+                let sent = Instant::now();
+                let ok = match send.send_request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status() == 200;
+                        let _ = resp.into_body().collect().await;
+                        ok
+                    }
+                    Err(_) => {
+                        send = connect(port).await;
+                        false
+                    }
+                };
+                local.push(Sample {
+                    login,
+                    at: sent.duration_since(start).as_secs_f64(),
+                    micros: sent.elapsed().as_micros().min(u32::MAX as u128) as u32,
+                    ok,
+                });
+                if local.len() >= 4096 {
+                    samples.lock().unwrap().append(&mut local);
+                }
+            }
+            samples.lock().unwrap().append(&mut local);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Bytes the store holds on disk: the SQLite file with its `-wal`, or PostgreSQL's database.
+async fn store_bytes(sqlite: &std::path::Path, pg: Option<&sqlx::PgPool>) -> (f64, f64) {
+    match pg {
+        Some(pool) => {
+            let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(0);
+            (size as f64 / 1048576.0, 0.0)
+        }
+        None => {
+            let len = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len()) as f64;
+            let wal = sqlite.with_file_name("bench.db-wal");
+            (len(sqlite.to_path_buf()) / 1048576.0, len(wal) / 1048576.0)
+        }
+    }
+}
+
+/// `WXLOGIN_BENCH_ONLY=soak`: `WXLOGIN_BENCH_SOAK_MINUTES` (30) at a constant rate — half the
+/// maximum measured first, split evenly between logins and `GET /me` — on SQLite, or on
+/// PostgreSQL + Redis with `WXLOGIN_BENCH_SOAK_STORE=postgres`. Reports, per minute, the
+/// achieved rates, p50/p99 of each, errors, the server's RSS and the store's size, as a table
+/// and as an SVG plot (`WXLOGIN_BENCH_SOAK_SVG`, default `target/soak.svg`).
+async fn run_soak() {
+    let minutes: u64 = std::env::var("WXLOGIN_BENCH_SOAK_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let on_pg = std::env::var("WXLOGIN_BENCH_SOAK_STORE").as_deref() == Ok("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg_url = None;
+    let wx = if on_pg {
+        let Some((pg, redis)) = postgres_and_redis().await else {
+            println!("(soak on PostgreSQL skipped: it did not answer)");
+            return;
+        };
+        pin_services(OTHERS_CORE);
+        pg_url = Some(pg.clone());
+        start_wxlogin_with(
+            dir.path(),
+            None,
+            &[
+                ("WXLOGIN_DATABASE_URL", pg),
+                ("WXLOGIN_REDIS_URL", redis),
+                (
+                    "WXLOGIN_REDIS_PREFIX",
+                    format!("wxl_soak_{}:", std::process::id()),
+                ),
+            ],
+        )
+        .await
+    } else {
+        start_wxlogin(dir.path(), None).await
+    };
+    let pool = match &pg_url {
+        Some(url) => Some(sqlx::PgPool::connect(url).await.unwrap()),
+        None => None,
+    };
+    let codes = Arc::new(std::sync::Mutex::new(issue_codes(wx.sim, 40_000).await));
+    let login_max = drive(wx.port, Load::Login { codes }, CONNS, SECS).await;
+    let tokens = login_tokens(&wx, TOKENS).await;
+    let me_max = me(&wx, &tokens).await;
+    let (login_rate, me_rate) = (login_max.rps / 4.0, me_max.rps / 4.0);
+    eprintln!(
+        "soak: maxima {:.0} logins/s, {:.0} /me/s; running {minutes} min at {login_rate:.0} logins/s + {me_rate:.0} /me/s",
+        login_max.rps, me_max.rps
+    );
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let until = start + Duration::from_secs(60 * minutes);
+    let stream = |login: bool, rate: f64| Stream {
+        port: wx.port,
+        sim: wx.sim,
+        login,
+        tokens: tokens.clone(),
+        rate,
+        workers: 16,
+        start,
+        until,
+    };
+    let logins = tokio::spawn(constant_rate(stream(true, login_rate), samples.clone()));
+    let checks = tokio::spawn(constant_rate(stream(false, me_rate), samples.clone()));
+    let db = dir.path().join("bench.db");
+    let mut resources = Vec::new();
+    for minute in 1..=minutes {
+        tokio::time::sleep_until((start + Duration::from_secs(60 * minute)).into()).await;
+        let (store, wal) = store_bytes(&db, pool.as_ref()).await;
+        resources.push((rss_mb(wx.pid), store, wal));
+    }
+    let _ = logins.await;
+    let _ = checks.await;
+    drop(wx);
+    if let Some(p) = pool {
+        p.close().await;
+    }
+    if let Some(url) = &pg_url {
+        pin_services("0-1");
+        drop_database(url).await;
+    }
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    struct Row {
+        login_rate: f64,
+        me_rate: f64,
+        login: (f64, f64),
+        me: (f64, f64),
+        errors: usize,
+        rss: f64,
+        store: f64,
+        wal: f64,
+    }
+    let pct = |v: &mut Vec<u32>, p: f64| -> f64 {
+        v.sort_unstable();
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .map_or(0.0, |m| *m as f64 / 1000.0)
+    };
+    let mut rows = Vec::new();
+    for (m, &(rss, store, wal)) in resources.iter().enumerate() {
+        let of = |login: bool| -> Vec<u32> {
+            samples
+                .iter()
+                .filter(|s| s.login == login && s.ok && (s.at / 60.0) as usize == m)
+                .map(|s| s.micros)
+                .collect()
+        };
+        let (mut l, mut g) = (of(true), of(false));
+        let errors = samples
+            .iter()
+            .filter(|s| !s.ok && (s.at / 60.0) as usize == m)
+            .count();
+        rows.push(Row {
+            login_rate: l.len() as f64 / 60.0,
+            me_rate: g.len() as f64 / 60.0,
+            login: (pct(&mut l, 0.5), pct(&mut l, 0.99)),
+            me: (pct(&mut g, 0.5), pct(&mut g, 0.99)),
+            errors,
+            rss,
+            store,
+            wal,
+        });
+    }
+    let store_name = if on_pg {
+        "PostgreSQL + Redis"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "\n### Soak: {minutes} min on {store_name}{} at {login_rate:.0} logins/s + {me_rate:.0} `GET /me`/s \
+         (half of the measured {:.0} + {:.0}, split evenly)\n",
+        pin_note(),
+        login_max.rps,
+        me_max.rps
+    );
+    println!(
+        "| minute | logins/s | login p50 / p99 ms | `/me`/s | `/me` p50 / p99 ms | errors | RSS MB | {} |\n\
+         |---|---|---|---|---|---|---|---|",
+        if on_pg { "database MB" } else { "SQLite file / WAL MB" }
+    );
+    for (m, r) in rows.iter().enumerate() {
+        println!(
+            "| {} | {:.0} | {:.2} / {:.2} | {:.0} | {:.2} / {:.2} | {} | {:.1} | {} |",
+            m + 1,
+            r.login_rate,
+            r.login.0,
+            r.login.1,
+            r.me_rate,
+            r.me.0,
+            r.me.1,
+            r.errors,
+            r.rss,
+            if on_pg {
+                format!("{:.0}", r.store)
+            } else {
+                format!("{:.1} / {:.1}", r.store, r.wal)
+            }
+        );
+    }
+    let svg_path = std::env::var("WXLOGIN_BENCH_SOAK_SVG")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/soak.svg").to_owned());
+    let title = format!(
+        "wxlogin soak: {minutes} min on {store_name}, {login_rate:.0} logins/s + {me_rate:.0} GET /me/s"
+    );
+    let series_ms: Vec<(&str, &str, Vec<f64>)> = vec![
+        (
+            "login p99",
+            "#d62728",
+            rows.iter().map(|r| r.login.1).collect(),
+        ),
+        (
+            "login p50",
+            "#ff9896",
+            rows.iter().map(|r| r.login.0).collect(),
+        ),
+        ("/me p99", "#1f77b4", rows.iter().map(|r| r.me.1).collect()),
+        ("/me p50", "#aec7e8", rows.iter().map(|r| r.me.0).collect()),
+    ];
+    let mut series_mb: Vec<(&str, &str, Vec<f64>)> = vec![
+        ("RSS MB", "#2ca02c", rows.iter().map(|r| r.rss).collect()),
+        (
+            if on_pg {
+                "database MB"
+            } else {
+                "SQLite file MB"
+            },
+            "#9467bd",
+            rows.iter().map(|r| r.store).collect(),
+        ),
+    ];
+    if !on_pg {
+        series_mb.push(("WAL MB", "#8c564b", rows.iter().map(|r| r.wal).collect()));
+    }
+    let errors: Vec<f64> = rows.iter().map(|r| r.errors as f64).collect();
+    std::fs::write(&svg_path, soak_svg(&title, &series_ms, &series_mb, &errors)).unwrap();
+    println!("\nplot: {svg_path}");
+}
+
+/// Two panels over the minutes: latencies (ms) above, memory and store size (MB) below, with the
+/// error count per minute written under the axis.
+fn soak_svg(
+    title: &str,
+    ms: &[(&str, &str, Vec<f64>)],
+    mb: &[(&str, &str, Vec<f64>)],
+    errors: &[f64],
+) -> String {
+    let (w, panel, left, right, top) = (900.0, 260.0, 60.0, 170.0, 40.0);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{left}\" y=\"22\" font-size=\"14\">{}</text>\n",
+        top + 2.0 * panel + 80.0,
+        title.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    let mut draw = |y0: f64, unit: &str, series: &[(&str, &str, Vec<f64>)]| {
+        let n = series.first().map_or(0, |s| s.2.len()).max(2);
+        let max = series
+            .iter()
+            .flat_map(|s| s.2.iter().copied())
+            .fold(0.0f64, f64::max)
+            .max(1e-9)
+            * 1.1;
+        let x = |i: usize| left + (w - left - right) * i as f64 / (n - 1) as f64;
+        let y = |v: f64| y0 + panel - 30.0 - (panel - 40.0) * v / max;
+        for k in 0..=4 {
+            let v = max * k as f64 / 4.0;
+            out.push_str(&format!(
+                "<line x1=\"{left}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#eee\"/>\
+                 <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#555\">{v:.1}</text>\n",
+                w - right,
+                y(v),
+                y(v),
+                left - 6.0,
+                y(v) + 4.0
+            ));
+        }
+        out.push_str(&format!(
+            "<text x=\"12\" y=\"{:.1}\" fill=\"#555\" transform=\"rotate(-90 12 {:.1})\">{unit}</text>\n",
+            y0 + panel / 2.0,
+            y0 + panel / 2.0
+        ));
+        for (i, (name, color, values)) in series.iter().enumerate() {
+            let points: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+                .collect();
+            out.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\n\
+                 <rect x=\"{}\" y=\"{:.1}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+                 <text x=\"{}\" y=\"{:.1}\">{name}</text>\n",
+                points.join(" "),
+                w - right + 12.0,
+                y0 + 10.0 + 18.0 * i as f64,
+                w - right + 30.0,
+                y0 + 20.0 + 18.0 * i as f64
+            ));
+        }
+        for i in 0..n {
+            if i % 5 == 4 || i == 0 {
+                out.push_str(&format!(
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{}</text>\n",
+                    x(i),
+                    y0 + panel - 12.0,
+                    i + 1
+                ));
+            }
+        }
+    };
+    draw(top, "latency, ms", ms);
+    draw(top + panel, "MB", mb);
+    let total: f64 = errors.iter().sum();
+    out.push_str(&format!(
+        "<text x=\"{left}\" y=\"{:.1}\" fill=\"#555\">minute of the run →   errors in the whole run: {total:.0}</text>\n</svg>\n",
+        top + 2.0 * panel + 20.0
+    ));
+    out
 }
