@@ -145,6 +145,10 @@ impl Application {
         } = self;
         let maintenance = tokio::spawn(state.maintenance.clone().run(CLEANUP_EVERY, stop.clone()));
         let webhooks = tokio::spawn(state.webhooks.clone().run(stop.clone()));
+        let user_cache = state
+            .users
+            .cache()
+            .map(|cache| tokio::spawn(cache.run(stop.clone())));
         drop(state);
         let operator = operator
             .map(|(listener, router)| tokio::spawn(serve(listener, router, stop.clone(), limits)));
@@ -154,6 +158,9 @@ impl Application {
         }
         let _ = maintenance.await;
         let _ = webhooks.await;
+        if let Some(task) = user_cache {
+            let _ = task.await;
+        }
         store.close().await;
         served
     }

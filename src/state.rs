@@ -13,6 +13,7 @@ use crate::services::maintenance::Maintenance;
 use crate::services::open_data::OpenData;
 use crate::services::ratelimit::{Limits, RateLimiter};
 use crate::services::sessions::{SessionPolicy, Sessions};
+use crate::services::user_cache::UserCache;
 use crate::services::users::Users;
 use crate::services::webhooks::{WebhookSettings, Webhooks};
 use crate::store::SharedStore;
@@ -76,12 +77,26 @@ impl AppState {
             _ => None,
         };
         let webhooks = Arc::new(Webhooks::new(store.clone(), clock.clone(), settings)?);
+        // On PostgreSQL + Redis, users in memory, kept true over Redis (SQLite has its own
+        // cache in front of the store; without Redis there is no way to hear of other
+        // instances' changes).
+        let user_cache = match (
+            config.database_url.backend(),
+            &coord,
+            std::num::NonZeroUsize::new(config.session_cache_size),
+        ) {
+            (crate::store::Backend::Postgres, Some(coord), Some(size)) => {
+                Some(UserCache::new(coord.clone(), size))
+            }
+            _ => None,
+        };
         let users = Users::new(
             store.clone(),
             sessions.clone(),
             clock.clone(),
             config.phone_reuse,
             webhooks.clone(),
+            user_cache.clone(),
         );
         let login = LoginService::new(
             store.clone(),
@@ -93,6 +108,7 @@ impl AppState {
                 link_by_unionid: config.link_by_unionid,
                 max_sessions: config.max_sessions_per_user,
             },
+            user_cache,
         );
         let tokens = Arc::new(AccessTokens::new(
             wechat.clone(),

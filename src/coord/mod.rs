@@ -90,9 +90,11 @@ enum Target {
 }
 
 impl Target {
-    fn parse(url: &str) -> anyhow::Result<Self> {
+    /// The target, and a client for subscriptions.
+    fn parse(url: &str) -> anyhow::Result<(Self, redis::Client)> {
         let Some(rest) = url.strip_prefix("redis+cluster://") else {
-            return Ok(Self::Single(redis::Client::open(url)?));
+            let client = redis::Client::open(url)?;
+            return Ok((Self::Single(client.clone()), client));
         };
         let (auth, hosts) = match rest.rsplit_once('@') {
             Some((auth, hosts)) => (format!("{auth}@"), hosts),
@@ -108,12 +110,13 @@ impl Target {
             !nodes.is_empty(),
             "WXLOGIN_REDIS_URL: redis+cluster:// names no node"
         );
+        let pubsub = redis::Client::open(nodes[0].as_str())?;
         let client = redis::cluster::ClusterClientBuilder::new(nodes)
             .connection_timeout(Duration::from_secs(1))
             .response_timeout(OP_TIMEOUT)
             .retries(2)
             .build()?;
-        Ok(Self::Cluster(client))
+        Ok((Self::Cluster(client), pubsub))
     }
 
     async fn connect(&self) -> redis::RedisResult<Conn> {
@@ -134,6 +137,9 @@ impl Target {
 
 pub struct Coord {
     conn: RwLock<Option<Conn>>,
+    /// Where subscriptions connect: the Redis, or a cluster's first node (classic pub/sub is
+    /// cluster-wide).
+    pubsub: redis::Client,
     /// A Redis Cluster: the session cache's keys carry hash tags.
     cluster: bool,
     prefix: String,
@@ -152,9 +158,10 @@ impl Coord {
     /// Connects, waiting a moment for Redis at boot; if it is down, wxlogin starts anyway (and
     /// serves from the store) while a background task keeps trying.
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Arc<Self>> {
-        let target = Target::parse(url)?;
+        let (target, pubsub) = Target::parse(url)?;
         let coord = Arc::new(Self {
             conn: RwLock::new(None),
+            pubsub,
             cluster: matches!(target, Target::Cluster(_)),
             prefix: prefix.to_owned(),
             started: Instant::now(),
@@ -230,6 +237,40 @@ impl Coord {
 
     pub(crate) fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// Whether Redis answered this instance's last operation (its circuit is closed).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+            && self.elapsed_ms() >= self.open_until.load(Ordering::SeqCst)
+    }
+
+    /// Publishes `message` on this deployment's `channel` (to every instance subscribed); `false`
+    /// if Redis could not be told.
+    pub async fn publish(&self, channel: &str, message: &str) -> bool {
+        let (channel, message) = (self.key("ch", channel), message.to_owned());
+        self.run(|mut c| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .is_some()
+    }
+
+    /// A subscription to this deployment's `channel`, on a connection of its own. The stream
+    /// ends when that connection is lost.
+    pub async fn subscribe(&self, channel: &str) -> redis::RedisResult<redis::aio::PubSubStream> {
+        let mut pubsub =
+            tokio::time::timeout(Duration::from_secs(2), self.pubsub.get_async_pubsub())
+                .await
+                .map_err(|_| {
+                    redis::RedisError::from((redis::ErrorKind::IoError, "subscribe timed out"))
+                })??;
+        pubsub.subscribe(self.key("ch", channel)).await?;
+        Ok(pubsub.into_on_message())
     }
 
     fn elapsed_ms(&self) -> u64 {

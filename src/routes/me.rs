@@ -96,7 +96,9 @@ impl MeData {
             phone: u.phone,
             phone_country_code: u.phone_country_code,
             created_at: rfc3339(u.created_at),
-            last_login_at: rfc3339(u.last_login_at),
+            // This session's login is the user's latest as far as this client knows, even where
+            // the user record was read before it (another instance's in-memory copy).
+            last_login_at: rfc3339(u.last_login_at.max(s.created_at)),
             nickname: u.nickname,
             avatar_url: avatar_url(state, u.avatar),
             status: u.status.as_str(),

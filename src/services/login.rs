@@ -53,6 +53,8 @@ pub struct LoginService {
     wechat: WechatClient,
     clock: SharedClock,
     rules: AccountRules,
+    /// On PostgreSQL + Redis: told when a login changed what `/me` shows of a user.
+    user_cache: Option<Arc<super::user_cache::UserCache>>,
     /// In-flight exchanges by code hash. Entries live only while WeChat is being asked.
     inflight: Mutex<HashMap<CodeHash, Flight>>,
 }
@@ -65,6 +67,7 @@ impl LoginService {
         wechat: WechatClient,
         clock: SharedClock,
         rules: AccountRules,
+        user_cache: Option<Arc<super::user_cache::UserCache>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -73,6 +76,7 @@ impl LoginService {
             wechat,
             clock,
             rules,
+            user_cache,
             inflight: Mutex::new(HashMap::new()),
         })
     }
@@ -241,6 +245,15 @@ impl LoginService {
             })
             .await?;
         self.sessions.ended(&record.revoked).await;
+        if let Some(cache) = &self.user_cache {
+            if record.identity_changed || record.linked {
+                // Its identities changed: every instance reads it afresh.
+                cache.changed(record.user_id).await;
+            } else {
+                // Only `last_login_at` moved, which `/me` takes from the session anyway.
+                cache.forget_here(record.user_id);
+            }
+        }
         tracing::info!(appid = %app.appid, user_id = record.user_id, new_user = record.new_user, "login");
         Ok(LoginOutcome {
             token,

@@ -21,6 +21,7 @@ pub mod maintenance;
 pub mod open_data;
 pub mod ratelimit;
 pub mod sessions;
+pub mod user_cache;
 pub mod users;
 pub mod webhooks;
 

@@ -4,6 +4,7 @@
 //! before it returns.
 
 use super::sessions::Sessions;
+use super::user_cache::UserCache;
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
 use crate::domain::{ClientInfo, ImageKind, Nickname, NicknameError, UserId, UserStatus};
@@ -36,6 +37,8 @@ pub struct Users {
     phone_reuse: Option<Duration>,
     /// Told after a change that queues a webhook, so it goes out now, not at the next poll.
     webhooks: Arc<super::webhooks::Webhooks>,
+    /// On PostgreSQL + Redis: the users `/me` shows, in memory (see `user_cache.rs`).
+    cache: Option<Arc<UserCache>>,
 }
 
 impl Users {
@@ -45,6 +48,7 @@ impl Users {
         clock: SharedClock,
         phone_reuse: Option<Duration>,
         webhooks: Arc<super::webhooks::Webhooks>,
+        cache: Option<Arc<UserCache>>,
     ) -> Self {
         Self {
             store,
@@ -52,6 +56,19 @@ impl Users {
             clock,
             phone_reuse,
             webhooks,
+            cache,
+        }
+    }
+
+    /// The in-memory user cache, when there is one (its subscription runs in `app.rs`).
+    pub fn cache(&self) -> Option<Arc<UserCache>> {
+        self.cache.clone()
+    }
+
+    /// After a committed change to `id`: every instance forgets its copy.
+    async fn changed(&self, id: UserId) {
+        if let Some(cache) = &self.cache {
+            cache.changed(id).await;
         }
     }
 
@@ -64,11 +81,20 @@ impl Users {
 
     /// The user of a live session. A session whose user is gone is no session.
     pub async fn of_session(&self, id: UserId) -> ServiceResult<UserRecord> {
-        self.store
+        if let Some(user) = self.cache.as_ref().and_then(|c| c.get(id)) {
+            return Ok(user);
+        }
+        let seen = self.cache.as_ref().map(|c| c.generation());
+        let user = self
+            .store
             .find_user(id)
             .await?
             .filter(|u| u.status == UserStatus::Active)
-            .ok_or(ServiceError::Unauthorized)
+            .ok_or(ServiceError::Unauthorized)?;
+        if let (Some(cache), Some(seen)) = (&self.cache, seen) {
+            cache.put(&user, seen);
+        }
+        Ok(user)
     }
 
     /// Users matching every given field (at most 100); at least one field is needed.
@@ -127,7 +153,10 @@ impl Users {
             .bind_phone(id, &phone.phone_number, &phone.country_code, audit)
             .await?
         {
-            PhoneBinding::Bound => Ok(()),
+            PhoneBinding::Bound => {
+                self.changed(id).await;
+                Ok(())
+            }
             PhoneBinding::InUse => Err(ServiceError::PhoneInUse),
             PhoneBinding::NotActive => Err(ServiceError::Unauthorized),
         }
@@ -190,6 +219,7 @@ impl Users {
             .update_profile(id, change, self.audit(client))
             .await?
         {
+            self.changed(id).await;
             Ok(())
         } else {
             Err(ServiceError::Unauthorized)
@@ -242,6 +272,7 @@ impl Users {
         let Some(_) = change else {
             return Err(ServiceError::NotFound);
         };
+        self.changed(id).await;
         self.webhooks.wake();
         tracing::info!(user_id = id, "user deleted");
         Ok(())
@@ -253,6 +284,7 @@ impl Users {
             .invalidating(self.store.ban_user(id, reason, self.audit(client)))
             .await?
             .ok_or(ServiceError::NotFound)?;
+        self.changed(id).await;
         self.webhooks.wake();
         self.sessions.broadcast_end(&change.tokens).await?;
         tracing::info!(user_id = id, revoked = change.tokens.len(), "user banned");
@@ -261,6 +293,7 @@ impl Users {
 
     pub async fn unban(&self, id: UserId, client: &ClientInfo) -> ServiceResult<()> {
         if self.store.unban_user(id, self.audit(client)).await? {
+            self.changed(id).await;
             self.webhooks.wake();
             tracing::info!(user_id = id, "user unbanned");
             Ok(())
@@ -282,6 +315,8 @@ impl Users {
             .await?
             .ok_or(ServiceError::NotFound)?;
         self.sessions.moved().await;
+        self.changed(into).await;
+        self.changed(from).await;
         self.webhooks.wake();
         tracing::info!(user_id = into, from, "users merged");
         Ok(())

@@ -189,6 +189,8 @@ pub struct LoginRecord {
     pub revoked: Vec<TokenHash>,
     /// The identity gained its unionid: sessions cached before carry none.
     pub identity_changed: bool,
+    /// A new identity joined an existing user (`link_by_unionid`): the user's identities changed.
+    pub linked: bool,
 }
 
 /// A live session joined with its identity (and only while its user is active): what a token

@@ -163,6 +163,7 @@ async fn login_statements(
     let platform = l.platform.as_str();
     let unionid = l.unionid.map(|u| u.0.as_str());
     let mut identity_changed = false;
+    let mut joined = false;
     let found: Option<(i64, i64, Option<String>, String)> = sqlx::query_as(sql::FIND_IDENTITY)
         .bind(platform)
         .bind(l.appid.as_str())
@@ -194,7 +195,10 @@ async fn login_statements(
                 None => None,
             };
             let (user, status, new_user) = match linked {
-                Some((user, status)) => (user, status, false),
+                Some((user, status)) => {
+                    joined = true;
+                    (user, status, false)
+                }
                 None => {
                     let id: i64 = sqlx::query_scalar(sql::INSERT_USER)
                         .bind(l.now)
@@ -305,6 +309,7 @@ async fn login_statements(
         new_user,
         revoked: revoked.into_iter().map(|e| e.token_hash).collect(),
         identity_changed,
+        linked: joined,
     };
     Ok((Ok(record), true))
 }

@@ -174,3 +174,81 @@ async fn two_hundred_phone_calls_over_two_instances_with_an_expired_token_make_a
     b.stop(Duration::from_secs(2)).await;
     app.shutdown().await;
 }
+
+/// B keeps users in memory on PostgreSQL + Redis; a change made through A reaches it over Redis
+/// at once (well inside the cache's 10 s TTL), and never gets lost behind a read in flight.
+#[tokio::test]
+async fn a_profile_or_phone_change_on_a_shows_on_b_that_had_the_user_in_memory() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    if app.database_url().starts_with("sqlite:") {
+        eprintln!("skipped: the in-memory user cache is PostgreSQL + Redis's");
+        app.shutdown().await;
+        return;
+    }
+    let token = app.token_for("profiled").await;
+    let me_on_b = || async {
+        call(&app, b.addr, "GET", "/me", Some(&token), json!({}))
+            .await
+            .1
+    };
+    // B reads the user (and keeps it).
+    assert_eq!(me_on_b().await["data"]["nickname"], Value::Null);
+    assert_eq!(me_on_b().await["data"]["nickname"], Value::Null);
+    let (s, _) = call(
+        &app,
+        app.addr,
+        "PATCH",
+        "/me",
+        Some(&token),
+        json!({"nickname": "新名字"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let shows = |field: &'static str, want: Value| {
+        let me_on_b = &me_on_b;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let me = me_on_b().await;
+                if me["data"][field] == want {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "B still shows {field} = {} (want {want})",
+                    me["data"][field]
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let took = shows("nickname", json!("新名字")).await;
+    eprintln!("the nickname reached B's memory in {took:?}");
+    let pc = app
+        .sim("/_sim/phone_codes", json!({ "phone": "13700000042" }))
+        .await;
+    let (s, _) = call(
+        &app,
+        app.addr,
+        "POST",
+        "/phone",
+        Some(&token),
+        json!({ "code": pc["code"] }),
+    )
+    .await;
+    assert_eq!(s, 200);
+    shows("phone", json!("13700000042")).await;
+    // A second login of the same user through A: B shows the new session's login time.
+    let again = app.token_for("profiled").await;
+    let (_, mine) = call(&app, b.addr, "GET", "/me", Some(&again), json!({})).await;
+    let (_, fresh) = call(&app, app.addr, "GET", "/me", Some(&again), json!({})).await;
+    assert_eq!(
+        mine["data"]["last_login_at"],
+        fresh["data"]["last_login_at"]
+    );
+    assert_eq!(mine["data"]["nickname"], "新名字");
+    b.stop(Duration::from_secs(5)).await;
+    app.shutdown().await;
+}

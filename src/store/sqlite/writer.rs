@@ -264,6 +264,7 @@ fn login_statements(
     let platform = j.platform.as_str();
     let unionid = j.unionid.as_ref().map(|u| u.0.as_str());
     let mut identity_changed = false;
+    let mut joined = false;
     let found: Option<(i64, i64, Option<String>, String)> = tx
         .prepare_cached(sql::FIND_IDENTITY)?
         .query_row(params![platform, j.appid.as_str(), j.openid.0], |r| {
@@ -288,7 +289,10 @@ fn login_statements(
                 None => None,
             };
             let (user, status, new_user) = match linked {
-                Some((user, status)) => (user, status, false),
+                Some((user, status)) => {
+                    joined = true;
+                    (user, status, false)
+                }
                 None => {
                     let id: i64 = tx
                         .prepare_cached(sql::INSERT_USER)?
@@ -401,5 +405,6 @@ fn login_statements(
         new_user,
         revoked: revoked.into_iter().map(|e| e.token_hash).collect(),
         identity_changed,
+        linked: joined,
     }))
 }
