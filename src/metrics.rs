@@ -21,14 +21,29 @@ pub fn handle() -> PrometheusHandle {
             let buckets = [
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ];
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .expect("valid buckets")
                 .install_recorder()
-                .expect("no other metrics recorder is installed")
+                .expect("no other metrics recorder is installed");
+            // Histogram samples wait in the recorder until an upkeep (or a scrape) folds them
+            // into their buckets: without one, a server nobody scrapes grows by every request's
+            // samples (~10 MB a minute at 9,000 requests/s in the soak). One thread for the
+            // process, whatever runtimes come and go.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                });
+            handle
         })
         .clone()
 }
+
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Counts and times every request by route template and status.
 pub async fn track_http(req: Request, next: Next) -> Response {
