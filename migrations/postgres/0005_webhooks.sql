@@ -5,8 +5,9 @@
 --
 -- webhook_outbox: one row per webhook to send, written in the same transaction as the event it reports, deleted
 -- once the receiver answered 2xx. `next_at` is when the row is next due (a claim moves it past the attempt's
--- lease); `retry_from` is its first attempt or last re-drive, which starts WXLOGIN_WEBHOOK_RETRY_FOR; a row
--- that ran out of retries has `dead_at` and waits for an operator's re-drive.
+-- lease); `leased_until` is set while an attempt is in flight (no other row of the user may start then);
+-- `retry_from` is its first attempt or last re-drive, which starts WXLOGIN_WEBHOOK_RETRY_FOR; a row that ran
+-- out of retries has `dead_at` and waits for an operator's re-drive.
 ALTER TABLE events ADD COLUMN actor TEXT;
 
 CREATE TABLE webhook_outbox (
@@ -19,6 +20,7 @@ CREATE TABLE webhook_outbox (
     created_at BIGINT  NOT NULL,
     retry_from BIGINT  NOT NULL,
     next_at    BIGINT  NOT NULL,
+    leased_until BIGINT,
     last_error TEXT,
     dead_at    BIGINT
 );

@@ -5,16 +5,25 @@
 //! webhook, and a change that rolled back never has one. This worker sends them:
 //!
 //! - **Per-user order, across instances.** A claim takes only the oldest undelivered row of
-//!   each user, and hides it for a lease (`next_at` moves past the attempt's timeout) by one
-//!   atomic `UPDATE … RETURNING`; another instance's claim finds it hidden, and the user's later
-//!   rows wait behind it. So one delivery at a time per user, in the order of the changes.
+//!   each user, and only while none of that user's rows is in flight, and hides it for a lease
+//!   (`next_at` and `leased_until` move past the attempt's timeout) by one atomic
+//!   `UPDATE … RETURNING`; another instance's claim finds it hidden, and the user's later rows
+//!   wait behind it. So one delivery at a time per user, in the order of the changes. (A dead row
+//!   is passed over; re-driven, it waits for an attempt in flight, then goes before the user's
+//!   later rows.) An attempt's result is recorded only if the row was not claimed again since
+//!   (its attempt count), so a worker that stalled past its lease cannot disturb the next one.
+//!   Leases and due times are read off each instance's clock: instances' clocks must agree to
+//!   well within the lease (NTP).
 //! - **At least once.** A row is deleted only after a 2xx answer. An instance killed mid-send
 //!   leaves the row leased; when the lease runs out any instance sends it again, with the same
 //!   event id (`X-Wxlogin-Event-Id`, and `id` in the body) for the receiver to drop duplicates.
 //! - **Backoff.** A failed attempt is retried after 1 s, 2 s, 4 s, … (capped at an hour), each
 //!   delay jittered to 50–100 % of itself, for `WXLOGIN_WEBHOOK_RETRY_FOR` (24 h) from its first
-//!   attempt or its last re-drive; then the row is dead: kept, listed by the admin API and
+//!   attempt (not its creation: a row that waited behind its user's failing one gets its own
+//!   period) or its last re-drive; then the row is dead: kept, listed by the admin API and
 //!   console, and re-drivable.
+//! - **Waking.** An admin change on this instance wakes the worker at once; anything else
+//!   (a new user's `user_created`) goes at the next poll, within a second.
 
 use crate::clock::{Millis, SharedClock};
 use crate::domain::SecretUrl;
@@ -81,7 +90,7 @@ impl Webhooks {
             None => None,
             Some(s) => Some(Sender {
                 client: WebhookClient::new(&s.url, s.secret, s.timeout)?,
-                shown: s.url.redacted(),
+                shown: shown_url(&s.url),
                 timeout: s.timeout,
                 retry_for: s.retry_for,
             }),
@@ -162,7 +171,7 @@ impl Webhooks {
         let stored = match &result {
             Ok(()) => {
                 crate::metrics::webhook_delivery("delivered");
-                self.store.webhook_delivered(row.id).await
+                self.store.webhook_delivered(row.id, row.attempts).await
             }
             Err(e) => {
                 crate::metrics::webhook_delivery(e.label());
@@ -180,7 +189,13 @@ impl Webhooks {
                     tracing::info!(event_id = row.event_id, attempt = row.attempts, error = %e, "webhook attempt failed");
                 }
                 self.store
-                    .webhook_failed(row.id, next_at, dead.then_some(now), &e.to_string())
+                    .webhook_failed(
+                        row.id,
+                        row.attempts,
+                        next_at,
+                        dead.then_some(now),
+                        &e.to_string(),
+                    )
                     .await
             }
         };
@@ -227,6 +242,21 @@ impl Webhooks {
         } else {
             Err(super::ServiceError::NotFound)
         }
+    }
+}
+
+/// What operators see of the webhook URL: scheme, host, port and path, never user-info or a
+/// query (either may hold a credential).
+fn shown_url(url: &SecretUrl) -> String {
+    match url::Url::parse(url.expose()) {
+        Ok(u) => format!(
+            "{}://{}{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            u.path()
+        ),
+        Err(_) => "[unparseable url]".into(),
     }
 }
 

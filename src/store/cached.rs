@@ -497,17 +497,20 @@ impl super::OutboxStore for CachedStore {
     ) -> StoreResult<Vec<super::OutboxRecord>> {
         self.inner.claim_webhooks(now, lease_until, limit).await
     }
-    async fn webhook_delivered(&self, id: i64) -> StoreResult<()> {
-        self.inner.webhook_delivered(id).await
+    async fn webhook_delivered(&self, id: i64, attempts: u32) -> StoreResult<()> {
+        self.inner.webhook_delivered(id, attempts).await
     }
     async fn webhook_failed(
         &self,
         id: i64,
+        attempts: u32,
         next_at: Millis,
         dead_at: Option<Millis>,
         error: &str,
     ) -> StoreResult<()> {
-        self.inner.webhook_failed(id, next_at, dead_at, error).await
+        self.inner
+            .webhook_failed(id, attempts, next_at, dead_at, error)
+            .await
     }
     async fn outbox(
         &self,

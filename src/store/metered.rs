@@ -214,19 +214,20 @@ impl super::OutboxStore for MeteredStore {
         )
         .await
     }
-    async fn webhook_delivered(&self, id: i64) -> StoreResult<()> {
-        timed("webhook_delivered", self.0.webhook_delivered(id)).await
+    async fn webhook_delivered(&self, id: i64, attempts: u32) -> StoreResult<()> {
+        timed("webhook_delivered", self.0.webhook_delivered(id, attempts)).await
     }
     async fn webhook_failed(
         &self,
         id: i64,
+        attempts: u32,
         next_at: Millis,
         dead_at: Option<Millis>,
         error: &str,
     ) -> StoreResult<()> {
         timed(
             "webhook_failed",
-            self.0.webhook_failed(id, next_at, dead_at, error),
+            self.0.webhook_failed(id, attempts, next_at, dead_at, error),
         )
         .await
     }

@@ -463,12 +463,14 @@ pub trait OutboxStore: Send + Sync + 'static {
         lease_until: Millis,
         limit: i64,
     ) -> StoreResult<Vec<OutboxRecord>>;
-    /// The receiver took it: the row goes.
-    async fn webhook_delivered(&self, id: i64) -> StoreResult<()>;
-    /// An attempt failed: due again at `next_at`, or dead from `dead_at` on.
+    /// The receiver took it: the row goes — if `attempts` (the claim's count) still matches, so
+    /// a worker that stalled past its lease cannot touch a row claimed again since.
+    async fn webhook_delivered(&self, id: i64, attempts: u32) -> StoreResult<()>;
+    /// An attempt failed: due again at `next_at`, or dead from `dead_at` on (fenced as above).
     async fn webhook_failed(
         &self,
         id: i64,
+        attempts: u32,
         next_at: Millis,
         dead_at: Option<Millis>,
         error: &str,

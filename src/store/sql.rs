@@ -77,19 +77,25 @@ pub(crate) const INSERT_OUTBOX: &str =
     "INSERT INTO webhook_outbox (event_id, user_id, type, body, created_at, \
      retry_from, next_at) VALUES ($1, $2, $3, $4, $5, $5, $5)";
 
-/// Due rows, each the oldest undelivered one of its user, leased (hidden until `$1`) and
-/// counted as an attempt in one statement. On PostgreSQL a concurrent claim of the same row
-/// waits for this one, re-checks `next_at <= $2` on the updated row, and skips it.
-pub(crate) const CLAIM_WEBHOOKS: &str = "UPDATE webhook_outbox SET next_at = $1, attempts = attempts + 1 \
+/// Due rows, each the oldest undelivered one of its user, none of whose rows is in flight,
+/// leased (hidden until `$1`) and counted as an attempt in one statement; a first attempt starts
+/// the retry period. On PostgreSQL a concurrent claim of the same row waits for this one,
+/// re-checks `next_at <= $2` on the updated row, and skips it.
+pub(crate) const CLAIM_WEBHOOKS: &str = "UPDATE webhook_outbox SET next_at = $1, leased_until = $1, \
+     retry_from = CASE WHEN attempts = 0 THEN $2 ELSE retry_from END, attempts = attempts + 1 \
      WHERE id IN (SELECT o.id FROM webhook_outbox o WHERE o.dead_at IS NULL AND o.next_at <= $2 \
-     AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE p.user_id = o.user_id AND p.id < o.id \
-     AND p.dead_at IS NULL) ORDER BY o.id LIMIT $3) AND next_at <= $2 \
+     AND NOT EXISTS (SELECT 1 FROM webhook_outbox p WHERE p.user_id = o.user_id AND p.id <> o.id \
+     AND p.dead_at IS NULL AND (p.id < o.id OR p.leased_until > $2)) ORDER BY o.id LIMIT $3) AND next_at <= $2 \
      RETURNING id, event_id, user_id, type, body, attempts, created_at, retry_from, next_at, last_error, dead_at";
 
-pub(crate) const DELETE_OUTBOX: &str = "DELETE FROM webhook_outbox WHERE id = $1";
+/// Only by the attempt that claimed it (`$2`: its attempt count): a worker that stalled past its
+/// lease cannot delete a row another instance has claimed since.
+pub(crate) const DELETE_OUTBOX: &str = "DELETE FROM webhook_outbox WHERE id = $1 AND attempts = $2";
 
+/// As [`DELETE_OUTBOX`], fenced by the attempt count (`$5`).
 pub(crate) const OUTBOX_FAILED: &str =
-    "UPDATE webhook_outbox SET next_at = $1, last_error = $2, dead_at = $3 WHERE id = $4";
+    "UPDATE webhook_outbox SET next_at = $1, last_error = $2, dead_at = $3, \
+     leased_until = NULL WHERE id = $4 AND attempts = $5";
 
 /// `$1`: `dead`, `pending` or NULL (both); newest first.
 pub(crate) const LIST_OUTBOX: &str = "SELECT id, event_id, user_id, type, body, attempts, created_at, retry_from, \
@@ -97,7 +103,7 @@ pub(crate) const LIST_OUTBOX: &str = "SELECT id, event_id, user_id, type, body, 
      WHERE ($1 IS NULL OR (CASE WHEN dead_at IS NULL THEN 'pending' ELSE 'dead' END) = $1) ORDER BY id DESC LIMIT $2";
 
 pub(crate) const REDRIVE_OUTBOX: &str = "UPDATE webhook_outbox SET dead_at = NULL, attempts = 0, \
-     retry_from = $1, next_at = $1 WHERE id = $2 AND dead_at IS NOT NULL";
+     leased_until = NULL, retry_from = $1, next_at = $1 WHERE id = $2 AND dead_at IS NOT NULL";
 
 pub(crate) const OUTBOX_STATS: &str =
     "SELECT COALESCE(SUM(CASE WHEN dead_at IS NULL THEN 1 ELSE 0 END), 0) AS pending, \
@@ -593,9 +599,10 @@ macro_rules! impl_outbox_store {
                 Ok(claimed)
             }
 
-            async fn webhook_delivered(&self, id: i64) -> super::StoreResult<()> {
+            async fn webhook_delivered(&self, id: i64, attempts: u32) -> super::StoreResult<()> {
                 sqlx::query(super::sql::DELETE_OUTBOX)
                     .bind(id)
+                    .bind(i64::from(attempts))
                     .execute(&self.$write)
                     .await
                     .map_err(super::StoreError::unavailable)?;
@@ -605,6 +612,7 @@ macro_rules! impl_outbox_store {
             async fn webhook_failed(
                 &self,
                 id: i64,
+                attempts: u32,
                 next_at: crate::clock::Millis,
                 dead_at: Option<crate::clock::Millis>,
                 error: &str,
@@ -614,6 +622,7 @@ macro_rules! impl_outbox_store {
                     .bind(error)
                     .bind(dead_at)
                     .bind(id)
+                    .bind(i64::from(attempts))
                     .execute(&self.$write)
                     .await
                     .map_err(super::StoreError::unavailable)?;

@@ -887,3 +887,63 @@ async fn the_docs_verification_snippets_accept_a_real_webhook_and_refuse_a_forge
         }
     }
 }
+
+/// A re-driven webhook is its user's oldest again: it waits while a newer one of the same user is
+/// in flight (no two deliveries for one user overlap), then goes before the user's later ones.
+#[tokio::test]
+async fn a_re_driven_webhook_waits_for_its_users_webhook_in_flight() {
+    let receiver = Receiver::start().await;
+    receiver.otherwise(Answer::Status(500));
+    let app = spawn_with(hook_env(
+        &receiver.url(),
+        &[("WXLOGIN_WEBHOOK_RETRY_FOR", "10s")],
+    ))
+    .await;
+    let token = app.token_for("redriven").await;
+    let id = user_id(&app, &token).await;
+    receiver
+        .wait_for(None, "a first attempt", |g| g.len() == 1)
+        .await;
+    wait_until("user_created to die", || async {
+        app.clock.advance(Duration::from_secs(30));
+        outbox(&app, "").await["dead"] == 1
+    })
+    .await;
+    let dead = outbox(&app, "?state=dead").await["deliveries"][0]["id"]
+        .as_i64()
+        .unwrap();
+    // The ban's webhook is answered slowly (in flight for 800 ms); the re-drive comes meanwhile.
+    receiver.otherwise(Answer::Status(200));
+    receiver.then(&[Answer::Slow(Duration::from_millis(800))]);
+    let before = receiver.got().len();
+    admin(
+        &app,
+        "POST",
+        &format!("/admin/users/{id}/ban"),
+        Some(json!({})),
+    )
+    .await;
+    receiver
+        .wait_for(None, "the ban in flight", |g| g.len() > before)
+        .await;
+    let (s, _) = admin(
+        &app,
+        "POST",
+        &format!("/admin/webhooks/{dead}/redrive"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    admin(&app, "POST", &format!("/admin/users/{id}/unban"), None).await;
+    let got = receiver
+        .wait_for(
+            Some(&app.clock),
+            "the re-driven webhook and the unban",
+            |g| g[before..].iter().filter(|g| g.attempt >= 1).count() >= 3,
+        )
+        .await;
+    let kinds: Vec<&str> = got[before..].iter().map(|g| g.kind.as_str()).collect();
+    assert_eq!(kinds, ["user_banned", "user_created", "user_unbanned"]);
+    assert_eq!(receiver.overlapping_users(), Vec::<i64>::new());
+    app.shutdown().await;
+}
