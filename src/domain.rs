@@ -577,6 +577,23 @@ impl SecretUrl {
     }
 }
 
+impl SecretUrl {
+    /// Scheme, host, port and path only: no user-info and no query, either of which may hold a
+    /// credential under any name (a webhook URL's `?token=`).
+    pub fn without_credentials(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(u) => format!(
+                "{}://{}{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                u.path()
+            ),
+            Err(_) => "[unparseable url]".into(),
+        }
+    }
+}
+
 impl fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())

@@ -285,7 +285,7 @@ pub(super) const SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| match &c.webhook_url {
-            Some(u) => u.redacted(),
+            Some(u) => u.without_credentials(),
             None => "(unset, webhooks off)".into(),
         },
     },

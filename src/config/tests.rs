@@ -323,7 +323,7 @@ fn a_webhook_url_needs_a_secret_and_an_http_url() {
     let c = load_without_file(&[
         (
             "WXLOGIN_WEBHOOK_URL",
-            "https://user:pw@backend.example/hooks",
+            "https://user:pw@backend.example/hooks?token=TOKEN123",
         ),
         ("WXLOGIN_WEBHOOK_SECRET", "secret-0123456789abcdef"),
     ])
@@ -333,6 +333,10 @@ fn a_webhook_url_needs_a_secret_and_an_http_url() {
     let shown = c.describe();
     assert!(
         !shown.contains("pw@") && !shown.contains("secret-0123"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("https://backend.example/hooks") && !shown.contains("TOKEN123"),
         "{shown}"
     );
 }

@@ -90,7 +90,7 @@ impl Webhooks {
             None => None,
             Some(s) => Some(Sender {
                 client: WebhookClient::new(&s.url, s.secret, s.timeout)?,
-                shown: shown_url(&s.url),
+                shown: s.url.without_credentials(),
                 timeout: s.timeout,
                 retry_for: s.retry_for,
             }),
@@ -242,21 +242,6 @@ impl Webhooks {
         } else {
             Err(super::ServiceError::NotFound)
         }
-    }
-}
-
-/// What operators see of the webhook URL: scheme, host, port and path, never user-info or a
-/// query (either may hold a credential).
-fn shown_url(url: &SecretUrl) -> String {
-    match url::Url::parse(url.expose()) {
-        Ok(u) => format!(
-            "{}://{}{}{}",
-            u.scheme(),
-            u.host_str().unwrap_or(""),
-            u.port().map(|p| format!(":{p}")).unwrap_or_default(),
-            u.path()
-        ),
-        Err(_) => "[unparseable url]".into(),
     }
 }
 

@@ -25,7 +25,7 @@ struct Tally {
     acked: Vec<(String, Logout)>,
 }
 
-fn spawn(args: &[&str], env: &[(&str, String)]) -> Child {
+pub(crate) fn spawn(args: &[&str], env: &[(&str, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_wxlogin"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -37,7 +37,7 @@ fn spawn(args: &[&str], env: &[(&str, String)]) -> Child {
         .unwrap()
 }
 
-async fn wait_up(http: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_up(http: &reqwest::Client, base: &str) {
     for _ in 0..200 {
         if http
             .get(format!("{base}/readyz"))
@@ -223,7 +223,7 @@ async fn crash_loop(database_url: String) {
     assert_eq!((lost, resurrected, orphans), (0, 0, 0));
 }
 
-async fn wait_sim(http: &reqwest::Client, sim: &str) {
+pub(crate) async fn wait_sim(http: &reqwest::Client, sim: &str) {
     for _ in 0..200 {
         if http.get(format!("{sim}/_sim/calls")).send().await.is_ok() {
             return;

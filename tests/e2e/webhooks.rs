@@ -628,23 +628,12 @@ async fn without_a_url_nothing_is_queued_and_the_console_says_webhooks_are_off()
 /// webhook arrives, a duplicate only ever with its own id.
 #[tokio::test]
 async fn kill_9_mid_delivery_loses_no_webhook() {
-    use std::process::{Command, Stdio};
+    use crate::crash::{spawn, wait_sim, wait_up};
     let receiver = Receiver::start().await;
     let db = fresh_db().await;
     let (port, sim_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let sim = format!("http://127.0.0.1:{sim_port}");
-    let spawn = |args: &[&str], env: &[(&str, String)]| {
-        Command::new(env!("CARGO_BIN_EXE_wxlogin"))
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("WXLOGIN_CONFIG", "/dev/null")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
     let mut simulator = spawn(
         &[
             "simulator",
@@ -669,28 +658,9 @@ async fn kill_9_mid_delivery_loses_no_webhook() {
         ("WXLOGIN_WEBHOOK_TIMEOUT", "1s".to_owned()),
     ];
     let http = reqwest::Client::new();
-    for _ in 0..400 {
-        if http.get(format!("{sim}/_sim/calls")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_sim(&http, &sim).await;
     let mut server = spawn(&["serve"], &env);
-    let up = |http: reqwest::Client, base: String| async move {
-        for _ in 0..400 {
-            if http
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("{base} did not come up");
-    };
-    up(http.clone(), base.clone()).await;
+    wait_up(&http, &base).await;
     // Each user's first webhook hangs at the receiver: the server is killed mid-delivery.
     receiver.then(&[Answer::Slow(Duration::from_secs(30)); 1]);
     for i in 0..8 {
@@ -718,7 +688,7 @@ async fn kill_9_mid_delivery_loses_no_webhook() {
     server.wait().unwrap();
     let before = receiver.got().len();
     let mut server = spawn(&["serve"], &env);
-    up(http.clone(), base.clone()).await;
+    wait_up(&http, &base).await;
     let got = receiver
         .wait_for(None, "all eight webhooks", |g| {
             g.iter().map(|g| g.id).collect::<HashSet<_>>().len() == 8
