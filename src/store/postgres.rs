@@ -19,8 +19,11 @@ use sqlx::{PgConnection, PgPool, Row};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod logins;
+
 pub struct PgStore {
     pool: PgPool,
+    logins: logins::Logins,
     vault: Arc<Vault>,
     webhooks: bool,
 }
@@ -38,6 +41,7 @@ impl PgStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self {
+            logins: logins::Logins::start(pool.clone()),
             pool,
             vault: options.vault,
             webhooks: options.webhooks,
@@ -130,199 +134,11 @@ async fn end_sessions<'q>(
     Ok(ended)
 }
 
-/// The statements of one login, inside a transaction the caller commits (see
-/// `sqlite/writer.rs` for the same logic on SQLite). The outer `Result` is a store failure;
-/// the inner one is this login's answer, with whether to commit (`Banned` at the identity
-/// commits: the code is spent, the refusal logged; a user who stopped being active while this
-/// login waited for its row rolls everything back).
-async fn login_statements(
-    tx: &mut PgConnection,
-    l: &NewLogin<'_>,
-    sealed_session_key: &str,
-    webhooks: bool,
-) -> StoreResult<(StoreResult<LoginRecord>, bool)> {
-    // First logins of one person through several apps (or one app, twice) run one at a time,
-    // so the person gets one user.
-    let (identity_key, person_key) = person_lock_keys(l);
-    sqlx::query("SELECT pg_advisory_xact_lock($1), pg_advisory_xact_lock($2)")
-        .bind(identity_key)
-        .bind(person_key)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    let fresh = sqlx::query(sql::INSERT_USED_CODE)
-        .bind(l.code_hash.as_str())
-        .bind(l.appid.as_str())
-        .bind(l.now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    if fresh.rows_affected() == 0 {
-        return Ok((Err(StoreError::CodeUsed), false));
-    }
-    let platform = l.platform.as_str();
-    let unionid = l.unionid.map(|u| u.0.as_str());
-    let mut identity_changed = false;
-    let mut joined = false;
-    let found: Option<(i64, i64, Option<String>, String)> = sqlx::query_as(sql::FIND_IDENTITY)
-        .bind(platform)
-        .bind(l.appid.as_str())
-        .bind(&l.openid.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    let (identity_id, user_id, status, new_user) = match found {
-        Some((id, user, stored, status)) => {
-            identity_changed = stored.is_none() && unionid.is_some();
-            if identity_changed {
-                sqlx::query(sql::SET_IDENTITY_UNIONID)
-                    .bind(unionid)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            (id, user, status, false)
-        }
-        None => {
-            let linked: Option<(i64, String)> = match unionid.filter(|_| l.link_by_unionid) {
-                Some(u) => sqlx::query_as(sql::FIND_UNIONID_USER)
-                    .bind(platform)
-                    .bind(u)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?,
-                None => None,
-            };
-            let (user, status, new_user) = match linked {
-                Some((user, status)) => {
-                    joined = true;
-                    (user, status, false)
-                }
-                None => {
-                    let id: i64 = sqlx::query_scalar(sql::INSERT_USER)
-                        .bind(l.now)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(unavailable)?;
-                    (id, "active".to_owned(), true)
-                }
-            };
-            let identity: i64 = sqlx::query_scalar(sql::INSERT_IDENTITY)
-                .bind(user)
-                .bind(platform)
-                .bind(l.appid.as_str())
-                .bind(&l.openid.0)
-                .bind(unionid)
-                .bind(l.now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            (identity, user, status, new_user)
-        }
-    };
-    let audit = Audit {
-        now: l.now,
-        client: l.client,
-    };
-    let event = |kind, detail: Option<String>| NewEvent {
-        platform: Some(platform),
-        appid: Some(l.appid.as_str()),
-        detail,
-        ..NewEvent::new(kind, Some(user_id), audit)
-    };
-    if status != "active" {
-        let detail = serde_json::json!({ "error": "banned" }).to_string();
-        insert_event(tx, &event(EventType::LoginFailed, Some(detail))).await?;
-        return Ok((Err(StoreError::Banned), true));
-    }
-    // A new user was created with this login's time and has no sessions yet: nothing to
-    // touch or trim, and its two events go in one statement.
-    let mut revoked = Vec::new();
-    if !new_user {
-        let touched = sqlx::query(sql::TOUCH_USER_LOGIN)
-            .bind(l.now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if touched.rows_affected() == 0 {
-            // Banned, deleted or merged away while this login ran: refuse, and keep nothing.
-            return Ok((Err(StoreError::Banned), false));
-        }
-    }
-    if let Some(previous) = l.previous {
-        let query = sqlx::query(sql::DELETE_SESSION).bind(&previous.0);
-        revoked
-            .extend(end_sessions(tx, query, EventType::SessionRevoked, "replaced", audit).await?);
-    }
-    if !new_user {
-        let keep = i64::from(l.max_sessions.max(1) - 1);
-        let query = sqlx::query(sql::TRIM_SESSIONS).bind(user_id).bind(keep);
-        revoked.extend(end_sessions(tx, query, EventType::SessionRevoked, "limit", audit).await?);
-    }
-    sqlx::query(sql::INSERT_SESSION)
-        .bind(&l.token_hash.0)
-        .bind(user_id)
-        .bind(identity_id)
-        .bind(platform)
-        .bind(l.appid.as_str())
-        .bind(sealed_session_key)
-        .bind(l.client.ip.as_deref())
-        .bind(l.client.user_agent.as_deref())
-        .bind(l.now)
-        .bind(l.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    if new_user && webhooks {
-        let ids: Vec<(i64, String)> = sqlx::query_as(sql::INSERT_NEW_USER_EVENTS_RETURNING)
-            .bind(user_id)
-            .bind(platform)
-            .bind(l.appid.as_str())
-            .bind(l.client.ip.as_deref())
-            .bind(l.client.user_agent.as_deref())
-            .bind(l.now)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let created = event(EventType::UserCreated, None);
-        for (id, _) in ids.iter().filter(|(_, kind)| kind == "user_created") {
-            insert_outbox(tx, *id, &created).await?;
-        }
-    } else if new_user {
-        sqlx::query(sql::INSERT_NEW_USER_EVENTS)
-            .bind(user_id)
-            .bind(platform)
-            .bind(l.appid.as_str())
-            .bind(l.client.ip.as_deref())
-            .bind(l.client.user_agent.as_deref())
-            .bind(l.now)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-    } else {
-        insert_event(tx, &event(EventType::Login, None)).await?;
-    }
-    let record = LoginRecord {
-        user_id,
-        new_user,
-        revoked: revoked.into_iter().map(|e| e.token_hash).collect(),
-        identity_changed,
-        linked: joined,
-    };
-    Ok((Ok(record), true))
-}
-
 #[async_trait]
 impl LoginStore for PgStore {
+    /// Batched with the checks queued beside it: see `postgres/logins.rs`.
     async fn is_code_used(&self, code: &CodeHash) -> StoreResult<bool> {
-        let row = sqlx::query(sql::IS_CODE_USED)
-            .bind(code.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(row.is_some())
+        self.logins.is_code_used(code.as_str()).await
     }
 
     async fn mark_code_used(&self, appid: &AppId, code: &CodeHash, now: Millis) -> StoreResult<()> {
@@ -352,15 +168,10 @@ impl LoginStore for PgStore {
         Ok(())
     }
 
-    /// One transaction per login: PostgreSQL runs concurrent writers side by side.
+    /// Group-committed with the logins queued beside it: see `postgres/logins.rs`.
     async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let sealed = self.vault.seal(Field::SessionKey, l.session_key.expose());
-        let (answer, commit) = login_statements(&mut tx, &l, &sealed, self.webhooks).await?;
-        if commit {
-            tx.commit().await.map_err(unavailable)?;
-        }
-        answer
+        self.logins.record(&l, sealed, self.webhooks).await
     }
 
     async fn record_login_failure(

@@ -917,3 +917,50 @@ async fn a_re_driven_webhook_waits_for_its_users_webhook_in_flight() {
     assert_eq!(receiver.overlapping_users(), Vec::<i64>::new());
     app.shutdown().await;
 }
+
+/// Simultaneous first logins are written in batches on PostgreSQL (one function call for
+/// several logins): each still gets its own user, its two events in order, and a user_created
+/// webhook whose body names its own event and user.
+#[tokio::test]
+async fn forty_simultaneous_first_logins_each_get_their_user_events_and_webhook() {
+    let receiver = Receiver::start().await;
+    let app = spawn_with(hook_env(&receiver.url(), &[])).await;
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        codes.push(app.code(&format!("crowd-{i}")).await);
+    }
+    let replies = futures::future::join_all(codes.iter().map(|c| app.login(c))).await;
+    let mut users = HashSet::new();
+    for (status, body) in &replies {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["data"]["new_user"], true, "{body}");
+        users.insert(body["data"]["user"]["id"].as_i64().unwrap());
+    }
+    assert_eq!(users.len(), 40, "one user each");
+    let got = receiver
+        .wait_for(None, "forty user_created webhooks", |got| got.len() >= 40)
+        .await;
+    let (status, events) = admin(&app, "GET", "/admin/events?limit=1000", None).await;
+    assert_eq!(status, 200, "{events}");
+    let events = events["data"]["events"].as_array().unwrap().clone();
+    for user in &users {
+        // Newest first: login, then user_created.
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["user_id"].as_i64() == Some(*user))
+            .collect();
+        let kinds: Vec<&str> = mine.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["login", "user_created"], "user {user}");
+        let created = mine[1]["id"].as_i64().unwrap();
+        let hook: Vec<&Got> = got
+            .iter()
+            .filter(|g| g.json()["user_id"].as_i64() == Some(*user))
+            .collect();
+        assert_eq!(hook.len(), 1, "user {user}: {got:#?}");
+        assert_eq!(hook[0].kind, "user_created");
+        assert_eq!(hook[0].id, created, "the webhook names its own event");
+        assert_eq!(hook[0].json()["id"].as_i64(), Some(created));
+        assert_eq!(hook[0].signature, sign(&hook[0].body));
+    }
+    app.shutdown().await;
+}

@@ -244,7 +244,7 @@ fn end_sessions(
     Ok(ended)
 }
 
-/// The statements of one login, as `login_statements` in `postgres.rs` (the same SQL text and
+/// The statements of one login, as PostgreSQL's `wxlogin_login_v1` (migration 0006; the same SQL and
 /// the same steps, less the lock: this thread is the only writer): used code, identity (and
 /// user), events, revoking the replaced token and the sessions over the cap, the new session.
 /// The outer `Result` is a store failure; the inner one is this login's answer.
