@@ -854,9 +854,9 @@ fn print_scale_out(scale_out: Option<&(Outcome, Outcome)>, login: &Outcome, me: 
 
 /// Logins (unique codes), `GET /me` and `GET /auth` (the bare token check nginx asks for), on a
 /// server whose simulator is `sim`, through `port` (the server itself, or nginx before it).
-async fn three(port: u16, sim: u16, direct: u16) -> [Outcome; 3] {
+async fn three(port: u16, sim: u16, direct: u16, secs: u64) -> [Outcome; 3] {
     let codes = Arc::new(std::sync::Mutex::new(issue_codes(sim, 40_000).await));
-    let login = drive(port, Load::Login { codes }, CONNS, SECS).await;
+    let login = drive(port, Load::Login { codes }, CONNS, secs).await;
     let mut tokens = Vec::with_capacity(TOKENS);
     for c in issue_codes(sim, TOKENS).await {
         let v = post_json(direct, "/login", json!({ "code": c })).await;
@@ -868,8 +868,8 @@ async fn three(port: u16, sim: u16, direct: u16) -> [Outcome; 3] {
         tokens: tokens.clone(),
     };
     drive(port, get("/me"), CONNS, 2).await;
-    let me = drive(port, get("/me"), CONNS, SECS).await;
-    let auth = drive(port, get("/auth"), CONNS, SECS).await;
+    let me = drive(port, get("/me"), CONNS, secs).await;
+    let auth = drive(port, get("/auth"), CONNS, secs).await;
     [login, me, auth]
 }
 
@@ -903,16 +903,35 @@ fn start_nginx(dir: &std::path::Path, port: u16, upstreams: &[u16]) -> Option<Pr
     ))
 }
 
-/// `WXLOGIN_BENCH_ONLY=scale`: SQLite, then PostgreSQL + Redis with one instance, one instance
-/// behind nginx, and two instances behind nginx (one port), in one run.
+/// Rounds of the scale run's two direct rows, taken in turn (SQLite, PostgreSQL + Redis, SQLite,
+/// ...), each metric `SCALE_SECS` long: a machine whose speed drifts during the run (a noisy
+/// neighbour) slows both rows alike, where one long pass each would pin the drift on one.
+const SCALE_ROUNDS: usize = 3;
+const SCALE_SECS: u64 = 4;
+
+/// The mean of rounds: rates and percentiles averaged, errors added.
+fn mean(rounds: &[[Outcome; 3]]) -> [Outcome; 3] {
+    let n = rounds.len().max(1) as f64;
+    std::array::from_fn(|m| Outcome {
+        rps: rounds.iter().map(|r| r[m].rps).sum::<f64>() / n,
+        p50_ms: rounds.iter().map(|r| r[m].p50_ms).sum::<f64>() / n,
+        p99_ms: rounds.iter().map(|r| r[m].p99_ms).sum::<f64>() / n,
+        errors: rounds.iter().map(|r| r[m].errors).sum(),
+    })
+}
+
+/// `WXLOGIN_BENCH_ONLY=scale`: SQLite and PostgreSQL + Redis with one instance each (in turns,
+/// [`SCALE_ROUNDS`] rounds), then one instance behind nginx, and two instances behind nginx (one
+/// port), in one run.
 async fn run_scale() {
     let dir = tempfile::tempdir().unwrap();
     let wx = start_wxlogin(dir.path(), None).await;
-    let sqlite = three(wx.port, wx.sim, wx.port).await;
-    drop(wx);
     let Some((pg, redis)) = postgres_and_redis().await else {
+        let sqlite = three(wx.port, wx.sim, wx.port, SECS).await;
         println!(
-            "(scale scenario skipped: WXLOGIN_BENCH_POSTGRES / WXLOGIN_BENCH_REDIS did not answer)"
+            "(scale scenario skipped: WXLOGIN_BENCH_POSTGRES / WXLOGIN_BENCH_REDIS did not answer; \
+             SQLite: {:.0} logins/s, {:.0} /me/s, {:.0} /auth/s)",
+            sqlite[0].rps, sqlite[1].rps, sqlite[2].rps
         );
         return;
     };
@@ -926,17 +945,37 @@ async fn run_scale() {
         ),
     ];
     let a = start_wxlogin_with(dir.path(), None, &env).await;
-    let one = three(a.port, a.sim, a.port).await;
+    let (mut sqlite_rounds, mut pg_rounds) = (Vec::new(), Vec::new());
+    for _ in 0..SCALE_ROUNDS {
+        sqlite_rounds.push(three(wx.port, wx.sim, wx.port, SCALE_SECS).await);
+        pg_rounds.push(three(a.port, a.sim, a.port, SCALE_SECS).await);
+    }
+    drop(wx);
+    for (name, rounds) in [
+        ("SQLite", &sqlite_rounds),
+        ("PostgreSQL + Redis", &pg_rounds),
+    ] {
+        let each: Vec<String> = rounds
+            .iter()
+            .map(|r| format!("{:.0}/{:.0}/{:.0}", r[0].rps, r[1].rps, r[2].rps))
+            .collect();
+        println!(
+            "{name}, each round (logins/me/auth per s): {}",
+            each.join(", ")
+        );
+    }
+    let sqlite = mean(&sqlite_rounds);
+    let one = mean(&pg_rounds);
     let front = free_port();
     let mut rows = vec![
-        ("SQLite, one instance", sqlite),
-        ("PostgreSQL + Redis, one instance", one),
+        ("SQLite, one instance (mean of rounds)", sqlite),
+        ("PostgreSQL + Redis, one instance (mean of rounds)", one),
     ];
     if let Some(nginx) = start_nginx(dir.path(), front, &[a.port]) {
         wait_up(front).await;
         rows.push((
             "PostgreSQL + Redis, one instance behind nginx",
-            three(front, a.sim, a.port).await,
+            three(front, a.sim, a.port, SECS).await,
         ));
         drop(nginx);
         let mut env_b = env.to_vec();
@@ -950,7 +989,7 @@ async fn run_scale() {
         wait_up(front).await;
         rows.push((
             "PostgreSQL + Redis, two instances behind nginx (one port)",
-            three(front, a.sim, a.port).await,
+            three(front, a.sim, a.port, SECS).await,
         ));
         drop(nginx);
         drop(b);

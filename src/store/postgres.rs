@@ -28,6 +28,9 @@ pub struct PgStore {
     webhooks: bool,
 }
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// Held for the cleanup transaction; other instances skip their turn meanwhile.
 const CLEANUP_LOCK: &str = "SELECT pg_try_advisory_xact_lock(7238140)";
 
@@ -37,6 +40,19 @@ impl PgStore {
             .max_connections(16)
             // Short: when PostgreSQL is down, requests should get a 503 quickly, not queue.
             .acquire_timeout(Duration::from_secs(3))
+            // sqlx pings every connection it hands out by default: a round trip before each
+            // query. A connection in steady use has just answered; only one that sat idle (a
+            // restart of PostgreSQL may have ended it meanwhile) is pinged first.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_BEFORE_PING {
+                        use sqlx::Connection;
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
