@@ -48,8 +48,9 @@ pub enum Command {
     Simulator {
         #[arg(long, default_value = "127.0.0.1:8001")]
         listen: SocketAddr,
-        /// A simulated app as APPID:SECRET (repeatable).
-        #[arg(long = "app", value_name = "APPID:SECRET")]
+        /// A simulated app as APPID:SECRET, or qq/APPID:SECRET for a QQ app (repeatable). QQ's
+        /// routes are under /qq (point WXLOGIN_QQ_API_BASE at http://ADDR/qq).
+        #[arg(long = "app", value_name = "[PLATFORM/]APPID:SECRET")]
         apps: Vec<SimApp>,
     },
     /// Load and validate the configuration, print it with secrets redacted.
@@ -275,6 +276,7 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
     if dev {
         if config.apps.is_empty() {
             config.apps = vec![AppCredentials {
+                platform: crate::domain::Platform::Weixin,
                 appid: crate::domain::AppId::parse(DEV_APPID)?,
                 secret: SecretString::from(DEV_SECRET),
             }];
@@ -283,13 +285,16 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
             .apps
             .iter()
             .map(|a| SimApp {
+                platform: a.platform,
                 appid: a.appid.to_string(),
                 secret: a.secret.expose_secret().to_owned(),
             })
             .collect();
         let sim = Arc::new(SimState::new(sim_apps, clock.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        config.wechat_api_base = format!("http://{}", listener.local_addr()?).parse()?;
+        let sim_addr = listener.local_addr()?;
+        config.wechat_api_base = format!("http://{sim_addr}").parse()?;
+        config.qq_api_base = format!("http://{sim_addr}/qq").parse()?;
         simulator = Some(Running::serve(
             listener,
             simulator::router(sim.clone()),
@@ -407,6 +412,7 @@ async fn run_simulator(listen: SocketAddr, mut apps: Vec<SimApp>) -> anyhow::Res
     crate::telemetry::init(crate::config::LogFormat::Human);
     if apps.is_empty() {
         apps.push(SimApp {
+            platform: crate::domain::Platform::Weixin,
             appid: DEV_APPID.into(),
             secret: DEV_SECRET.into(),
         });

@@ -7,7 +7,7 @@
 
 mod settings;
 
-use crate::domain::{AppCredentials, AppId, RateRule, SecretUrl};
+use crate::domain::{AppCredentials, AppId, Platform, RateRule, SecretUrl};
 use crate::store::DatabaseUrl;
 #[cfg(test)]
 use secrecy::ExposeSecret;
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./wxlogin-data/wxlogin.db";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+pub const DEFAULT_QQ_API_BASE: &str = "https://api.q.qq.com";
 /// Filling it grew RSS by about 16 MB in the benchmark (docs/benchmarks.md).
 pub const DEFAULT_SESSION_CACHE_SIZE: usize = 20_000;
 
@@ -71,6 +72,8 @@ pub struct Config {
     /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
     pub redis_prefix: String,
     pub wechat_api_base: url::Url,
+    /// QQ's server API (its `jscode2session`), for `platform = "qq"` apps.
+    pub qq_api_base: url::Url,
     /// Total budget for one WeChat exchange, the retry included.
     pub wechat_timeout: Duration,
     /// `WXLOGIN_ADMIN_TOKEN`: the admin API is on when set.
@@ -135,6 +138,7 @@ impl Config {
             redis_url: None,
             redis_prefix: String::new(),
             wechat_api_base: url::Url::parse(DEFAULT_WECHAT_API_BASE).expect("the default parses"),
+            qq_api_base: url::Url::parse(DEFAULT_QQ_API_BASE).expect("the default parses"),
             wechat_timeout: Duration::from_secs(5),
             admin_tokens: None,
             webhook_url: None,
@@ -211,7 +215,11 @@ impl Config {
             out.push_str(&format!("{} = {}\n", s.key, (s.show)(self)));
         }
         for app in &self.apps {
-            out.push_str(&format!("apps = {} (secret [redacted])\n", app.appid));
+            out.push_str(&format!(
+                "apps = {} ({}, secret [redacted])\n",
+                app.appid,
+                app.platform.as_str()
+            ));
         }
         out
     }
@@ -236,6 +244,8 @@ fn file_value(
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileApp {
+    /// `weixin` when absent.
+    platform: Option<String>,
     appid: String,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
@@ -288,7 +298,9 @@ fn read_file(
             toml::Value::Array(list) if key == "apps" => {
                 for app in list {
                     apps.push(app.try_into::<FileApp>().map_err(|_| {
-                        file_error("each [[apps]] takes appid and secret or secret_file".into())
+                        file_error(
+                            "each [[apps]] takes appid, secret or secret_file, and platform".into(),
+                        )
                     })?);
                 }
             }
@@ -365,6 +377,15 @@ fn apps(
     for (i, a) in file.iter().enumerate() {
         let key = format!("apps[{i}]");
         let appid = AppId::parse(&a.appid).map_err(|e| invalid(&format!("{key}.appid"), e.0))?;
+        let platform = match a.platform.as_deref() {
+            None => Platform::Weixin,
+            Some(p) => Platform::parse(p).ok_or_else(|| {
+                invalid(
+                    &format!("{key}.platform"),
+                    format!("expected one of {}", Platform::NAMES),
+                )
+            })?,
+        };
         let secret = match (&a.secret, &a.secret_file) {
             (Some(s), None) if !s.is_empty() => s.clone(),
             (None, Some(p)) => read_secret(&format!("{key}.secret_file"), p)?,
@@ -379,6 +400,7 @@ fn apps(
             return Err(invalid(&format!("{key}.appid"), "appears twice"));
         }
         apps.push(AppCredentials {
+            platform,
             appid,
             secret: SecretString::from(secret),
         });
@@ -388,11 +410,9 @@ fn apps(
     match (env_appid, env_secret) {
         (Some(id), secret) => {
             let appid = AppId::parse(id).map_err(|e| invalid("WXLOGIN_APPID", e.0))?;
-            let from_file = apps
-                .iter()
-                .find(|a| a.appid == appid)
-                .map(|a| a.secret.clone());
-            let secret = match (secret, from_file) {
+            let from_file = apps.iter().find(|a| a.appid == appid);
+            let platform = from_file.map_or(Platform::Weixin, |a| a.platform);
+            let secret = match (secret, from_file.map(|a| a.secret.clone())) {
                 (Some(s), _) => SecretString::from(s),
                 (None, Some(s)) => s,
                 (None, None) => {
@@ -403,7 +423,11 @@ fn apps(
                 }
             };
             // The environment names the one app to serve, replacing the file's list.
-            Ok(vec![AppCredentials { appid, secret }])
+            Ok(vec![AppCredentials {
+                platform,
+                appid,
+                secret,
+            }])
         }
         (None, Some(_)) => Err(invalid(
             "WXLOGIN_APPID",

@@ -191,6 +191,7 @@ pub struct TokenHash(pub String);
 /// One mini program's credentials: what a platform exchange needs, and nothing else.
 #[derive(Clone)]
 pub struct AppCredentials {
+    pub platform: Platform,
     pub appid: AppId,
     pub secret: SecretString,
 }
@@ -198,32 +199,45 @@ pub struct AppCredentials {
 impl fmt::Debug for AppCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AppCredentials")
+            .field("platform", &self.platform)
             .field("appid", &self.appid)
             .field("secret", &"[redacted]")
             .finish()
     }
 }
 
-/// The super-app a mini program runs in. Only WeChat's exchange is built so far; the identity
-/// graph already keys every identity by platform, so a code from one platform can never log in
-/// to another platform's app.
+/// The super-app a mini program runs in. WeChat's and QQ's exchanges are built so far. Every
+/// identity and session is keyed by platform, and an app belongs to one platform, so a code
+/// from one platform can never log in to another platform's app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Platform {
     Weixin,
+    Qq,
 }
 
 impl Platform {
+    /// The names `[[apps]] platform` takes.
+    pub const NAMES: &'static str = "weixin, qq";
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Weixin => "weixin",
+            Self::Qq => "qq",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "weixin" => Some(Self::Weixin),
+            "qq" => Some(Self::Qq),
             _ => None,
         }
+    }
+
+    /// Whether the platform has WeChat's server APIs behind an access_token (the phone number,
+    /// checkSession): only WeChat, so far.
+    pub fn has_wechat_open_api(self) -> bool {
+        self == Self::Weixin
     }
 }
 

@@ -69,8 +69,12 @@ pub enum ApiError {
     PlaceholderNickname,
     PhoneInUse,
     UnsupportedImage,
+    /// The session's platform lacks what the route asks for (a QQ session's phone number).
+    Unsupported(String),
     RequestTimeout,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     WechatRateLimited,
     WechatUnavailable(Cause),
     WechatMisconfigured(Cause),
@@ -102,6 +106,7 @@ impl ApiError {
             Self::PlaceholderNickname => (S::BAD_REQUEST, 15, "placeholder_nickname"),
             Self::PhoneInUse => (S::CONFLICT, 16, "phone_in_use"),
             Self::UnsupportedImage => (S::UNSUPPORTED_MEDIA_TYPE, 17, "unsupported_image"),
+            Self::Unsupported(_) => (S::NOT_FOUND, 19, "unsupported"),
             Self::RequestTimeout => (S::REQUEST_TIMEOUT, 18, "request_timeout"),
             Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, 10, "rate_limited"),
             Self::WechatRateLimited => (S::TOO_MANY_REQUESTS, 11, "wechat_rate_limited"),
@@ -150,6 +155,7 @@ impl ApiError {
                 "this phone number belongs to another account: sign in to that one".into()
             }
             Self::UnsupportedImage => "the avatar must be a PNG, JPEG or WebP image".into(),
+            Self::Unsupported(why) => why.clone(),
             Self::RequestTimeout => {
                 "the request did not arrive in time; the connection is closed: send it again".into()
             }
@@ -264,6 +270,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::PlaceholderNickname => Self::PlaceholderNickname,
             ServiceError::PhoneInUse => Self::PhoneInUse,
             ServiceError::UnsupportedImage => Self::UnsupportedImage,
+            ServiceError::Unsupported(why) => Self::Unsupported(why.into()),
             ServiceError::ImageTooLarge => Self::PayloadTooLarge,
             ServiceError::NotFound => Self::NotFound,
             ServiceError::RateLimited { retry_after_secs } => {
@@ -296,6 +303,14 @@ pub(crate) mod responses {
         description = "unauthorized: no token, or an unknown, expired or revoked one"
     )]
     pub(crate) struct Unauthorized(#[to_schema] ErrorBody);
+
+    /// 404: the session's platform lacks the route's feature.
+    #[derive(IntoResponses)]
+    #[response(
+        status = 404,
+        description = "unsupported: the session's platform has no such API (a QQ session)"
+    )]
+    pub(crate) struct Unsupported(#[to_schema] ErrorBody);
 
     /// 413: the body is over the limit.
     #[derive(IntoResponses)]
@@ -339,6 +354,7 @@ mod tests {
             ApiError::PlaceholderNickname,
             ApiError::PhoneInUse,
             ApiError::UnsupportedImage,
+            ApiError::Unsupported(String::new()),
             ApiError::RequestTimeout,
             ApiError::RateLimited {
                 retry_after_secs: 1,

@@ -59,7 +59,11 @@ impl AppState {
             idle_timeout: config.session_idle_timeout,
             max_lifetime: config.session_max_lifetime,
         };
-        let wechat = WechatClient::new(config.wechat_api_base.clone(), config.wechat_timeout)?;
+        let wechat = WechatClient::new(
+            config.wechat_api_base.clone(),
+            config.qq_api_base.clone(),
+            config.wechat_timeout,
+        )?;
         let apps = Arc::new(Apps::new(config.apps.clone()));
         let sessions = Sessions::new(
             store.clone(),

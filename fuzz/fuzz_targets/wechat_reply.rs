@@ -1,7 +1,15 @@
-//! WeChat's replies: any body → a session or a typed error, never a panic.
+//! WeChat's and QQ's `jscode2session` replies: any body → a session or a typed error, never a
+//! panic, and never a session without an openid.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    let _ = wxlogin::wechat::parse_code2session(body);
+    for parsed in [
+        wxlogin::wechat::parse_code2session(body),
+        wxlogin::wechat::parse_qq_code2session(body),
+    ] {
+        if let Ok(session) = parsed {
+            assert!(!session.openid.0.is_empty());
+        }
+    }
 });

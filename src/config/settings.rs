@@ -195,18 +195,21 @@ pub(super) const SETTINGS: &[Setting] = &[
         default: Some(super::DEFAULT_WECHAT_API_BASE),
         secret: false,
         set: |c, v| {
-            let url = url::Url::parse(v)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https"))
-                .ok_or("expected an http(s) URL")?;
-            // The AppSecret travels in the query string: plain http only to a local simulator.
-            if url.scheme() == "http" && !is_loopback(&url) {
-                return Err("http:// is allowed only for a loopback address (a local simulator); use https://".into());
-            }
-            c.wechat_api_base = url;
+            c.wechat_api_base = api_base(v)?;
             Ok(())
         },
         show: |c| c.wechat_api_base.to_string(),
+    },
+    Setting {
+        key: "qq_api_base",
+        env: "WXLOGIN_QQ_API_BASE",
+        default: Some(super::DEFAULT_QQ_API_BASE),
+        secret: false,
+        set: |c, v| {
+            c.qq_api_base = api_base(v)?;
+            Ok(())
+        },
+        show: |c| c.qq_api_base.to_string(),
     },
     Setting {
         key: "wechat_timeout",
@@ -499,3 +502,19 @@ pub(super) const SETTINGS: &[Setting] = &[
         show: |c| c.public_url.clone().unwrap_or_else(|| "(unset)".into()),
     },
 ];
+
+/// A platform's API base URL. The AppSecret travels in its query strings: plain http only to a
+/// local simulator.
+fn api_base(v: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(v)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or("expected an http(s) URL")?;
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(
+            "http:// is allowed only for a loopback address (a local simulator); use https://"
+                .into(),
+        );
+    }
+    Ok(url)
+}

@@ -77,6 +77,48 @@ fn env_overrides_file_and_file_secrets_are_read() {
 }
 
 #[test]
+fn an_app_names_its_platform_and_an_unknown_one_is_refused_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wxlogin.toml");
+    std::fs::write(
+        &cfg,
+        "[[apps]]\nappid = \"wxa\"\nsecret = \"a\"\n\n\
+         [[apps]]\nplatform = \"qq\"\nappid = \"1109000001\"\nsecret = \"q\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&env(&[("WXLOGIN_CONFIG", cfg.to_str().unwrap())]))
+        .unwrap()
+        .0;
+    assert_eq!(c.apps[0].platform, crate::domain::Platform::Weixin);
+    assert_eq!(c.apps[1].platform, crate::domain::Platform::Qq);
+    assert!(
+        c.describe()
+            .contains("apps = 1109000001 (qq, secret [redacted])"),
+        "{}",
+        c.describe()
+    );
+    std::fs::write(
+        &cfg,
+        "[[apps]]\nplatform = \"line\"\nappid = \"wxa\"\nsecret = \"a\"\n",
+    )
+    .unwrap();
+    let e = Config::load(&env(&[("WXLOGIN_CONFIG", cfg.to_str().unwrap())]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("apps[0].platform") && e.contains("weixin, qq"),
+        "{e}"
+    );
+    let e = Config::load(&env(&[
+        ("WXLOGIN_CONFIG", "/dev/null"),
+        ("WXLOGIN_QQ_API_BASE", "http://api.q.qq.com"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("WXLOGIN_QQ_API_BASE"), "{e}");
+}
+
+#[test]
 fn env_app_and_secret_file_variant() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");

@@ -47,7 +47,8 @@ pub(super) struct PhoneBody {
         (status = 200, body = Envelope<PhoneInfo>),
         (status = 400, description = "bad_request, invalid_phone_code", body = ErrorBody),
         (status = 409, description = "phone_in_use", body = ErrorBody),
-        responses::Unauthorized, responses::TooLarge, responses::RateLimited, responses::Unavailable))]
+        responses::Unauthorized, responses::Unsupported, responses::TooLarge, responses::RateLimited,
+        responses::Unavailable))]
 pub(super) async fn phone(
     State(state): State<AppState>,
     authed: Authed,
@@ -143,7 +144,8 @@ pub(super) async fn verify_userinfo(
 /// Asks WeChat whether the session's session_key is still current. `valid: false` means the
 /// client called `wx.login()` since and must log in again before collecting encrypted data.
 #[utoipa::path(get, path = "/session/check", tag = "open data", security(("token" = [])),
-    responses((status = 200, body = Envelope<Valid>), responses::Unauthorized, responses::Unavailable))]
+    responses((status = 200, body = Envelope<Valid>), responses::Unauthorized, responses::Unsupported,
+        responses::Unavailable))]
 pub(super) async fn check_session(State(state): State<AppState>, authed: Authed) -> Reply<Valid> {
     let valid = state
         .open_data

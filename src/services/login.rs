@@ -15,8 +15,7 @@ use super::{ServiceError, ServiceResult};
 use crate::clock::SharedClock;
 use crate::coord::{Coord, Lock};
 use crate::domain::{
-    AppCredentials, ClientInfo, CodeHash, JsCode, OpenId, Platform, SessionToken, TokenHash,
-    UnionId, UserId,
+    AppCredentials, ClientInfo, CodeHash, JsCode, OpenId, SessionToken, TokenHash, UnionId, UserId,
 };
 use crate::store::{Audit, LoginStore, NewLogin};
 use crate::wechat::{WechatClient, WechatError};
@@ -193,7 +192,7 @@ impl LoginService {
         };
         if let Err(e) = self
             .store
-            .record_login_failure(Platform::Weixin, &app.appid, error, audit)
+            .record_login_failure(app.platform, &app.appid, error, audit)
             .await
         {
             tracing::warn!(error = %e, "could not record a failed login");
@@ -229,7 +228,7 @@ impl LoginService {
         let record = self
             .store
             .record_login(NewLogin {
-                platform: Platform::Weixin,
+                platform: app.platform,
                 appid: &app.appid,
                 openid: &wx.openid,
                 unionid: wx.unionid.as_ref(),

@@ -53,6 +53,9 @@ pub enum ServiceError {
     PhoneInUse,
     #[error("not a PNG, JPEG or WebP image")]
     UnsupportedImage,
+    /// The session's platform lacks the feature.
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("the image is too large")]
     ImageTooLarge,
     #[error("no such user or session")]

@@ -61,6 +61,18 @@ impl OpenData {
         self.apps.get(&s.appid).ok_or(ServiceError::Unauthorized)
     }
 
+    /// A session's app, when its platform has WeChat's access_token APIs (phone, checkSession).
+    fn open_api_app(&self, s: &SessionRecord) -> ServiceResult<&AppCredentials> {
+        let app = self.app(s)?;
+        if app.platform.has_wechat_open_api() {
+            Ok(app)
+        } else {
+            Err(ServiceError::Unsupported(
+                "this platform has no such API: only WeChat sessions have it",
+            ))
+        }
+    }
+
     /// Exchanges the getPhoneNumber button's code for the phone number and binds it to the user
     /// — unless the user's bound number is fresh (`WXLOGIN_PHONE_REUSE`) and `refresh` is not
     /// asked for: then the stored number is the answer, and WeChat's paid API is not called.
@@ -71,12 +83,12 @@ impl OpenData {
         refresh: bool,
         client: &ClientInfo,
     ) -> ServiceResult<PhoneInfo> {
+        let app = self.open_api_app(s)?;
         if !refresh {
             if let Some(stored) = self.users.fresh_phone(s.user_id).await? {
                 return Ok(stored);
             }
         }
-        let app = self.app(s)?;
         let info = self
             .tokens
             .with_token(app, |token| {
@@ -148,7 +160,7 @@ impl OpenData {
         token: &SessionToken,
         s: &SessionRecord,
     ) -> ServiceResult<bool> {
-        let app = self.app(s)?;
+        let app = self.open_api_app(s)?;
         let signature =
             crypto::session_signature(self.sessions.session_key(token, s).await?.expose(), "");
         Ok(self

@@ -16,6 +16,7 @@ mod state;
 
 pub use state::{SimApp, SimState};
 
+use crate::domain::Platform;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,9 @@ use std::sync::Arc;
 /// WeChat's routes plus the `/_sim/` control routes.
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
-        .route("/sns/jscode2session", get(jscode2session))
+        .route("/sns/jscode2session", get(wechat_jscode2session))
+        // QQ's server (api.q.qq.com) under a prefix: the same path and shapes as WeChat's.
+        .route("/qq/sns/jscode2session", get(qq_jscode2session))
         .route("/cgi-bin/stable_token", post(open_api::stable_token))
         .route("/cgi-bin/token", get(open_api::token))
         .route(
@@ -79,16 +82,33 @@ fn wechat_error(errcode: i64, errmsg: &str) -> Response {
     wechat_reply(json!({ "errcode": errcode, "errmsg": errmsg }))
 }
 
-async fn jscode2session(
+async fn wechat_jscode2session(
     State(sim): State<Arc<SimState>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let path = "/sns/jscode2session";
+    jscode2session(&sim, Platform::Weixin, "/sns/jscode2session", &q).await
+}
+
+/// QQ's `jscode2session`: WeChat's shape; a reused code is 40029 there too, as QQ documents no
+/// code of its own for it.
+async fn qq_jscode2session(
+    State(sim): State<Arc<SimState>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    jscode2session(&sim, Platform::Qq, "/qq/sns/jscode2session", &q).await
+}
+
+async fn jscode2session(
+    sim: &SimState,
+    platform: Platform,
+    path: &str,
+    q: &HashMap<String, String>,
+) -> Response {
     if let Some(reply) = sim.enter(path).await {
         return reply;
     }
     let field = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
-    if let Err((code, msg)) = sim.check_credentials(field("appid"), field("secret")) {
+    if let Err((code, msg)) = sim.check_credentials(platform, field("appid"), field("secret")) {
         return wechat_error(code, msg);
     }
     if field("grant_type") != "authorization_code" {
@@ -97,7 +117,11 @@ async fn jscode2session(
     if field("js_code").is_empty() {
         return wechat_error(41008, "missing code");
     }
-    match sim.redeem_code(field("appid"), field("js_code")) {
+    let redeemed = match sim.redeem_code(field("appid"), field("js_code")) {
+        Err((40163, _)) if platform == Platform::Qq => Err((40029, "invalid code")),
+        other => other,
+    };
+    match redeemed {
         Ok(user) => {
             let mut body = json!({ "session_key": user.session_key, "openid": user.openid });
             if let Some(u) = user.unionid {
@@ -111,17 +135,31 @@ async fn jscode2session(
 
 #[derive(Deserialize)]
 struct CodeRequest {
+    platform: Option<String>,
     appid: Option<String>,
     user: String,
 }
 
 async fn issue_code(State(sim): State<Arc<SimState>>, body: Option<Json<CodeRequest>>) -> Response {
     let Some(Json(req)) = body else {
-        return bad_request("send JSON {\"appid\"?: \"...\", \"user\": \"...\"}");
+        return bad_request(
+            "send JSON {\"platform\"?: \"...\", \"appid\"?: \"...\", \"user\": \"...\"}",
+        );
     };
-    match sim.issue_code(req.appid.as_deref(), &req.user) {
+    let platform = match req.platform.as_deref().map(|p| (p, Platform::parse(p))) {
+        None => None,
+        Some((_, Some(p))) => Some(p),
+        Some((p, None)) => {
+            return bad_request(&format!(
+                "unknown platform {p:?}: one of {}",
+                Platform::NAMES
+            ))
+        }
+    };
+    match sim.issue_code(platform, req.appid.as_deref(), &req.user) {
         Ok(issued) => Json(json!({
             "code": issued.code,
+            "platform": issued.platform.as_str(),
             "appid": issued.appid,
             "openid": issued.openid,
             "unionid": issued.unionid,
@@ -154,7 +192,7 @@ async fn open_platform(
     State(sim): State<Arc<SimState>>,
     Json(body): Json<OpenPlatformBody>,
 ) -> Response {
-    let appid = match sim.resolve_app(body.appid.as_deref()) {
+    let appid = match sim.resolve_app(None, body.appid.as_deref()) {
         Ok(app) => app.appid.clone(),
         Err(why) => return bad_request(&why),
     };

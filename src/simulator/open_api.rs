@@ -4,6 +4,7 @@
 use super::state::{random_bytes, PhoneCode, CODE_TTL_MS};
 use super::{bad_request, wechat_error, SimState};
 use crate::clock::Millis;
+use crate::domain::Platform;
 use crate::wechat::crypto;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -81,7 +82,7 @@ pub(super) async fn stable_token(
         return wechat_error(47001, "data format error");
     };
     let (appid, secret) = (b.appid.unwrap_or_default(), b.secret.unwrap_or_default());
-    if let Err((code, msg)) = sim.check_credentials(&appid, &secret) {
+    if let Err((code, msg)) = sim.check_credentials(Platform::Weixin, &appid, &secret) {
         return wechat_error(code, msg);
     }
     if b.grant_type.as_deref() != Some("client_credential") {
@@ -102,7 +103,9 @@ pub(super) async fn token(
         return reply;
     }
     let field = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
-    if let Err((code, msg)) = sim.check_credentials(field("appid"), field("secret")) {
+    if let Err((code, msg)) =
+        sim.check_credentials(Platform::Weixin, field("appid"), field("secret"))
+    {
         return wechat_error(code, msg);
     }
     let (token, expires_in) = sim.stable_token(field("appid"), true);
@@ -221,7 +224,7 @@ pub(super) async fn issue_phone_code(
     let Some(Json(req)) = body else {
         return bad_request("send JSON {\"appid\"?, \"phone\"?, \"country_code\"?}");
     };
-    let appid = match sim.resolve_app(req.appid.as_deref()) {
+    let appid = match sim.resolve_app(None, req.appid.as_deref()) {
         Ok(a) => a.appid.clone(),
         Err(why) => return bad_request(&why),
     };
@@ -256,7 +259,7 @@ pub(super) async fn encrypt(
     let Some(Json(req)) = body else {
         return bad_request("send JSON {\"appid\"?, \"user\", \"data\": {...}}");
     };
-    let appid = match sim.resolve_app(req.appid.as_deref()) {
+    let appid = match sim.resolve_app(None, req.appid.as_deref()) {
         Ok(a) => a.appid.clone(),
         Err(why) => return bad_request(&why),
     };
@@ -287,7 +290,7 @@ pub(super) async fn expire_token(
     State(sim): State<Arc<SimState>>,
     body: Option<Json<ExpireRequest>>,
 ) -> Response {
-    let appid = match sim.resolve_app(body.and_then(|Json(b)| b.appid).as_deref()) {
+    let appid = match sim.resolve_app(None, body.and_then(|Json(b)| b.appid).as_deref()) {
         Ok(a) => a.appid.clone(),
         Err(why) => return bad_request(&why),
     };

@@ -2,6 +2,7 @@
 
 use super::faults::Fault;
 use crate::clock::{Millis, SharedClock};
+use crate::domain::Platform;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -13,6 +14,7 @@ pub(super) const CODE_TTL_MS: Millis = 5 * 60 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct SimApp {
+    pub platform: Platform,
     pub appid: String,
     pub secret: String,
 }
@@ -20,14 +22,24 @@ pub struct SimApp {
 impl std::str::FromStr for SimApp {
     type Err = String;
 
-    /// `APPID:SECRET`, as given to `--app`.
+    /// `[PLATFORM/]APPID:SECRET`, as given to `--app` (`weixin` when no platform is named).
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once(':') {
+        // A platform comes before the appid: a '/' after the ':' is the secret's own.
+        let (platform, rest) = match s.split_once('/').filter(|(p, _)| !p.contains(':')) {
+            Some((p, rest)) => (
+                Platform::parse(p)
+                    .ok_or_else(|| format!("unknown platform {p:?}: one of {}", Platform::NAMES))?,
+                rest,
+            ),
+            None => (Platform::Weixin, s),
+        };
+        match rest.split_once(':') {
             Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok(Self {
+                platform,
                 appid: a.into(),
                 secret: b.into(),
             }),
-            _ => Err("expected APPID:SECRET".into()),
+            _ => Err("expected [PLATFORM/]APPID:SECRET".into()),
         }
     }
 }
@@ -73,6 +85,7 @@ pub struct SimState {
 /// What `wx.login()` gives the client, plus what WeChat will give the server for it.
 pub struct IssuedLogin {
     pub code: String,
+    pub platform: Platform,
     pub appid: String,
     pub openid: String,
     pub unionid: Option<String>,
@@ -123,41 +136,83 @@ impl SimState {
         stable_id('o', &["openid", appid, user])
     }
 
-    /// Every simulated app is bound to one Open Platform account: one unionid per user.
-    pub fn unionid(user: &str) -> String {
-        stable_id('u', &["unionid", user])
+    /// Every simulated app of a platform is bound to one Open Platform account: one unionid per
+    /// user and platform (WeChat's and QQ's accounts are not the same).
+    pub fn unionid(platform: Platform, user: &str) -> String {
+        match platform {
+            Platform::Weixin => stable_id('u', &["unionid", user]),
+            other => stable_id('u', &["unionid", other.as_str(), user]),
+        }
     }
 
+    fn platform_of(&self, appid: &str) -> Platform {
+        self.apps
+            .iter()
+            .find(|a| a.appid == appid)
+            .map_or(Platform::Weixin, |a| a.platform)
+    }
+
+    /// An app of `platform` with this secret: another platform's appid is as unknown to this
+    /// platform's server as any other.
     pub(super) fn check_credentials(
         &self,
+        platform: Platform,
         appid: &str,
         secret: &str,
     ) -> Result<(), (i64, &'static str)> {
-        match self.apps.iter().find(|a| a.appid == appid) {
+        match self
+            .apps
+            .iter()
+            .find(|a| a.appid == appid && a.platform == platform)
+        {
             None => Err((40013, "invalid appid")),
             Some(a) if a.secret != secret => Err((40125, "invalid appsecret")),
             Some(_) => Ok(()),
         }
     }
 
-    pub(super) fn resolve_app(&self, appid: Option<&str>) -> Result<&SimApp, String> {
+    /// The app a control request means: the named one (of `platform`, when that is named too),
+    /// or the only one (of `platform`).
+    pub(super) fn resolve_app(
+        &self,
+        platform: Option<Platform>,
+        appid: Option<&str>,
+    ) -> Result<&SimApp, String> {
+        let of_platform = |a: &&SimApp| platform.is_none_or(|p| a.platform == p);
         match appid {
             Some(id) => self
                 .apps
                 .iter()
+                .filter(of_platform)
                 .find(|a| a.appid == id)
-                .ok_or_else(|| format!("unknown appid {id:?}")),
-            None if self.apps.len() == 1 => Ok(&self.apps[0]),
-            None => Err("several apps are simulated: name the appid".into()),
+                .ok_or_else(|| match platform {
+                    Some(p) => format!("no {} app {id:?}", p.as_str()),
+                    None => format!("unknown appid {id:?}"),
+                }),
+            None => {
+                let mut matching = self.apps.iter().filter(of_platform);
+                match (matching.next(), matching.next()) {
+                    (Some(app), None) => Ok(app),
+                    (None, _) => Err("no such app is simulated".into()),
+                    (Some(_), Some(_)) => Err("several apps are simulated: name the appid".into()),
+                }
+            }
         }
     }
 
-    /// `wx.login()` for test user `user`: a fresh code, and a new session_key for that user.
-    pub fn issue_code(&self, appid: Option<&str>, user: &str) -> Result<IssuedLogin, String> {
+    /// `wx.login()` (or another platform's) for test user `user`: a fresh code, and a new
+    /// session_key for that user.
+    pub fn issue_code(
+        &self,
+        platform: Option<Platform>,
+        appid: Option<&str>,
+        user: &str,
+    ) -> Result<IssuedLogin, String> {
         if user.is_empty() || user.len() > 64 {
             return Err("user must be 1-64 characters".into());
         }
-        let appid = self.resolve_app(appid)?.appid.clone();
+        let app = self.resolve_app(platform, appid)?;
+        let (platform, appid) = (app.platform, app.appid.clone());
         let code = hex::encode(random_bytes::<16>());
         let session_key = STANDARD.encode(random_bytes::<16>());
         let mut inner = self.lock();
@@ -180,7 +235,8 @@ impl SimState {
         Ok(IssuedLogin {
             code,
             openid: Self::openid(&appid, user),
-            unionid: bound.then(|| Self::unionid(user)),
+            unionid: bound.then(|| Self::unionid(platform, user)),
+            platform,
             appid,
             session_key,
         })
@@ -211,9 +267,10 @@ impl SimState {
             .cloned()
             .unwrap_or_default();
         let bound = !inner.unbound.contains(appid);
+        let platform = self.platform_of(appid);
         Ok(SimUser {
             openid: Self::openid(appid, &user),
-            unionid: bound.then(|| Self::unionid(&user)),
+            unionid: bound.then(|| Self::unionid(platform, &user)),
             session_key,
         })
     }
@@ -246,5 +303,32 @@ impl SimState {
 
     pub fn reset_calls(&self) {
         self.lock().calls.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_flag_names_its_platform_or_is_wechats() {
+        let wx: SimApp = "wxtestapp:testsecret".parse().unwrap();
+        assert_eq!(
+            (wx.platform, wx.appid.as_str(), wx.secret.as_str()),
+            (Platform::Weixin, "wxtestapp", "testsecret")
+        );
+        let qq: SimApp = "qq/1109000001:qq:secret".parse().unwrap();
+        assert_eq!(
+            (qq.platform, qq.appid.as_str(), qq.secret.as_str()),
+            (Platform::Qq, "1109000001", "qq:secret")
+        );
+        let slash: SimApp = "wxtestapp:se/cret".parse().unwrap();
+        assert_eq!(
+            (slash.platform, slash.secret.as_str()),
+            (Platform::Weixin, "se/cret")
+        );
+        for bad in ["line/a:b", "qq/:b", "nosecret", "qq/a:"] {
+            assert!(bad.parse::<SimApp>().is_err(), "{bad}");
+        }
     }
 }

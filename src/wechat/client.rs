@@ -6,11 +6,11 @@
 //! reqwest error that embeds one is ever logged or returned: errors are built with `without_url`.
 
 use super::replies::{
-    AccessToken, CheckSessionReply, Code2Session, Code2SessionReply, PhoneInfo, PhoneReply, Reply,
-    TokenReply,
+    AccessToken, CheckSessionReply, Code2Session, Code2SessionReply, PhoneInfo, PhoneReply,
+    QqCode2SessionReply, Reply, TokenReply,
 };
 use super::WechatError;
-use crate::domain::{AppCredentials, JsCode};
+use crate::domain::{AppCredentials, JsCode, Platform};
 use secrecy::ExposeSecret;
 use std::time::{Duration, Instant};
 
@@ -21,12 +21,14 @@ enum Api {
     StableToken,
     PhoneNumber,
     CheckSession,
+    /// QQ's, on its own host: WeChat's path and reply shape.
+    QqCode2Session,
 }
 
 impl Api {
     fn path(self) -> &'static str {
         match self {
-            Self::Code2Session => "sns/jscode2session",
+            Self::Code2Session | Self::QqCode2Session => "sns/jscode2session",
             Self::StableToken => "cgi-bin/stable_token",
             Self::PhoneNumber => "wxa/business/getuserphonenumber",
             Self::CheckSession => "wxa/checksession",
@@ -40,13 +42,14 @@ impl Api {
             Self::StableToken => "stable_token",
             Self::PhoneNumber => "getuserphonenumber",
             Self::CheckSession => "checksession",
+            Self::QqCode2Session => "qq_jscode2session",
         }
     }
 
     /// Only a login is worth one more try within its budget: the mini program is waiting on
     /// it, and the code is not spent by a "busy" or a failed connection.
     fn retries_once(self) -> bool {
-        self == Self::Code2Session
+        matches!(self, Self::Code2Session | Self::QqCode2Session)
     }
 }
 
@@ -60,27 +63,39 @@ enum Body {
 pub struct WechatClient {
     http: reqwest::Client,
     base: url::Url,
+    qq_base: url::Url,
     budget: Duration,
 }
 
 impl WechatClient {
     /// `budget` bounds one whole exchange, retry included, so a slow WeChat turns into a 503
     /// within a known time instead of holding the mini program's request open.
-    pub fn new(base: url::Url, budget: Duration) -> Result<Self, reqwest::Error> {
+    /// `base`: WeChat's API; `qq_base`: QQ's.
+    pub fn new(
+        base: url::Url,
+        qq_base: url::Url,
+        budget: Duration,
+    ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(budget.min(Duration::from_secs(2)))
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .user_agent(concat!("wxlogin/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, base, budget })
+        Ok(Self {
+            http,
+            base,
+            qq_base,
+            budget,
+        })
     }
 
     pub fn budget(&self) -> Duration {
         self.budget
     }
 
-    /// `auth.code2Session`: exchanges a `wx.login()` code.
+    /// `auth.code2Session`: exchanges a `wx.login()` (or `qq.login()`) code with the app's
+    /// platform.
     pub async fn code2session(
         &self,
         app: &AppCredentials,
@@ -92,8 +107,16 @@ impl WechatClient {
             ("js_code", code.expose()),
             ("grant_type", "authorization_code"),
         ];
-        self.call::<Code2SessionReply>(Api::Code2Session, &query, Body::Get)
-            .await
+        match app.platform {
+            Platform::Weixin => {
+                self.call::<Code2SessionReply>(Api::Code2Session, &query, Body::Get)
+                    .await
+            }
+            Platform::Qq => {
+                self.call::<QqCode2SessionReply>(Api::QqCode2Session, &query, Body::Get)
+                    .await
+            }
+        }
     }
 
     /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`): every caller gets
@@ -180,7 +203,11 @@ impl WechatClient {
         query: &[(&str, &str)],
         body: &Body,
     ) -> Result<(i64, R::Output), WechatError> {
-        let url = self.endpoint(api.path());
+        let base = match api {
+            Api::QqCode2Session => &self.qq_base,
+            _ => &self.base,
+        };
+        let url = endpoint(base, api.path());
         let request = match body {
             Body::Get => self.http.get(url),
             Body::Json(json) => self.http.post(url).json(json),
@@ -206,13 +233,13 @@ impl WechatClient {
             Err(e) => Err(e),
         }
     }
+}
 
-    fn endpoint(&self, path: &str) -> url::Url {
-        let mut url = self.base.clone();
-        let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
-        url.set_path(&joined);
-        url
-    }
+fn endpoint(base: &url::Url, path: &str) -> url::Url {
+    let mut url = base.clone();
+    let joined = format!("{}/{path}", url.path().trim_end_matches('/'));
+    url.set_path(&joined);
+    url
 }
 
 fn transport_error(e: &reqwest::Error) -> WechatError {
@@ -231,13 +258,12 @@ mod tests {
 
     #[test]
     fn endpoint_keeps_a_base_path() {
-        let c = WechatClient::new(
-            "http://127.0.0.1:1/wx/".parse().unwrap(),
-            Duration::from_secs(1),
-        )
-        .unwrap();
         assert_eq!(
-            c.endpoint("sns/jscode2session").as_str(),
+            endpoint(
+                &"http://127.0.0.1:1/wx/".parse().unwrap(),
+                "sns/jscode2session"
+            )
+            .as_str(),
             "http://127.0.0.1:1/wx/sns/jscode2session"
         );
     }

@@ -47,6 +47,21 @@ impl WechatError {
         }
     }
 
+    /// QQ's errcodes for its `jscode2session` (WeChat-shaped replies; its documentation lists
+    /// -1 busy, 40029 invalid code and 45011 rate limit for this API, and 40001 bad secret,
+    /// 40002 bad grant_type and 40013 bad appid for its getToken). An unknown code is `Other`:
+    /// a 503 that keeps the client's retry, never a 401.
+    pub fn from_qq_errcode(code: i64) -> Self {
+        match code {
+            40029 => Self::InvalidCode,
+            40163 => Self::CodeUsed,
+            45011 => Self::RateLimited,
+            -1 => Self::Busy,
+            40001 | 40002 | 40013 | 40125 => Self::BadCredentials(code),
+            other => Self::Other(other),
+        }
+    }
+
     /// A stable label for logs and metrics.
     pub fn errcode_label(&self) -> String {
         match self {
@@ -90,6 +105,28 @@ mod tests {
             WechatError::BadCredentials(40125)
         );
         assert_eq!(WechatError::from_errcode(12345), WechatError::Other(12345));
+    }
+
+    #[test]
+    fn qq_errcodes_map_to_types() {
+        assert_eq!(
+            WechatError::from_qq_errcode(40029),
+            WechatError::InvalidCode
+        );
+        assert_eq!(
+            WechatError::from_qq_errcode(45011),
+            WechatError::RateLimited
+        );
+        assert_eq!(WechatError::from_qq_errcode(-1), WechatError::Busy);
+        // On QQ, 40001 is a wrong AppSecret, not a stale access_token.
+        assert_eq!(
+            WechatError::from_qq_errcode(40001),
+            WechatError::BadCredentials(40001)
+        );
+        assert_eq!(
+            WechatError::from_qq_errcode(-1009),
+            WechatError::Other(-1009)
+        );
     }
 
     #[test]

@@ -11,4 +11,6 @@ mod replies;
 
 pub use client::WechatClient;
 pub use errors::WechatError;
-pub use replies::{parse_code2session, AccessToken, Code2Session, PhoneInfo};
+pub use replies::{
+    parse_code2session, parse_qq_code2session, AccessToken, Code2Session, PhoneInfo,
+};

@@ -90,6 +90,32 @@ impl Reply for Code2SessionReply {
     }
 }
 
+/// QQ's `jscode2session` reply: WeChat's shape, QQ's errcodes. QQ has been seen answering an
+/// error with every field present and empty (`openid: ""`): that is a bad reply, never a user.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct QqCode2SessionReply(Code2SessionReply);
+
+impl Reply for QqCode2SessionReply {
+    type Output = Code2Session;
+    fn errcode(&self) -> i64 {
+        self.0.errcode
+    }
+    fn into_result(self) -> Result<Code2Session, WechatError> {
+        match self.0.errcode {
+            0 => self.0.into_result(),
+            code => Err(WechatError::from_qq_errcode(code)),
+        }
+    }
+}
+
+/// Reads a QQ `jscode2session` reply body exactly as the client does.
+pub fn parse_qq_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
+    serde_json::from_slice::<QqCode2SessionReply>(body)
+        .map_err(|_| WechatError::BadReply)?
+        .into_result()
+}
+
 /// Reads a `jscode2session` reply body exactly as the client does (the fuzz targets' entry).
 pub fn parse_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
     serde_json::from_slice::<Code2SessionReply>(body)
@@ -158,5 +184,33 @@ impl Reply for CheckSessionReply {
             87009 => Ok(false),
             code => Err(WechatError::from_errcode(code)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_qq_reply_is_read_with_qqs_errcodes_and_an_empty_openid_is_no_user() {
+        let ok =
+            parse_qq_code2session(br#"{"openid":"o1","session_key":"c2s=","unionid":""}"#).unwrap();
+        assert_eq!(ok.openid.0, "o1");
+        assert!(ok.unionid.is_none());
+        assert_eq!(
+            parse_qq_code2session(br#"{"errcode":40001,"errmsg":"invalid secret"}"#).unwrap_err(),
+            WechatError::BadCredentials(40001)
+        );
+        assert_eq!(
+            parse_qq_code2session(
+                br#"{"errcode":-1009,"errmsg":"","openid":"","session_key":"","uin":""}"#
+            )
+            .unwrap_err(),
+            WechatError::Other(-1009)
+        );
+        assert_eq!(
+            parse_qq_code2session(br#"{"errcode":0,"openid":"","session_key":""}"#).unwrap_err(),
+            WechatError::BadReply
+        );
     }
 }

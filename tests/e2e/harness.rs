@@ -25,6 +25,7 @@ pub fn vault() -> Arc<wxlogin::vault::Vault> {
 }
 
 pub struct Options {
+    /// `(appid, secret)`; an appid `qq/…` is a QQ app (`platform = "qq"`).
     pub apps: Vec<(&'static str, &'static str)>,
     pub wechat_timeout: &'static str,
     pub env: Vec<(&'static str, String)>,
@@ -147,6 +148,14 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(Options::default()).await
 }
 
+/// An `Options::apps` appid's platform and bare appid.
+fn app_platform(appid: &str) -> (wxlogin::domain::Platform, &str) {
+    match appid.strip_prefix("qq/") {
+        Some(bare) => (wxlogin::domain::Platform::Qq, bare),
+        None => (wxlogin::domain::Platform::Weixin, appid),
+    }
+}
+
 pub async fn spawn_with(opts: Options) -> TestApp {
     let started_at = match opts.fixture {
         Some(v) => fixture_manifest(v)["made_at"].as_i64().unwrap() + 1_000,
@@ -157,9 +166,13 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     let sim_apps = opts
         .apps
         .iter()
-        .map(|(a, s)| SimApp {
-            appid: a.to_string(),
-            secret: s.to_string(),
+        .map(|(a, s)| {
+            let (platform, appid) = app_platform(a);
+            SimApp {
+                platform,
+                appid: appid.to_owned(),
+                secret: s.to_string(),
+            }
         })
         .collect();
     let sim = Arc::new(SimState::new(sim_apps, shared.clone()));
@@ -179,8 +192,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut file = String::new();
     for (appid, secret) in &opts.apps {
+        let (platform, appid) = app_platform(appid);
         file.push_str(&format!(
-            "[[apps]]\nappid = \"{appid}\"\nsecret = \"{secret}\"\n"
+            "[[apps]]\nplatform = \"{}\"\nappid = \"{appid}\"\nsecret = \"{secret}\"\n",
+            platform.as_str()
         ));
     }
     std::fs::write(dir.path().join("wxlogin.toml"), file).unwrap();
@@ -195,6 +210,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         (
             "WXLOGIN_WECHAT_API_BASE".into(),
             format!("http://{sim_addr}"),
+        ),
+        (
+            "WXLOGIN_QQ_API_BASE".into(),
+            format!("http://{sim_addr}/qq"),
         ),
         ("WXLOGIN_WECHAT_TIMEOUT".into(), opts.wechat_timeout.into()),
         ("WXLOGIN_DATA_KEY".into(), DATA_KEY.into()),

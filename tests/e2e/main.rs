@@ -22,6 +22,7 @@ mod nginx;
 mod open_data;
 mod ops;
 mod outages;
+mod platforms;
 mod restart;
 mod services;
 mod webhooks;

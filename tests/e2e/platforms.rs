@@ -1,0 +1,168 @@
+//! Platforms other than WeChat, through the same `POST /login`: QQ so far (its `jscode2session`
+//! on api.q.qq.com, played by the simulator under `/qq`).
+
+use crate::harness::*;
+use serde_json::{json, Value};
+
+const QQ_APPID: &str = "1109000001";
+
+fn with_qq() -> Options {
+    Options {
+        apps: vec![(APPID, SECRET), ("qq/1109000001", "qq-secret")],
+        ..Options::default()
+    }
+}
+
+/// `qq.login()` for `user`: what the simulator hands the client.
+async fn qq_login(app: &TestApp, user: &str) -> Value {
+    app.sim(
+        "/_sim/codes",
+        json!({ "platform": "qq", "appid": QQ_APPID, "user": user }),
+    )
+    .await
+}
+
+async fn login_to(app: &TestApp, appid: &str, code: &Value) -> (u16, Value) {
+    let (status, body) = app
+        .post("/login", json!({ "code": code, "appid": appid }), None)
+        .await;
+    (status.as_u16(), body)
+}
+
+#[tokio::test]
+async fn a_qq_code_logs_in_to_the_qq_app_as_a_qq_identity_through_qqs_api() {
+    let app = spawn_with(with_qq()).await;
+    let issued = qq_login(&app, "lin").await;
+    assert_eq!(issued["platform"], "qq");
+    let (status, body) = login_to(&app, QQ_APPID, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 0);
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    assert!(
+        !body
+            .to_string()
+            .contains(issued["session_key"].as_str().unwrap()),
+        "the session_key never leaves the server"
+    );
+    let (status, me) = app.me(&token).await;
+    assert_eq!(status, 200, "{me}");
+    let identities = me["data"]["identities"].as_array().unwrap();
+    assert_eq!(identities.len(), 1, "{me}");
+    assert_eq!(identities[0]["platform"], "qq");
+    assert_eq!(identities[0]["appid"], QQ_APPID);
+    assert_eq!(identities[0]["openid"], issued["openid"]);
+    assert_eq!(app.calls("/qq/sns/jscode2session").await, 1);
+    assert_eq!(
+        app.calls("/sns/jscode2session").await,
+        0,
+        "not WeChat's API"
+    );
+    // A code works once.
+    let (status, again) = login_to(&app, QQ_APPID, &issued["code"]).await;
+    assert_eq!((status, again["error"].as_str()), (401, Some("code_used")));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_code_from_one_platform_never_logs_in_to_the_other_platforms_app() {
+    let app = spawn_with(with_qq()).await;
+    let qq = qq_login(&app, "mei").await;
+    let (status, body) = login_to(&app, APPID, &qq["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_code"))
+    );
+    let wx = app.wx_login("mei").await;
+    let (status, body) = login_to(&app, QQ_APPID, &wx["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_code"))
+    );
+    // The same person on both: two identities of two platforms, never joined by a unionid
+    // (WeChat's and QQ's Open Platform accounts are not the same).
+    let (s1, on_qq) = login_to(&app, QQ_APPID, &qq_login(&app, "mei").await["code"]).await;
+    let (s2, on_wx) = login_to(&app, APPID, &app.wx_login("mei").await["code"]).await;
+    assert_eq!((s1, s2), (200, 200), "{on_qq} {on_wx}");
+    assert_ne!(on_qq["data"]["user"]["id"], on_wx["data"]["user"]["id"]);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn qqs_errors_map_onto_the_error_table_and_an_outage_does_not_spend_the_code() {
+    let app = spawn_with(with_qq()).await;
+    let issued = qq_login(&app, "ning").await;
+    // Busy twice (the one retry included): 503 with Retry-After, and the code still works.
+    app.fault(json!({ "api": "/qq/sns/jscode2session", "errcode": -1, "times": 2 }))
+        .await;
+    let r = app
+        .http
+        .post(app.url("/login"))
+        .json(&json!({ "code": issued["code"], "appid": QQ_APPID }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "wechat_unavailable");
+    let (status, body) = login_to(&app, QQ_APPID, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+
+    for (errcode, status, error) in [
+        (45011, 429, "wechat_rate_limited"),
+        (40001, 503, "wechat_misconfigured"),
+        (40029, 401, "invalid_code"),
+        (-1009, 503, "wechat_unavailable"),
+    ] {
+        let code = qq_login(&app, "ning").await["code"].clone();
+        app.fault(json!({ "api": "/qq/sns/jscode2session", "errcode": errcode }))
+            .await;
+        let (got, body) = login_to(&app, QQ_APPID, &code).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{errcode}: {body}"
+        );
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_qq_session_decrypts_open_data_and_is_told_phone_and_checksession_are_unsupported() {
+    let app = spawn_with(with_qq()).await;
+    let issued = qq_login(&app, "ou").await;
+    let (_, body) = login_to(&app, QQ_APPID, &issued["code"]).await;
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let sealed = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "appid": QQ_APPID, "user": "ou", "data": { "step": 1 } }),
+        )
+        .await;
+    let (status, opened) = app
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{opened}");
+    assert_eq!(opened["data"]["watermark"]["appid"], QQ_APPID);
+    let (status, body) = app
+        .post("/phone", json!({ "code": "any" }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (404, Some("unsupported"))
+    );
+    let r = app
+        .http
+        .get(app.url("/session/check"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported");
+    app.shutdown().await;
+}
