@@ -206,23 +206,29 @@ impl fmt::Debug for AppCredentials {
     }
 }
 
-/// The super-app a mini program runs in. WeChat's and QQ's exchanges are built so far. Every
+/// The super-app a mini program runs in. WeChat's, QQ's, Baidu's and Kuaishou's exchanges are
+/// built so far (Douyin and Alipay are not). Every
 /// identity and session is keyed by platform, and an app belongs to one platform, so a code
 /// from one platform can never log in to another platform's app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Platform {
     Weixin,
     Qq,
+    /// Baidu smart programs (swan).
+    Baidu,
+    Kuaishou,
 }
 
 impl Platform {
     /// The names `[[apps]] platform` takes.
-    pub const NAMES: &'static str = "weixin, qq";
+    pub const NAMES: &'static str = "weixin, qq, baidu, kuaishou";
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Weixin => "weixin",
             Self::Qq => "qq",
+            Self::Baidu => "baidu",
+            Self::Kuaishou => "kuaishou",
         }
     }
 
@@ -230,6 +236,8 @@ impl Platform {
         match s {
             "weixin" => Some(Self::Weixin),
             "qq" => Some(Self::Qq),
+            "baidu" => Some(Self::Baidu),
+            "kuaishou" => Some(Self::Kuaishou),
             _ => None,
         }
     }
@@ -238,6 +246,13 @@ impl Platform {
     /// checkSession): only WeChat, so far.
     pub fn has_wechat_open_api(self) -> bool {
         self == Self::Weixin
+    }
+
+    /// Whether the platform's open data is WeChat's (AES-128-CBC with a watermark, rawData
+    /// signed as `sha1(rawData + session_key)`): WeChat's and QQ's. Baidu's AES-192 format and
+    /// Kuaishou's are not built yet.
+    pub fn has_wechat_open_data(self) -> bool {
+        matches!(self, Self::Weixin | Self::Qq)
     }
 }
 

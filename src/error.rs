@@ -308,7 +308,7 @@ pub(crate) mod responses {
     #[derive(IntoResponses)]
     #[response(
         status = 404,
-        description = "unsupported: the session's platform has no such API (a QQ session)"
+        description = "unsupported: the session's platform has no such API (docs/platforms.md)"
     )]
     pub(crate) struct Unsupported(#[to_schema] ErrorBody);
 

@@ -60,8 +60,12 @@ impl AppState {
             max_lifetime: config.session_max_lifetime,
         };
         let wechat = WechatClient::new(
-            config.wechat_api_base.clone(),
-            config.qq_api_base.clone(),
+            crate::wechat::ApiBases {
+                wechat: config.wechat_api_base.clone(),
+                qq: config.qq_api_base.clone(),
+                baidu: config.baidu_api_base.clone(),
+                kuaishou: config.kuaishou_api_base.clone(),
+            },
             config.wechat_timeout,
         )?;
         let apps = Arc::new(Apps::new(config.apps.clone()));

@@ -1,5 +1,5 @@
-//! WeChat's and QQ's `jscode2session` replies: any body → a session or a typed error, never a
-//! panic, and never a session without an openid.
+//! WeChat's, QQ's, Baidu's and Kuaishou's login replies: any body → a session or a typed
+//! error, never a panic, and never a session without an openid.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -7,6 +7,8 @@ fuzz_target!(|body: &[u8]| {
     for parsed in [
         wxlogin::wechat::parse_code2session(body),
         wxlogin::wechat::parse_qq_code2session(body),
+        wxlogin::wechat::parse_baidu_code2session(body),
+        wxlogin::wechat::parse_kuaishou_code2session(body),
     ] {
         if let Ok(session) = parsed {
             assert!(!session.openid.0.is_empty());

@@ -212,6 +212,28 @@ pub(super) const SETTINGS: &[Setting] = &[
         show: |c| c.qq_api_base.to_string(),
     },
     Setting {
+        key: "baidu_api_base",
+        env: "WXLOGIN_BAIDU_API_BASE",
+        default: Some(super::DEFAULT_BAIDU_API_BASE),
+        secret: false,
+        set: |c, v| {
+            c.baidu_api_base = api_base(v)?;
+            Ok(())
+        },
+        show: |c| c.baidu_api_base.to_string(),
+    },
+    Setting {
+        key: "kuaishou_api_base",
+        env: "WXLOGIN_KUAISHOU_API_BASE",
+        default: Some(super::DEFAULT_KUAISHOU_API_BASE),
+        secret: false,
+        set: |c, v| {
+            c.kuaishou_api_base = api_base(v)?;
+            Ok(())
+        },
+        show: |c| c.kuaishou_api_base.to_string(),
+    },
+    Setting {
         key: "wechat_timeout",
         env: "WXLOGIN_WECHAT_TIMEOUT",
         default: Some("5s"),

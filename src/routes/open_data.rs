@@ -88,7 +88,7 @@ pub(super) struct DecryptBody {
     responses(
         (status = 200, description = "the decrypted JSON object", body = Envelope<Object>),
         (status = 400, description = "bad_request (input shape), decrypt_failed (log in again)", body = ErrorBody),
-        responses::Unauthorized, responses::TooLarge, responses::Unavailable))]
+        responses::Unauthorized, responses::Unsupported, responses::TooLarge, responses::Unavailable))]
 pub(super) async fn decrypt(
     State(state): State<AppState>,
     authed: Authed,
@@ -118,7 +118,8 @@ pub(super) struct VerifyBody {
 #[utoipa::path(post, path = "/userinfo/verify", tag = "open data", security(("token" = [])),
     request_body = VerifyBody,
     responses((status = 200, body = Envelope<Valid>),
-        responses::BadRequest, responses::Unauthorized, responses::TooLarge, responses::Unavailable))]
+        responses::BadRequest, responses::Unauthorized, responses::Unsupported, responses::TooLarge,
+        responses::Unavailable))]
 pub(super) async fn verify_userinfo(
     State(state): State<AppState>,
     authed: Authed,

@@ -61,6 +61,17 @@ impl OpenData {
         self.apps.get(&s.appid).ok_or(ServiceError::Unauthorized)
     }
 
+    /// Refuses a session whose platform's open data is not WeChat's.
+    fn wechat_open_data(&self, s: &SessionRecord) -> ServiceResult<()> {
+        if self.app(s)?.platform.has_wechat_open_data() {
+            Ok(())
+        } else {
+            Err(ServiceError::Unsupported(
+                "open data of this platform is not supported yet",
+            ))
+        }
+    }
+
     /// A session's app, when its platform has WeChat's access_token APIs (phone, checkSession).
     fn open_api_app(&self, s: &SessionRecord) -> ServiceResult<&AppCredentials> {
         let app = self.app(s)?;
@@ -113,6 +124,7 @@ impl OpenData {
         data: &str,
         iv: &str,
     ) -> ServiceResult<serde_json::Value> {
+        self.wechat_open_data(s)?;
         let key = self.sessions.session_key(token, s).await?;
         crypto::decrypt(key.expose(), data, iv, Some(s.appid.as_str())).map_err(|e| match e {
             OpenDataError::Malformed(why) => ServiceError::BadInput(why),
@@ -128,6 +140,7 @@ impl OpenData {
         raw: &str,
         signature: &str,
     ) -> ServiceResult<bool> {
+        self.wechat_open_data(s)?;
         let key = self.sessions.session_key(token, s).await?;
         Ok(crypto::verify_raw_data(raw, signature, key.expose()))
     }

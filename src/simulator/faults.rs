@@ -63,7 +63,7 @@ pub(super) async fn apply(sim: &SimState, path: &str) -> Option<Response> {
             .errmsg
             .clone()
             .unwrap_or_else(|| "simulated error".into());
-        super::wechat_error(code, &msg)
+        super::error_reply(path, code, &msg)
     })
 }
 

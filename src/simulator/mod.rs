@@ -17,7 +17,7 @@ mod state;
 pub use state::{SimApp, SimState};
 
 use crate::domain::Platform;
-use axum::extract::{Query, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +33,15 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/sns/jscode2session", get(wechat_jscode2session))
         // QQ's server (api.q.qq.com) under a prefix: the same path and shapes as WeChat's.
         .route("/qq/sns/jscode2session", get(qq_jscode2session))
+        // Baidu's (spapi.baidu.com) and Kuaishou's (open.kuaishou.com) under theirs.
+        .route(
+            "/baidu/oauth/jscode2sessionkey",
+            post(baidu_jscode2sessionkey),
+        )
+        .route(
+            "/kuaishou/oauth2/mp/code2session",
+            post(kuaishou_code2session),
+        )
         .route("/cgi-bin/stable_token", post(open_api::stable_token))
         .route("/cgi-bin/token", get(open_api::token))
         .route(
@@ -80,6 +89,89 @@ fn wechat_reply(body: Value) -> Response {
 
 fn wechat_error(errcode: i64, errmsg: &str) -> Response {
     wechat_reply(json!({ "errcode": errcode, "errmsg": errmsg }))
+}
+
+/// An injected `errcode` fault's reply in the shape of the platform whose route `path` is.
+pub(super) fn error_reply(path: &str, code: i64, msg: &str) -> Response {
+    if path.starts_with("/kuaishou/") {
+        Json(json!({ "result": code, "error_msg": msg })).into_response()
+    } else if path.starts_with("/baidu/") {
+        Json(json!({ "errno": code, "error": msg, "error_description": msg })).into_response()
+    } else {
+        wechat_error(code, msg)
+    }
+}
+
+/// Baidu's OAuth errors: HTTP 400 with `{error, error_description}`.
+fn baidu_error(error: &str, description: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response()
+}
+
+/// Baidu's `jscode2sessionkey`: a form `code, client_id, sk` (the AppKey and AppSecret).
+async fn baidu_jscode2sessionkey(
+    State(sim): State<Arc<SimState>>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(reply) = sim.enter("/baidu/oauth/jscode2sessionkey").await {
+        return reply;
+    }
+    let field = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    if field("code").is_empty() || field("client_id").is_empty() || field("sk").is_empty() {
+        return Json(json!({
+            "errno": 10010100,
+            "error": "parameter is invalid",
+            "error_description": "code, client_id and sk are required",
+        }))
+        .into_response();
+    }
+    if sim
+        .check_credentials(Platform::Baidu, field("client_id"), field("sk"))
+        .is_err()
+    {
+        return baidu_error("invalid_client", "unknown client id");
+    }
+    match sim.redeem_code(field("client_id"), field("code")) {
+        Ok(user) => {
+            Json(json!({ "openid": user.openid, "session_key": user.session_key })).into_response()
+        }
+        Err(_) => baidu_error("invalid_grant", "Invalid authorization code"),
+    }
+}
+
+/// Kuaishou's `code2session`: a form `app_id, app_secret, js_code`; `result` 1 is success.
+async fn kuaishou_code2session(
+    State(sim): State<Arc<SimState>>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(reply) = sim.enter("/kuaishou/oauth2/mp/code2session").await {
+        return reply;
+    }
+    let field = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    let error = |result: i64, error: &str, msg: &str| {
+        Json(json!({ "result": result, "error": error, "error_msg": msg })).into_response()
+    };
+    if field("js_code").is_empty() {
+        return error(100200100, "invalid_request", "js_code is required");
+    }
+    if sim
+        .check_credentials(Platform::Kuaishou, field("app_id"), field("app_secret"))
+        .is_err()
+    {
+        return error(100200101, "invalid_client", "invalid app_id or app_secret");
+    }
+    match sim.redeem_code(field("app_id"), field("js_code")) {
+        Ok(user) => Json(json!({
+            "result": 1,
+            "open_id": user.openid,
+            "session_key": user.session_key,
+        }))
+        .into_response(),
+        Err(_) => error(100200105, "invalid_grant", "invalid code"),
+    }
 }
 
 async fn wechat_jscode2session(

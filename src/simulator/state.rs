@@ -98,6 +98,11 @@ pub(super) struct SimUser {
     pub session_key: String,
 }
 
+/// Whether a platform's login reply carries a unionid (Baidu's and Kuaishou's do not).
+fn has_unionid(platform: Platform) -> bool {
+    matches!(platform, Platform::Weixin | Platform::Qq)
+}
+
 pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).expect("OS RNG");
@@ -214,7 +219,11 @@ impl SimState {
         let app = self.resolve_app(platform, appid)?;
         let (platform, appid) = (app.platform, app.appid.clone());
         let code = hex::encode(random_bytes::<16>());
-        let session_key = STANDARD.encode(random_bytes::<16>());
+        // Baidu's open data is AES-192: its session_key has 24 bytes.
+        let session_key = match platform {
+            Platform::Baidu => STANDARD.encode(random_bytes::<24>()),
+            _ => STANDARD.encode(random_bytes::<16>()),
+        };
         let mut inner = self.lock();
         inner.codes.insert(
             code.clone(),
@@ -231,7 +240,7 @@ impl SimState {
         inner
             .openids
             .insert(Self::openid(&appid, user), (appid.clone(), user.to_owned()));
-        let bound = !inner.unbound.contains(&appid);
+        let bound = !inner.unbound.contains(&appid) && has_unionid(platform);
         Ok(IssuedLogin {
             code,
             openid: Self::openid(&appid, user),
@@ -266,8 +275,8 @@ impl SimState {
             .get(&(appid.to_owned(), user.clone()))
             .cloned()
             .unwrap_or_default();
-        let bound = !inner.unbound.contains(appid);
         let platform = self.platform_of(appid);
+        let bound = !inner.unbound.contains(appid) && has_unionid(platform);
         Ok(SimUser {
             openid: Self::openid(appid, &user),
             unionid: bound.then(|| Self::unionid(platform, &user)),

@@ -6,8 +6,8 @@
 //! reqwest error that embeds one is ever logged or returned: errors are built with `without_url`.
 
 use super::replies::{
-    AccessToken, CheckSessionReply, Code2Session, Code2SessionReply, PhoneInfo, PhoneReply,
-    QqCode2SessionReply, Reply, TokenReply,
+    AccessToken, BaiduCode2SessionReply, CheckSessionReply, Code2Session, Code2SessionReply,
+    KuaishouCode2SessionReply, PhoneInfo, PhoneReply, QqCode2SessionReply, Reply, TokenReply,
 };
 use super::WechatError;
 use crate::domain::{AppCredentials, JsCode, Platform};
@@ -23,12 +23,18 @@ enum Api {
     CheckSession,
     /// QQ's, on its own host: WeChat's path and reply shape.
     QqCode2Session,
+    /// Baidu's `jscode2sessionkey` (a form POST).
+    BaiduCode2Session,
+    /// Kuaishou's `code2session` (a form POST).
+    KuaishouCode2Session,
 }
 
 impl Api {
     fn path(self) -> &'static str {
         match self {
             Self::Code2Session | Self::QqCode2Session => "sns/jscode2session",
+            Self::BaiduCode2Session => "oauth/jscode2sessionkey",
+            Self::KuaishouCode2Session => "oauth2/mp/code2session",
             Self::StableToken => "cgi-bin/stable_token",
             Self::PhoneNumber => "wxa/business/getuserphonenumber",
             Self::CheckSession => "wxa/checksession",
@@ -43,39 +49,52 @@ impl Api {
             Self::PhoneNumber => "getuserphonenumber",
             Self::CheckSession => "checksession",
             Self::QqCode2Session => "qq_jscode2session",
+            Self::BaiduCode2Session => "baidu_jscode2sessionkey",
+            Self::KuaishouCode2Session => "kuaishou_code2session",
         }
     }
 
     /// Only a login is worth one more try within its budget: the mini program is waiting on
     /// it, and the code is not spent by a "busy" or a failed connection.
     fn retries_once(self) -> bool {
-        matches!(self, Self::Code2Session | Self::QqCode2Session)
+        matches!(
+            self,
+            Self::Code2Session
+                | Self::QqCode2Session
+                | Self::BaiduCode2Session
+                | Self::KuaishouCode2Session
+        )
     }
 }
 
-/// A request's method and body: WeChat's GET endpoints take only a query string.
+/// Each platform's API base URL.
+#[derive(Debug, Clone)]
+pub struct ApiBases {
+    pub wechat: url::Url,
+    pub qq: url::Url,
+    pub baidu: url::Url,
+    pub kuaishou: url::Url,
+}
+
+/// A request's method and body: WeChat's GET endpoints take only a query string; Baidu and
+/// Kuaishou take a form, which keeps their secret out of the URL.
 enum Body {
     Get,
     Json(serde_json::Value),
+    Form(Vec<(&'static str, String)>),
 }
 
 #[derive(Clone)]
 pub struct WechatClient {
     http: reqwest::Client,
-    base: url::Url,
-    qq_base: url::Url,
+    bases: ApiBases,
     budget: Duration,
 }
 
 impl WechatClient {
     /// `budget` bounds one whole exchange, retry included, so a slow WeChat turns into a 503
     /// within a known time instead of holding the mini program's request open.
-    /// `base`: WeChat's API; `qq_base`: QQ's.
-    pub fn new(
-        base: url::Url,
-        qq_base: url::Url,
-        budget: Duration,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(bases: ApiBases, budget: Duration) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(budget.min(Duration::from_secs(2)))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -84,8 +103,7 @@ impl WechatClient {
             .build()?;
         Ok(Self {
             http,
-            base,
-            qq_base,
+            bases,
             budget,
         })
     }
@@ -115,6 +133,28 @@ impl WechatClient {
             Platform::Qq => {
                 self.call::<QqCode2SessionReply>(Api::QqCode2Session, &query, Body::Get)
                     .await
+            }
+            Platform::Baidu => {
+                let form = vec![
+                    ("code", code.expose().to_owned()),
+                    ("client_id", app.appid.as_str().to_owned()),
+                    ("sk", app.secret.expose_secret().to_owned()),
+                ];
+                self.call::<BaiduCode2SessionReply>(Api::BaiduCode2Session, &[], Body::Form(form))
+                    .await
+            }
+            Platform::Kuaishou => {
+                let form = vec![
+                    ("app_id", app.appid.as_str().to_owned()),
+                    ("app_secret", app.secret.expose_secret().to_owned()),
+                    ("js_code", code.expose().to_owned()),
+                ];
+                self.call::<KuaishouCode2SessionReply>(
+                    Api::KuaishouCode2Session,
+                    &[],
+                    Body::Form(form),
+                )
+                .await
             }
         }
     }
@@ -204,13 +244,18 @@ impl WechatClient {
         body: &Body,
     ) -> Result<(i64, R::Output), WechatError> {
         let base = match api {
-            Api::QqCode2Session => &self.qq_base,
-            _ => &self.base,
+            Api::QqCode2Session => &self.bases.qq,
+            Api::BaiduCode2Session => &self.bases.baidu,
+            Api::KuaishouCode2Session => &self.bases.kuaishou,
+            Api::Code2Session | Api::StableToken | Api::PhoneNumber | Api::CheckSession => {
+                &self.bases.wechat
+            }
         };
         let url = endpoint(base, api.path());
         let request = match body {
             Body::Get => self.http.get(url),
             Body::Json(json) => self.http.post(url).json(json),
+            Body::Form(form) => self.http.post(url).form(form),
         };
         let response = request
             .query(query)
@@ -218,13 +263,21 @@ impl WechatClient {
             .await
             .map_err(|e| transport_error(&e.without_url()))?;
         let status = response.status();
-        if !status.is_success() {
+        if status.is_server_error() || status.is_redirection() || status.is_informational() {
             return Err(WechatError::HttpStatus(status.as_u16()));
         }
         let bytes = response
             .bytes()
             .await
             .map_err(|e| transport_error(&e.without_url()))?;
+        if !status.is_success() {
+            // Baidu answers its OAuth errors (a bad code, an unknown client) as HTTP 400 with a
+            // JSON body that says which: read it; anything else is the status.
+            return Err(serde_json::from_slice::<R>(&bytes)
+                .ok()
+                .and_then(|reply| reply.into_result().err())
+                .unwrap_or(WechatError::HttpStatus(status.as_u16())));
+        }
         // WeChat labels JSON as `text/plain` on some routes: decode whatever the type says.
         let reply: R = serde_json::from_slice(&bytes).map_err(|_| WechatError::BadReply)?;
         let errcode = reply.errcode();

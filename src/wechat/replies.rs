@@ -116,6 +116,108 @@ pub fn parse_qq_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
         .into_result()
 }
 
+/// A session from a platform's reply fields: both present and not empty, or no user at all.
+fn session_of(
+    openid: Option<String>,
+    session_key: Option<String>,
+    unionid: Option<String>,
+) -> Result<Code2Session, WechatError> {
+    match (openid, session_key) {
+        (Some(openid), Some(key)) if !openid.is_empty() && !key.is_empty() => Ok(Code2Session {
+            openid: OpenId(openid),
+            session_key: SessionKey::new(key),
+            unionid: unionid.filter(|u| !u.is_empty()).map(UnionId),
+        }),
+        _ => Err(WechatError::BadReply),
+    }
+}
+
+/// Baidu's `jscode2sessionkey` reply: `{openid, session_key}`, or an error as OAuth's
+/// `{error, error_description}` (HTTP 400), its newer `{errno, error, error_description}`, or
+/// its gateway's `{error_code, error_msg}` — whichever arrives.
+#[derive(Deserialize)]
+pub(super) struct BaiduCode2SessionReply {
+    openid: Option<String>,
+    session_key: Option<String>,
+    #[serde(default)]
+    errno: i64,
+    error: Option<String>,
+    #[serde(default)]
+    error_code: i64,
+}
+
+impl Reply for BaiduCode2SessionReply {
+    type Output = Code2Session;
+    fn errcode(&self) -> i64 {
+        if self.errno != 0 {
+            self.errno
+        } else {
+            self.error_code
+        }
+    }
+    fn into_result(self) -> Result<Code2Session, WechatError> {
+        let number = self.errcode();
+        let error = self.error.as_deref().filter(|e| !e.is_empty());
+        match (error, number) {
+            // A code Baidu does not know, that expired, or that was used.
+            (Some("invalid_grant"), _) => Err(WechatError::InvalidCode),
+            (Some("invalid_client" | "unauthorized_client"), _) => {
+                Err(WechatError::BadCredentials(number))
+            }
+            // "parameter is invalid": a client_id or sk that is missing or malformed.
+            (_, 10010100) => Err(WechatError::BadCredentials(number)),
+            (None, 0) => session_of(self.openid, self.session_key, None),
+            (_, other) => Err(WechatError::Other(other)),
+        }
+    }
+}
+
+/// Kuaishou's `code2session` reply: `{result: 1, open_id, session_key}`, or `result` another
+/// number with `error_msg`.
+#[derive(Deserialize)]
+pub(super) struct KuaishouCode2SessionReply {
+    result: i64,
+    open_id: Option<String>,
+    session_key: Option<String>,
+}
+
+impl Reply for KuaishouCode2SessionReply {
+    type Output = Code2Session;
+    fn errcode(&self) -> i64 {
+        if self.result == 1 {
+            0
+        } else {
+            self.result
+        }
+    }
+    fn into_result(self) -> Result<Code2Session, WechatError> {
+        match self.result {
+            1 => session_of(self.open_id, self.session_key, None),
+            // invalid_grant: the code is wrong, expired or used.
+            100200105 => Err(WechatError::InvalidCode),
+            // A bad parameter, app_id or app_secret.
+            100200100 | 100200101 => Err(WechatError::BadCredentials(self.result)),
+            // server_error: worth the one retry.
+            100200500 => Err(WechatError::Busy),
+            other => Err(WechatError::Other(other)),
+        }
+    }
+}
+
+/// Reads a Baidu `jscode2sessionkey` reply body as the client does.
+pub fn parse_baidu_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
+    serde_json::from_slice::<BaiduCode2SessionReply>(body)
+        .map_err(|_| WechatError::BadReply)?
+        .into_result()
+}
+
+/// Reads a Kuaishou `code2session` reply body as the client does.
+pub fn parse_kuaishou_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
+    serde_json::from_slice::<KuaishouCode2SessionReply>(body)
+        .map_err(|_| WechatError::BadReply)?
+        .into_result()
+}
+
 /// Reads a `jscode2session` reply body exactly as the client does (the fuzz targets' entry).
 pub fn parse_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
     serde_json::from_slice::<Code2SessionReply>(body)
@@ -212,5 +314,60 @@ mod tests {
             parse_qq_code2session(br#"{"errcode":0,"openid":"","session_key":""}"#).unwrap_err(),
             WechatError::BadReply
         );
+    }
+
+    #[test]
+    fn baidus_replies_in_each_of_its_error_shapes() {
+        let ok = parse_baidu_code2session(br#"{"openid":"b1","session_key":"a2V5"}"#).unwrap();
+        assert_eq!(ok.openid.0, "b1");
+        for (body, want) in [
+            (
+                &br#"{"error":"invalid_grant","error_description":"Invalid authorization code"}"#[..],
+                WechatError::InvalidCode,
+            ),
+            (
+                br#"{"error":"invalid_client","error_description":"unknown client id"}"#,
+                WechatError::BadCredentials(0),
+            ),
+            (
+                br#"{"errno":10010100,"error":"parameter is invalid","error_description":"x"}"#,
+                WechatError::BadCredentials(10010100),
+            ),
+            (br#"{"error":"slow_down"}"#, WechatError::Other(0)),
+            (
+                br#"{"error_code":110,"error_msg":"Access token invalid"}"#,
+                WechatError::Other(110),
+            ),
+            (br#"{"openid":"","session_key":""}"#, WechatError::BadReply),
+        ] {
+            assert_eq!(parse_baidu_code2session(body).unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn kuaishous_result_codes() {
+        let ok =
+            parse_kuaishou_code2session(br#"{"result":1,"open_id":"k1","session_key":"a2V5"}"#)
+                .unwrap();
+        assert_eq!(ok.openid.0, "k1");
+        for (body, want) in [
+            (
+                &br#"{"result":100200105,"error":"invalid_grant","error_msg":"x"}"#[..],
+                WechatError::InvalidCode,
+            ),
+            (
+                br#"{"result":100200101}"#,
+                WechatError::BadCredentials(100200101),
+            ),
+            (br#"{"result":100200500}"#, WechatError::Busy),
+            (br#"{"result":7}"#, WechatError::Other(7)),
+            (br#"{"result":1,"open_id":""}"#, WechatError::BadReply),
+            (
+                br#"{"open_id":"k1","session_key":"a2V5"}"#,
+                WechatError::BadReply,
+            ),
+        ] {
+            assert_eq!(parse_kuaishou_code2session(body).unwrap_err(), want);
+        }
     }
 }

@@ -25,7 +25,7 @@ pub fn vault() -> Arc<wxlogin::vault::Vault> {
 }
 
 pub struct Options {
-    /// `(appid, secret)`; an appid `qq/…` is a QQ app (`platform = "qq"`).
+    /// `(appid, secret)`; an appid `qq/…` is a QQ app (`platform = "qq"`), and so on.
     pub apps: Vec<(&'static str, &'static str)>,
     pub wechat_timeout: &'static str,
     pub env: Vec<(&'static str, String)>,
@@ -150,8 +150,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// An `Options::apps` appid's platform and bare appid.
 fn app_platform(appid: &str) -> (wxlogin::domain::Platform, &str) {
-    match appid.strip_prefix("qq/") {
-        Some(bare) => (wxlogin::domain::Platform::Qq, bare),
+    match appid.split_once('/') {
+        Some((platform, bare)) => (
+            wxlogin::domain::Platform::parse(platform).expect("a platform"),
+            bare,
+        ),
         None => (wxlogin::domain::Platform::Weixin, appid),
     }
 }
@@ -214,6 +217,14 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         (
             "WXLOGIN_QQ_API_BASE".into(),
             format!("http://{sim_addr}/qq"),
+        ),
+        (
+            "WXLOGIN_BAIDU_API_BASE".into(),
+            format!("http://{sim_addr}/baidu"),
+        ),
+        (
+            "WXLOGIN_KUAISHOU_API_BASE".into(),
+            format!("http://{sim_addr}/kuaishou"),
         ),
         ("WXLOGIN_WECHAT_TIMEOUT".into(), opts.wechat_timeout.into()),
         ("WXLOGIN_DATA_KEY".into(), DATA_KEY.into()),

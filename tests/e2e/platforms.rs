@@ -166,3 +166,159 @@ async fn a_qq_session_decrypts_open_data_and_is_told_phone_and_checksession_are_
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported");
     app.shutdown().await;
 }
+
+const BAIDU_APPKEY: &str = "baiduappkey0001";
+const KUAISHOU_APPID: &str = "ks671234567890";
+
+fn with_baidu_and_kuaishou() -> Options {
+    Options {
+        apps: vec![
+            (APPID, SECRET),
+            ("baidu/baiduappkey0001", "baidu-secret"),
+            ("kuaishou/ks671234567890", "kuaishou-secret"),
+        ],
+        ..Options::default()
+    }
+}
+
+async fn code_for(app: &TestApp, platform: &str, appid: &str, user: &str) -> Value {
+    app.sim(
+        "/_sim/codes",
+        json!({ "platform": platform, "appid": appid, "user": user }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn baidu_and_kuaishou_codes_log_in_through_their_own_apis() {
+    let app = spawn_with(with_baidu_and_kuaishou()).await;
+    for (platform, appid, api) in [
+        ("baidu", BAIDU_APPKEY, "/baidu/oauth/jscode2sessionkey"),
+        (
+            "kuaishou",
+            KUAISHOU_APPID,
+            "/kuaishou/oauth2/mp/code2session",
+        ),
+    ] {
+        let issued = code_for(&app, platform, appid, "tao").await;
+        assert!(issued["unionid"].is_null(), "{platform} has no unionid");
+        let (status, body) = login_to(&app, appid, &issued["code"]).await;
+        assert_eq!(status, 200, "{platform}: {body}");
+        let token = body["data"]["token"].as_str().unwrap().to_owned();
+        let (_, me) = app.me(&token).await;
+        assert_eq!(me["data"]["identities"][0]["platform"], platform, "{me}");
+        assert_eq!(me["data"]["identities"][0]["openid"], issued["openid"]);
+        assert_eq!(app.calls(api).await, 1, "{platform}");
+        let (status, again) = login_to(&app, appid, &issued["code"]).await;
+        assert_eq!((status, again["error"].as_str()), (401, Some("code_used")));
+        // Open data and WeChat's access_token APIs are not there for these platforms.
+        let (status, body) = app
+            .post(
+                "/decrypt",
+                json!({ "encryptedData": "AAAA", "iv": "AAAA" }),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str()),
+            (404, Some("unsupported"))
+        );
+        let (status, body) = app
+            .post("/phone", json!({ "code": "any" }), Some(&token))
+            .await;
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str()),
+            (404, Some("unsupported"))
+        );
+    }
+    // Another platform's code is unknown to each.
+    let wx = app.wx_login("tao").await;
+    for appid in [BAIDU_APPKEY, KUAISHOU_APPID] {
+        let (status, body) = login_to(&app, appid, &wx["code"]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_code")),
+            "{appid}"
+        );
+    }
+    assert_eq!(app.calls("/sns/jscode2session").await, 0);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn baidu_and_kuaishou_outages_are_503_without_spending_the_code_and_errors_map() {
+    let app = spawn_with(with_baidu_and_kuaishou()).await;
+    // Baidu: a failing gateway (an HTTP error is not retried), then a good answer.
+    let issued = code_for(&app, "baidu", BAIDU_APPKEY, "wu").await;
+    app.fault(json!({ "api": "/baidu/oauth/jscode2sessionkey", "status": 502 }))
+        .await;
+    let (status, body) = login_to(&app, BAIDU_APPKEY, &issued["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("wechat_unavailable"))
+    );
+    let (status, body) = login_to(&app, BAIDU_APPKEY, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    // Kuaishou: server_error twice, then a good answer.
+    let issued = code_for(&app, "kuaishou", KUAISHOU_APPID, "wu").await;
+    app.fault(
+        json!({ "api": "/kuaishou/oauth2/mp/code2session", "errcode": 100200500, "times": 2 }),
+    )
+    .await;
+    let (status, body) = login_to(&app, KUAISHOU_APPID, &issued["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("wechat_unavailable"))
+    );
+    let (status, body) = login_to(&app, KUAISHOU_APPID, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    for (api, appid, platform, errcode, errmsg, status, error) in [
+        (
+            "/kuaishou/oauth2/mp/code2session",
+            KUAISHOU_APPID,
+            "kuaishou",
+            100200101,
+            "invalid_client",
+            503,
+            "wechat_misconfigured",
+        ),
+        (
+            "/kuaishou/oauth2/mp/code2session",
+            KUAISHOU_APPID,
+            "kuaishou",
+            100200105,
+            "invalid_grant",
+            401,
+            "invalid_code",
+        ),
+        (
+            "/baidu/oauth/jscode2sessionkey",
+            BAIDU_APPKEY,
+            "baidu",
+            1,
+            "invalid_grant",
+            401,
+            "invalid_code",
+        ),
+        (
+            "/baidu/oauth/jscode2sessionkey",
+            BAIDU_APPKEY,
+            "baidu",
+            10010100,
+            "parameter is invalid",
+            503,
+            "wechat_misconfigured",
+        ),
+    ] {
+        let code = code_for(&app, platform, appid, "wu").await["code"].clone();
+        app.fault(json!({ "api": api, "errcode": errcode, "errmsg": errmsg }))
+            .await;
+        let (got, body) = login_to(&app, appid, &code).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{api} {errcode}: {body}"
+        );
+    }
+    app.shutdown().await;
+}
