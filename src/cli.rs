@@ -58,6 +58,9 @@ pub enum Command {
     CheckConfig,
     /// Decrypt a mini program's encryptedData offline (debugging real traffic).
     Decrypt {
+        /// weixin (the default) and qq: AES-128 with a watermark; baidu: AES-192, needs --app-key.
+        #[arg(long, default_value = "weixin")]
+        platform: String,
         #[arg(long)]
         session_key: String,
         #[arg(long)]
@@ -68,6 +71,9 @@ pub enum Command {
         /// Check that watermark.appid is this app.
         #[arg(long)]
         appid: Option<String>,
+        /// Baidu: the AppKey the plaintext must end with.
+        #[arg(long)]
+        app_key: Option<String>,
     },
     /// Ask a running server's admin API (needs WXLOGIN_ADMIN_TOKEN, the server's admin token).
     Admin {
@@ -154,17 +160,13 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Simulator { listen, apps } => run_simulator(listen, apps).await,
         Command::CheckConfig => check_config(),
         Command::Decrypt {
+            platform,
             session_key,
             iv,
             data,
             appid,
-        } => match crate::wechat::crypto::diagnose(&session_key, &data, &iv, appid.as_deref()) {
-            Ok(v) => {
-                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-                Ok(())
-            }
-            Err(why) => Err(anyhow::anyhow!("decrypt failed: {why}")),
-        },
+            app_key,
+        } => decrypt_offline(&platform, &session_key, &iv, &data, appid, app_key),
         Command::Admin { url, command } => admin(&url, command).await,
         Command::Sign { session_key, body } => {
             println!(
@@ -239,6 +241,44 @@ async fn rotate_key() -> anyhow::Result<()> {
             done.unreadable
         );
     }
+    Ok(())
+}
+
+/// `wxlogin decrypt`: open data of one platform, saying which step failed (a developer's
+/// terminal only: a server must never tell clients this).
+fn decrypt_offline(
+    platform: &str,
+    session_key: &str,
+    iv: &str,
+    data: &str,
+    appid: Option<String>,
+    app_key: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::domain::Platform;
+    use crate::wechat::crypto::{self, OpenDataError};
+    let opened = match Platform::parse(platform) {
+        Some(Platform::Weixin | Platform::Qq) => {
+            crypto::diagnose(session_key, data, iv, appid.as_deref())
+        }
+        Some(Platform::Baidu) => {
+            let Some(app_key) = app_key.or(appid) else {
+                anyhow::bail!("--platform baidu needs --app-key (the app's AppKey)");
+            };
+            crypto::baidu::decrypt(session_key, data, iv, &app_key).map_err(|e| match e {
+                OpenDataError::Malformed(why) => why.to_owned(),
+                OpenDataError::DecryptFailed => {
+                    "wrong session_key or iv, corrupted data, or another app's AppKey".to_owned()
+                }
+            })
+        }
+        Some(other) => anyhow::bail!(
+            "--platform {}: its open data is not supported offline yet",
+            other.as_str()
+        ),
+        None => anyhow::bail!("--platform {platform}: expected one of {}", Platform::NAMES),
+    };
+    let v = opened.map_err(|why| anyhow::anyhow!("decrypt failed: {why}"))?;
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     Ok(())
 }
 

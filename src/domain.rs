@@ -249,8 +249,8 @@ impl Platform {
     }
 
     /// Whether the platform's open data is WeChat's (AES-128-CBC with a watermark, rawData
-    /// signed as `sha1(rawData + session_key)`): WeChat's and QQ's. Baidu's AES-192 format and
-    /// Kuaishou's are not built yet.
+    /// signed as `sha1(rawData + session_key)`): WeChat's and QQ's. (Baidu's has a format of its
+    /// own; Kuaishou's is not built yet.)
     pub fn has_wechat_open_data(self) -> bool {
         matches!(self, Self::Weixin | Self::Qq)
     }

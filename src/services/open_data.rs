@@ -11,7 +11,7 @@ use super::sessions::Sessions;
 use super::users::Users;
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppCredentials, ClientInfo, SessionToken};
+use crate::domain::{AppCredentials, ClientInfo, Platform, SessionToken};
 use crate::store::SessionRecord;
 use crate::wechat::crypto::{self, OpenDataError};
 use crate::wechat::{PhoneInfo, WechatClient, WechatError};
@@ -66,9 +66,7 @@ impl OpenData {
         if self.app(s)?.platform.has_wechat_open_data() {
             Ok(())
         } else {
-            Err(ServiceError::Unsupported(
-                "open data of this platform is not supported yet",
-            ))
+            Err(unsupported_open_data())
         }
     }
 
@@ -124,9 +122,20 @@ impl OpenData {
         data: &str,
         iv: &str,
     ) -> ServiceResult<serde_json::Value> {
-        self.wechat_open_data(s)?;
-        let key = self.sessions.session_key(token, s).await?;
-        crypto::decrypt(key.expose(), data, iv, Some(s.appid.as_str())).map_err(|e| match e {
+        let platform = self.app(s)?.platform;
+        let opened = match platform {
+            Platform::Weixin | Platform::Qq => {
+                let key = self.sessions.session_key(token, s).await?;
+                crypto::decrypt(key.expose(), data, iv, Some(s.appid.as_str()))
+            }
+            // Baidu's appid is the AppKey its plaintext ends with.
+            Platform::Baidu => {
+                let key = self.sessions.session_key(token, s).await?;
+                crypto::baidu::decrypt(key.expose(), data, iv, s.appid.as_str())
+            }
+            Platform::Kuaishou => return Err(unsupported_open_data()),
+        };
+        opened.map_err(|e| match e {
             OpenDataError::Malformed(why) => ServiceError::BadInput(why),
             OpenDataError::DecryptFailed => ServiceError::DecryptFailed,
         })
@@ -185,4 +194,8 @@ impl OpenData {
             })
             .await?)
     }
+}
+
+fn unsupported_open_data() -> ServiceError {
+    ServiceError::Unsupported("this feature is not supported for this platform's sessions yet")
 }

@@ -259,8 +259,8 @@ pub(super) async fn encrypt(
     let Some(Json(req)) = body else {
         return bad_request("send JSON {\"appid\"?, \"user\", \"data\": {...}}");
     };
-    let appid = match sim.resolve_app(None, req.appid.as_deref()) {
-        Ok(a) => a.appid.clone(),
+    let (platform, appid) = match sim.resolve_app(None, req.appid.as_deref()) {
+        Ok(a) => (a.platform, a.appid.clone()),
         Err(why) => return bad_request(&why),
     };
     let Some(key) = sim.session_key(&appid, &req.user) else {
@@ -270,9 +270,22 @@ pub(super) async fn encrypt(
     if !data.is_object() {
         return bad_request("data must be a JSON object");
     }
-    data["watermark"] = json!({ "appid": appid, "timestamp": sim.now() / 1000 });
     let iv = random_bytes::<16>();
-    match crypto::encrypt(&key, data.to_string().as_bytes(), &iv) {
+    let encrypted = match platform {
+        // Baidu's format: no watermark, the AppKey after the JSON.
+        Platform::Baidu => crypto::baidu::encrypt(
+            &key,
+            data.to_string().as_bytes(),
+            &appid,
+            &iv,
+            &random_bytes::<16>(),
+        ),
+        _ => {
+            data["watermark"] = json!({ "appid": appid, "timestamp": sim.now() / 1000 });
+            crypto::encrypt(&key, data.to_string().as_bytes(), &iv)
+        }
+    };
+    match encrypted {
         Ok(encrypted) => {
             Json(json!({ "encryptedData": encrypted, "iv": STANDARD.encode(iv) })).into_response()
         }

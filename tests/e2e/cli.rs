@@ -273,3 +273,51 @@ async fn rotate_key_reseals_everything_while_an_instance_serves() {
     assert_eq!(status, 200);
     app.shutdown().await;
 }
+
+#[test]
+fn decrypt_offline_opens_baidus_documented_sample_and_says_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = [
+        "decrypt",
+        "--platform",
+        "baidu",
+        "--session-key",
+        "1df09d0a1677dd72b8325aec59576e0c",
+        "--iv",
+        "1df09d0a1677dd72b8325Q==",
+        "--data",
+        "OpCoJgs7RrVgaMNDixIvaCIyV2SFDBNLivgkVqtzq2GC10egsn+PKmQ/+5q+chT8xzldLUog2haTItyIkKyvzvmXonBQLIMeq54axAu9c3KG8IhpFD6+ymHocmx07ZKi7eED3t0KyIxJgRNSDkFk5RV1ZP2mSWa7ZgCXXcAbP0RsiUcvhcJfrSwlpsm0E1YJzKpYy429xrEEGvK+gfL+Cw==",
+    ];
+    let with_key = [
+        &sample[..],
+        &["--app-key", "y2dTfnWfkx2OXttMEMWlGHoB1KzMogm7"],
+    ]
+    .concat();
+    let (code, text) = wxlogin(dir.path(), &with_key, &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("\"nickname\": \"baidu_user\""), "{text}");
+    let (code, text) = wxlogin(dir.path(), &sample, &[]);
+    assert_ne!(code, 0);
+    assert!(text.contains("--app-key"), "{text}");
+    let wrong = [&sample[..], &["--app-key", "another"]].concat();
+    let (code, text) = wxlogin(dir.path(), &wrong, &[]);
+    assert_ne!(code, 0);
+    assert!(text.contains("another app's AppKey"), "{text}");
+    let (code, text) = wxlogin(
+        dir.path(),
+        &[
+            "decrypt",
+            "--platform",
+            "line",
+            "--session-key",
+            "k",
+            "--iv",
+            "i",
+            "--data",
+            "d",
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(text.contains("weixin, qq, baidu, kuaishou"), "{text}");
+}
