@@ -49,7 +49,7 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8001")]
         listen: SocketAddr,
         /// A simulated app as APPID:SECRET, or PLATFORM/APPID:SECRET for another platform's (qq,
-        /// baidu, kuaishou; repeatable). Their routes are under /PLATFORM (point
+        /// douyin, baidu, kuaishou; repeatable). Their routes are under /PLATFORM (point
         /// WXLOGIN_QQ_API_BASE at http://ADDR/qq, and so on).
         #[arg(long = "app", value_name = "[PLATFORM/]APPID:SECRET")]
         apps: Vec<SimApp>,
@@ -336,6 +336,7 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
         let sim_addr = listener.local_addr()?;
         config.wechat_api_base = format!("http://{sim_addr}").parse()?;
         config.qq_api_base = format!("http://{sim_addr}/qq").parse()?;
+        config.douyin_api_base = format!("http://{sim_addr}/douyin").parse()?;
         config.baidu_api_base = format!("http://{sim_addr}/baidu").parse()?;
         config.kuaishou_api_base = format!("http://{sim_addr}/kuaishou").parse()?;
         simulator = Some(Running::serve(

@@ -21,6 +21,7 @@ use std::time::Duration;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./wxlogin-data/wxlogin.db";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_QQ_API_BASE: &str = "https://api.q.qq.com";
+pub const DEFAULT_DOUYIN_API_BASE: &str = "https://developer.toutiao.com";
 pub const DEFAULT_BAIDU_API_BASE: &str = "https://spapi.baidu.com";
 pub const DEFAULT_KUAISHOU_API_BASE: &str = "https://open.kuaishou.com";
 /// Filling it grew RSS by about 16 MB in the benchmark (docs/benchmarks.md).
@@ -76,6 +77,8 @@ pub struct Config {
     pub wechat_api_base: url::Url,
     /// QQ's server API (its `jscode2session`), for `platform = "qq"` apps.
     pub qq_api_base: url::Url,
+    /// Douyin's (its `jscode2session`), for `platform = "douyin"` apps.
+    pub douyin_api_base: url::Url,
     /// Baidu's (its `jscode2sessionkey`), for `platform = "baidu"` apps.
     pub baidu_api_base: url::Url,
     /// Kuaishou's (its `code2session`), for `platform = "kuaishou"` apps.
@@ -145,6 +148,7 @@ impl Config {
             redis_prefix: String::new(),
             wechat_api_base: url::Url::parse(DEFAULT_WECHAT_API_BASE).expect("the default parses"),
             qq_api_base: url::Url::parse(DEFAULT_QQ_API_BASE).expect("the default parses"),
+            douyin_api_base: url::Url::parse(DEFAULT_DOUYIN_API_BASE).expect("the default parses"),
             baidu_api_base: url::Url::parse(DEFAULT_BAIDU_API_BASE).expect("the default parses"),
             kuaishou_api_base: url::Url::parse(DEFAULT_KUAISHOU_API_BASE)
                 .expect("the default parses"),

@@ -206,14 +206,16 @@ impl fmt::Debug for AppCredentials {
     }
 }
 
-/// The super-app a mini program runs in. WeChat's, QQ's, Baidu's and Kuaishou's exchanges are
-/// built so far (Douyin and Alipay are not). Every
+/// The super-app a mini program runs in. WeChat's, QQ's, Douyin's, Baidu's and Kuaishou's
+/// exchanges are built so far (Alipay's is not). Every
 /// identity and session is keyed by platform, and an app belongs to one platform, so a code
 /// from one platform can never log in to another platform's app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Platform {
     Weixin,
     Qq,
+    /// Douyin (ByteDance's `tt`).
+    Douyin,
     /// Baidu smart programs (swan).
     Baidu,
     Kuaishou,
@@ -221,12 +223,13 @@ pub enum Platform {
 
 impl Platform {
     /// The names `[[apps]] platform` takes.
-    pub const NAMES: &'static str = "weixin, qq, baidu, kuaishou";
+    pub const NAMES: &'static str = "weixin, qq, douyin, baidu, kuaishou";
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Weixin => "weixin",
             Self::Qq => "qq",
+            Self::Douyin => "douyin",
             Self::Baidu => "baidu",
             Self::Kuaishou => "kuaishou",
         }
@@ -236,6 +239,7 @@ impl Platform {
         match s {
             "weixin" => Some(Self::Weixin),
             "qq" => Some(Self::Qq),
+            "douyin" => Some(Self::Douyin),
             "baidu" => Some(Self::Baidu),
             "kuaishou" => Some(Self::Kuaishou),
             _ => None,

@@ -63,6 +63,7 @@ impl AppState {
             crate::wechat::ApiBases {
                 wechat: config.wechat_api_base.clone(),
                 qq: config.qq_api_base.clone(),
+                douyin: config.douyin_api_base.clone(),
                 baidu: config.baidu_api_base.clone(),
                 kuaishou: config.kuaishou_api_base.clone(),
             },

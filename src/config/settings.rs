@@ -212,6 +212,17 @@ pub(super) const SETTINGS: &[Setting] = &[
         show: |c| c.qq_api_base.to_string(),
     },
     Setting {
+        key: "douyin_api_base",
+        env: "WXLOGIN_DOUYIN_API_BASE",
+        default: Some(super::DEFAULT_DOUYIN_API_BASE),
+        secret: false,
+        set: |c, v| {
+            c.douyin_api_base = api_base(v)?;
+            Ok(())
+        },
+        show: |c| c.douyin_api_base.to_string(),
+    },
+    Setting {
         key: "baidu_api_base",
         env: "WXLOGIN_BAIDU_API_BASE",
         default: Some(super::DEFAULT_BAIDU_API_BASE),

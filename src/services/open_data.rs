@@ -133,7 +133,7 @@ impl OpenData {
                 let key = self.sessions.session_key(token, s).await?;
                 crypto::baidu::decrypt(key.expose(), data, iv, s.appid.as_str())
             }
-            Platform::Kuaishou => return Err(unsupported_open_data()),
+            Platform::Douyin | Platform::Kuaishou => return Err(unsupported_open_data()),
         };
         opened.map_err(|e| match e {
             OpenDataError::Malformed(why) => ServiceError::BadInput(why),

@@ -33,7 +33,12 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/sns/jscode2session", get(wechat_jscode2session))
         // QQ's server (api.q.qq.com) under a prefix: the same path and shapes as WeChat's.
         .route("/qq/sns/jscode2session", get(qq_jscode2session))
-        // Baidu's (spapi.baidu.com) and Kuaishou's (open.kuaishou.com) under theirs.
+        // Douyin's (developer.toutiao.com), Baidu's (spapi.baidu.com) and Kuaishou's
+        // (open.kuaishou.com) under theirs.
+        .route(
+            "/douyin/api/apps/v2/jscode2session",
+            post(douyin_jscode2session),
+        )
         .route(
             "/baidu/oauth/jscode2sessionkey",
             post(baidu_jscode2sessionkey),
@@ -93,12 +98,57 @@ fn wechat_error(errcode: i64, errmsg: &str) -> Response {
 
 /// An injected `errcode` fault's reply in the shape of the platform whose route `path` is.
 pub(super) fn error_reply(path: &str, code: i64, msg: &str) -> Response {
-    if path.starts_with("/kuaishou/") {
+    if path.starts_with("/douyin/") {
+        Json(json!({ "err_no": code, "err_tips": msg })).into_response()
+    } else if path.starts_with("/kuaishou/") {
         Json(json!({ "result": code, "error_msg": msg })).into_response()
     } else if path.starts_with("/baidu/") {
         Json(json!({ "errno": code, "error": msg, "error_description": msg })).into_response()
     } else {
         wechat_error(code, msg)
+    }
+}
+
+/// Douyin's `jscode2session`: JSON `{appid, secret, code, anonymous_code?}`; `err_no` 0 is
+/// success, the session under `data`.
+async fn douyin_jscode2session(
+    State(sim): State<Arc<SimState>>,
+    body: Option<Json<HashMap<String, Value>>>,
+) -> Response {
+    if let Some(reply) = sim.enter("/douyin/api/apps/v2/jscode2session").await {
+        return reply;
+    }
+    let error = |err_no: i64, tips: &str| {
+        Json(json!({ "err_no": err_no, "err_tips": tips, "log_id": "sim" })).into_response()
+    };
+    let Some(Json(b)) = body else {
+        return error(40014, "bad params");
+    };
+    let field = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("");
+    if field("code").is_empty() {
+        return error(40014, "bad params: code is required");
+    }
+    if let Err((code, _)) = sim.check_credentials(Platform::Douyin, field("appid"), field("secret"))
+    {
+        return match code {
+            40013 => error(40015, "bad appid"),
+            _ => error(40017, "bad secret"),
+        };
+    }
+    match sim.redeem_code(field("appid"), field("code")) {
+        Ok(user) => Json(json!({
+            "err_no": 0,
+            "err_tips": "success",
+            "log_id": "sim",
+            "data": {
+                "session_key": user.session_key,
+                "openid": user.openid,
+                "anonymous_openid": "",
+                "unionid": user.unionid.unwrap_or_default(),
+            },
+        }))
+        .into_response(),
+        Err(_) => error(40018, "bad code"),
     }
 }
 

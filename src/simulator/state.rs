@@ -100,7 +100,7 @@ pub(super) struct SimUser {
 
 /// Whether a platform's login reply carries a unionid (Baidu's and Kuaishou's do not).
 fn has_unionid(platform: Platform) -> bool {
-    matches!(platform, Platform::Weixin | Platform::Qq)
+    matches!(platform, Platform::Weixin | Platform::Qq | Platform::Douyin)
 }
 
 pub(super) fn random_bytes<const N: usize>() -> [u8; N] {

@@ -7,7 +7,8 @@
 
 use super::replies::{
     AccessToken, BaiduCode2SessionReply, CheckSessionReply, Code2Session, Code2SessionReply,
-    KuaishouCode2SessionReply, PhoneInfo, PhoneReply, QqCode2SessionReply, Reply, TokenReply,
+    DouyinCode2SessionReply, KuaishouCode2SessionReply, PhoneInfo, PhoneReply, QqCode2SessionReply,
+    Reply, TokenReply,
 };
 use super::WechatError;
 use crate::domain::{AppCredentials, JsCode, Platform};
@@ -23,6 +24,8 @@ enum Api {
     CheckSession,
     /// QQ's, on its own host: WeChat's path and reply shape.
     QqCode2Session,
+    /// Douyin's `jscode2session` (a JSON POST).
+    DouyinCode2Session,
     /// Baidu's `jscode2sessionkey` (a form POST).
     BaiduCode2Session,
     /// Kuaishou's `code2session` (a form POST).
@@ -33,6 +36,7 @@ impl Api {
     fn path(self) -> &'static str {
         match self {
             Self::Code2Session | Self::QqCode2Session => "sns/jscode2session",
+            Self::DouyinCode2Session => "api/apps/v2/jscode2session",
             Self::BaiduCode2Session => "oauth/jscode2sessionkey",
             Self::KuaishouCode2Session => "oauth2/mp/code2session",
             Self::StableToken => "cgi-bin/stable_token",
@@ -49,6 +53,7 @@ impl Api {
             Self::PhoneNumber => "getuserphonenumber",
             Self::CheckSession => "checksession",
             Self::QqCode2Session => "qq_jscode2session",
+            Self::DouyinCode2Session => "douyin_jscode2session",
             Self::BaiduCode2Session => "baidu_jscode2sessionkey",
             Self::KuaishouCode2Session => "kuaishou_code2session",
         }
@@ -61,6 +66,7 @@ impl Api {
             self,
             Self::Code2Session
                 | Self::QqCode2Session
+                | Self::DouyinCode2Session
                 | Self::BaiduCode2Session
                 | Self::KuaishouCode2Session
         )
@@ -72,6 +78,7 @@ impl Api {
 pub struct ApiBases {
     pub wechat: url::Url,
     pub qq: url::Url,
+    pub douyin: url::Url,
     pub baidu: url::Url,
     pub kuaishou: url::Url,
 }
@@ -132,6 +139,16 @@ impl WechatClient {
             }
             Platform::Qq => {
                 self.call::<QqCode2SessionReply>(Api::QqCode2Session, &query, Body::Get)
+                    .await
+            }
+            Platform::Douyin => {
+                // No anonymous_code: only logins with a code (a user signed in to Douyin).
+                let body = serde_json::json!({
+                    "appid": app.appid.as_str(),
+                    "secret": app.secret.expose_secret(),
+                    "code": code.expose(),
+                });
+                self.call::<DouyinCode2SessionReply>(Api::DouyinCode2Session, &[], Body::Json(body))
                     .await
             }
             Platform::Baidu => {
@@ -245,6 +262,7 @@ impl WechatClient {
     ) -> Result<(i64, R::Output), WechatError> {
         let base = match api {
             Api::QqCode2Session => &self.bases.qq,
+            Api::DouyinCode2Session => &self.bases.douyin,
             Api::BaiduCode2Session => &self.bases.baidu,
             Api::KuaishouCode2Session => &self.bases.kuaishou,
             Api::Code2Session | Api::StableToken | Api::PhoneNumber | Api::CheckSession => {

@@ -12,6 +12,6 @@ mod replies;
 pub use client::{ApiBases, WechatClient};
 pub use errors::WechatError;
 pub use replies::{
-    parse_baidu_code2session, parse_code2session, parse_kuaishou_code2session,
-    parse_qq_code2session, AccessToken, Code2Session, PhoneInfo,
+    parse_baidu_code2session, parse_code2session, parse_douyin_code2session,
+    parse_kuaishou_code2session, parse_qq_code2session, AccessToken, Code2Session, PhoneInfo,
 };

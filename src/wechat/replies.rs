@@ -132,6 +132,49 @@ fn session_of(
     }
 }
 
+/// Douyin's `jscode2session` reply: `{err_no, err_tips, data: {session_key, openid,
+/// anonymous_openid, unionid}}`.
+#[derive(Deserialize)]
+pub(super) struct DouyinCode2SessionReply {
+    err_no: i64,
+    data: Option<DouyinSession>,
+}
+
+#[derive(Deserialize)]
+struct DouyinSession {
+    openid: Option<String>,
+    session_key: Option<String>,
+    unionid: Option<String>,
+}
+
+impl Reply for DouyinCode2SessionReply {
+    type Output = Code2Session;
+    fn errcode(&self) -> i64 {
+        self.err_no
+    }
+    fn into_result(self) -> Result<Code2Session, WechatError> {
+        match self.err_no {
+            0 => match self.data {
+                Some(d) => session_of(d.openid, d.session_key, d.unionid),
+                None => Err(WechatError::BadReply),
+            },
+            // A bad code (or anonymous_code): wrong, expired or used.
+            40018 | 40019 => Err(WechatError::InvalidCode),
+            // Bad parameters, appid or secret.
+            40014 | 40015 | 40017 => Err(WechatError::BadCredentials(self.err_no)),
+            -1 => Err(WechatError::Busy),
+            other => Err(WechatError::Other(other)),
+        }
+    }
+}
+
+/// Reads a Douyin `jscode2session` reply body as the client does.
+pub fn parse_douyin_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
+    serde_json::from_slice::<DouyinCode2SessionReply>(body)
+        .map_err(|_| WechatError::BadReply)?
+        .into_result()
+}
+
 /// Baidu's `jscode2sessionkey` reply: `{openid, session_key}`, or an error as OAuth's
 /// `{error, error_description}` (HTTP 400), its newer `{errno, error, error_description}`, or
 /// its gateway's `{error_code, error_msg}` — whichever arrives.
@@ -341,6 +384,39 @@ mod tests {
             (br#"{"openid":"","session_key":""}"#, WechatError::BadReply),
         ] {
             assert_eq!(parse_baidu_code2session(body).unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn douyins_err_no() {
+        let ok = parse_douyin_code2session(
+            br#"{"err_no":0,"err_tips":"success","data":{"session_key":"a2V5","openid":"d1","anonymous_openid":"","unionid":"u1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.openid.0.as_str(), ok.unionid.map(|u| u.0)),
+            ("d1", Some("u1".into()))
+        );
+        for (body, want) in [
+            (
+                &br#"{"err_no":40018,"err_tips":"bad code"}"#[..],
+                WechatError::InvalidCode,
+            ),
+            (
+                br#"{"err_no":40017,"err_tips":"bad secret"}"#,
+                WechatError::BadCredentials(40017),
+            ),
+            (
+                br#"{"err_no":-1,"err_tips":"system error"}"#,
+                WechatError::Busy,
+            ),
+            (
+                br#"{"err_no":0,"data":{"openid":"","session_key":""}}"#,
+                WechatError::BadReply,
+            ),
+            (br#"{"err_no":0}"#, WechatError::BadReply),
+        ] {
+            assert_eq!(parse_douyin_code2session(body).unwrap_err(), want);
         }
     }
 

@@ -319,5 +319,8 @@ fn decrypt_offline_opens_baidus_documented_sample_and_says_what_it_needs() {
         &[],
     );
     assert_ne!(code, 0);
-    assert!(text.contains("weixin, qq, baidu, kuaishou"), "{text}");
+    assert!(
+        text.contains("weixin, qq, douyin, baidu, kuaishou"),
+        "{text}"
+    );
 }

@@ -219,6 +219,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             format!("http://{sim_addr}/qq"),
         ),
         (
+            "WXLOGIN_DOUYIN_API_BASE".into(),
+            format!("http://{sim_addr}/douyin"),
+        ),
+        (
             "WXLOGIN_BAIDU_API_BASE".into(),
             format!("http://{sim_addr}/baidu"),
         ),

@@ -334,3 +334,77 @@ async fn baidu_and_kuaishou_outages_are_503_without_spending_the_code_and_errors
     }
     app.shutdown().await;
 }
+
+const DOUYIN_APPID: &str = "tt0123456789abcdef";
+
+#[tokio::test]
+async fn a_douyin_code_logs_in_through_douyins_api_and_its_errors_map() {
+    let app = spawn_with(Options {
+        apps: vec![
+            (APPID, SECRET),
+            ("douyin/tt0123456789abcdef", "douyin-secret"),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let issued = code_for(&app, "douyin", DOUYIN_APPID, "yun").await;
+    let (status, body) = login_to(&app, DOUYIN_APPID, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let (_, me) = app.me(&token).await;
+    let identity = &me["data"]["identities"][0];
+    assert_eq!(identity["platform"], "douyin", "{me}");
+    assert_eq!(identity["openid"], issued["openid"]);
+    assert_eq!(
+        identity["unionid"], issued["unionid"],
+        "Douyin sends a unionid"
+    );
+    assert_eq!(app.calls("/douyin/api/apps/v2/jscode2session").await, 1);
+    let (status, again) = login_to(&app, DOUYIN_APPID, &issued["code"]).await;
+    assert_eq!((status, again["error"].as_str()), (401, Some("code_used")));
+    let wx = app.wx_login("yun").await;
+    let (status, body) = login_to(&app, DOUYIN_APPID, &wx["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_code"))
+    );
+    let (status, body) = app
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": "AAAA", "iv": "AAAA" }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (404, Some("unsupported"))
+    );
+
+    // System error twice (the one retry included): 503, and the code still works.
+    let issued = code_for(&app, "douyin", DOUYIN_APPID, "yun").await;
+    app.fault(json!({ "api": "/douyin/api/apps/v2/jscode2session", "errcode": -1, "times": 2 }))
+        .await;
+    let (status, body) = login_to(&app, DOUYIN_APPID, &issued["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("wechat_unavailable"))
+    );
+    let (status, body) = login_to(&app, DOUYIN_APPID, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    for (err_no, status, error) in [
+        (40017, 503, "wechat_misconfigured"),
+        (40018, 401, "invalid_code"),
+        (12345, 503, "wechat_unavailable"),
+    ] {
+        let code = code_for(&app, "douyin", DOUYIN_APPID, "yun").await["code"].clone();
+        app.fault(json!({ "api": "/douyin/api/apps/v2/jscode2session", "errcode": err_no }))
+            .await;
+        let (got, body) = login_to(&app, DOUYIN_APPID, &code).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{err_no}: {body}"
+        );
+    }
+    app.shutdown().await;
+}
