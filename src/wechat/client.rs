@@ -1,9 +1,11 @@
-//! The WeChat server API client. Every endpoint goes through one [`WechatClient::call`]: one
+//! The platforms' server API client (WeChat's, and the login exchanges of QQ, Douyin, Baidu and
+//! Kuaishou; the name is historical). Every endpoint goes through one [`WechatClient::call`]: one
 //! time budget for the whole exchange (retry included), one metrics record per attempt, one
 //! retry rule.
 //!
-//! Outbound URLs carry the AppSecret and the code in their query string, so neither a URL nor a
-//! reqwest error that embeds one is ever logged or returned: errors are built with `without_url`.
+//! WeChat's and QQ's URLs carry the AppSecret and the code in their query string (the others'
+//! bodies do), so neither a URL nor a reqwest error that embeds one is ever logged or returned:
+//! errors are built with `without_url`.
 
 use super::replies::{
     AccessToken, BaiduCode2SessionReply, CheckSessionReply, Code2Session, Code2SessionReply,
@@ -119,8 +121,8 @@ impl WechatClient {
         self.budget
     }
 
-    /// `auth.code2Session`: exchanges a `wx.login()` (or `qq.login()`) code with the app's
-    /// platform.
+    /// `auth.code2Session`: exchanges a login code (`wx.login()`, `qq.login()`, `tt.login()`,
+    /// `swan.getLoginCode()`, `ks.login()`) with the app's own platform.
     pub async fn code2session(
         &self,
         app: &AppCredentials,
