@@ -5,9 +5,18 @@ export interface AuthOptions {
   appid?: string
   /** Storage key for the token (wx.setStorageSync). Default "wxlogin_token". */
   storageKey?: string
-  /** The `wx` object; defaults to the global one. */
+  /**
+   * The platform; found from the runtime's global when absent (qq, tt, swan, ks, then wx).
+   * Alipay (`my`) is not supported yet.
+   */
+  platform?: Platform
+  /** The platform's API object (`wx`, `qq`, `tt`, `swan`, `ks`); defaults to the global one. */
+  api?: any
+  /** The `wx` object (the same as `api` for WeChat); defaults to the global one. */
   wx?: any
 }
+
+export type Platform = 'weixin' | 'qq' | 'douyin' | 'baidu' | 'kuaishou'
 
 export interface RequestResult<T = any> {
   statusCode: number
@@ -83,6 +92,8 @@ export interface WxLoginError extends Error {
 }
 
 export interface Auth {
+  /** The platform in use. */
+  readonly platform: Platform
   login(): Promise<string>
   getToken(): Promise<string>
   request<T = any>(options: Record<string, any>): Promise<RequestResult<T>>

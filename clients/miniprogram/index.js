@@ -1,5 +1,7 @@
 /**
- * wxlogin client for WeChat Mini Programs. Plain CommonJS, no build step, no dependencies.
+ * wxlogin client for mini programs: WeChat (`wx`), QQ (`qq`), Douyin (`tt`), Baidu (`swan`) and
+ * Kuaishou (`ks`), the platform found from the global the runtime defines. Plain CommonJS, no build
+ * step, no dependencies.
  *
  *   const { createAuth } = require('wxlogin-miniprogram')
  *   const auth = createAuth({ baseUrl: 'https://api.example.com/auth/' })
@@ -24,6 +26,41 @@ function WxLoginError(code, message, statusCode) {
   return e
 }
 
+/**
+ * Each platform's global, in the order they are looked for: a super-app that also defines `wx` for
+ * compatibility (QQ does) is found by its own name first. `loginWith` is the method that yields a
+ * login code.
+ */
+var PLATFORMS = [
+  { platform: 'qq', global: 'qq', loginWith: 'login' },
+  { platform: 'douyin', global: 'tt', loginWith: 'login' },
+  { platform: 'baidu', global: 'swan', loginWith: 'getLoginCode' },
+  { platform: 'kuaishou', global: 'ks', loginWith: 'login' },
+  { platform: 'weixin', global: 'wx', loginWith: 'login' },
+]
+
+function globalNamed(name) {
+  /* global globalThis */
+  var root = typeof globalThis !== 'undefined' ? globalThis : {}
+  return root[name] || null
+}
+
+/** `{platform, api, loginWith}`: the named platform, or the first whose global exists. */
+function findPlatform(options) {
+  var named = options.platform
+  for (var i = 0; i < PLATFORMS.length; i++) {
+    var p = PLATFORMS[i]
+    if (named && named !== p.platform) continue
+    var api = (named && (options.api || options.wx)) || globalNamed(p.global)
+    if (api) {
+      // Baidu's older runtimes have only swan.login.
+      var loginWith = typeof api[p.loginWith] === 'function' ? p.loginWith : 'login'
+      return { platform: p.platform, api: api, loginWith: loginWith }
+    }
+  }
+  return null
+}
+
 function joinUrl(base, path) {
   return base.replace(/\/+$/, '') + '/' + path.replace(/^\/+/, '')
 }
@@ -31,8 +68,18 @@ function joinUrl(base, path) {
 function createAuth(options) {
   options = options || {}
   if (!options.baseUrl) throw new Error('createAuth: baseUrl is required')
-  var wxApi = options.wx || (typeof wx !== 'undefined' ? wx : null) // eslint-disable-line no-undef
-  if (!wxApi) throw new Error('createAuth: no wx object (pass options.wx outside a mini program)')
+  var found = options.platform
+    ? findPlatform(options)
+    : options.api || options.wx
+      ? { platform: 'weixin', api: options.api || options.wx, loginWith: 'login' }
+      : findPlatform(options)
+  if (!found) {
+    throw new Error(
+      'createAuth: no mini-program runtime found (wx, qq, tt, swan or ks); ' +
+        'outside one, pass options.api and options.platform'
+    )
+  }
+  var wxApi = found.api
   var baseUrl = options.baseUrl
   var storageKey = options.storageKey || DEFAULT_STORAGE_KEY
   var appid = options.appid
@@ -62,15 +109,16 @@ function createAuth(options) {
     })
   }
 
+  /** The platform's login call (wx.login, qq.login, tt.login, swan.getLoginCode, ks.login). */
   function wxLoginCode() {
     return new Promise(function (resolve, reject) {
-      wxApi.login({
+      wxApi[found.loginWith]({
         success: function (res) {
           if (res && res.code) resolve(res.code)
-          else reject(WxLoginError('wx_login_failed', 'wx.login returned no code', 0))
+          else reject(WxLoginError('wx_login_failed', found.loginWith + ' returned no code', 0))
         },
         fail: function (err) {
-          reject(WxLoginError('wx_login_failed', (err && err.errMsg) || 'wx.login failed', 0))
+          reject(WxLoginError('wx_login_failed', (err && err.errMsg) || found.loginWith + ' failed', 0))
         },
       })
     })
@@ -188,6 +236,8 @@ function createAuth(options) {
   }
 
   return {
+    /** The platform in use: 'weixin', 'qq', 'douyin', 'baidu' or 'kuaishou'. */
+    platform: found.platform,
     login: login,
     getToken: getToken,
     request: request,

@@ -2,7 +2,8 @@
 // storage is a Map. It counts what the SDK does so tests can assert on it.
 'use strict'
 
-function createFakeWx(serverUrl, user) {
+// `sim` names the simulated app a code is for (`{platform, appid}`); none: the only app.
+function createFakeWx(serverUrl, user, sim = {}) {
   const storage = new Map()
   const stats = { wxLogin: 0, loginPosts: 0, codesSent: [] }
   const wx = {
@@ -12,7 +13,7 @@ function createFakeWx(serverUrl, user) {
       fetch(serverUrl + '/_sim/codes', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ user }),
+        body: JSON.stringify({ user, ...sim }),
       })
         .then((r) => r.json())
         .then((v) => success({ code: v.code, errMsg: 'login:ok' }), (e) => fail({ errMsg: String(e) }))
