@@ -33,6 +33,7 @@ const OTHER_VARS: &[&str] = &[
     "WXLOGIN_APPID",
     "WXLOGIN_SECRET",
     "WXLOGIN_SECRET_FILE",
+    "WXLOGIN_PLATFORM",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -312,7 +313,8 @@ fn read_file(
                 for app in list {
                     apps.push(app.try_into::<FileApp>().map_err(|_| {
                         file_error(
-                            "each [[apps]] takes appid, secret or secret_file, and platform".into(),
+                            "each [[apps]] takes appid, secret or secret_file, and optionally platform"
+                                .into(),
                         )
                     })?);
                 }
@@ -424,7 +426,15 @@ fn apps(
         (Some(id), secret) => {
             let appid = AppId::parse(id).map_err(|e| invalid("WXLOGIN_APPID", e.0))?;
             let from_file = apps.iter().find(|a| a.appid == appid);
-            let platform = from_file.map_or(Platform::Weixin, |a| a.platform);
+            let platform = match env.get("WXLOGIN_PLATFORM").filter(|v| !v.is_empty()) {
+                Some(p) => Platform::parse(p).ok_or_else(|| {
+                    invalid(
+                        "WXLOGIN_PLATFORM",
+                        format!("expected one of {}", Platform::NAMES),
+                    )
+                })?,
+                None => from_file.map_or(Platform::Weixin, |a| a.platform),
+            };
             let secret = match (secret, from_file.map(|a| a.secret.clone())) {
                 (Some(s), _) => SecretString::from(s),
                 (None, Some(s)) => s,

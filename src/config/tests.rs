@@ -119,6 +119,25 @@ fn an_app_names_its_platform_and_an_unknown_one_is_refused_by_key() {
 }
 
 #[test]
+fn the_env_app_names_its_platform() {
+    let c = load_without_file(&[
+        ("WXLOGIN_APPID", "1109000001"),
+        ("WXLOGIN_SECRET", "s"),
+        ("WXLOGIN_PLATFORM", "qq"),
+    ])
+    .unwrap();
+    assert_eq!(c.apps[0].platform, crate::domain::Platform::Qq);
+    let e = load_without_file(&[
+        ("WXLOGIN_APPID", "a"),
+        ("WXLOGIN_SECRET", "s"),
+        ("WXLOGIN_PLATFORM", "line"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("WXLOGIN_PLATFORM"), "{e}");
+}
+
+#[test]
 fn env_app_and_secret_file_variant() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");
