@@ -1,9 +1,11 @@
-//! A faithful stand-in for WeChat's server API (SPEC §5), used by `serve --dev`, by our tests and
-//! by users' own integration tests.
+//! A faithful stand-in for WeChat's server API (SPEC §5), and for the login exchanges of QQ,
+//! Douyin, Baidu and Kuaishou under `/qq`, `/douyin`, `/baidu`, `/kuaishou` (SPEC §7), used by
+//! `serve --dev`, by our tests and by users' own integration tests.
 //!
 //! WeChat-compatible routes answer with WeChat's JSON shapes and errcodes, as HTTP 200 with
-//! `errcode`, and `jscode2session` labels its JSON `text/plain` as WeChat does. Control routes
-//! under `/_sim/` play the client side (`wx.login()`), inject faults and count calls.
+//! `errcode`, and `jscode2session` labels its JSON `text/plain` as WeChat does; each other
+//! platform's route answers in that platform's shape. Control routes under `/_sim/` play the
+//! client side (`wx.login()` and the others'), inject faults and count calls.
 //! Depends on the clock, axum, and — openly — the open-data cryptography in `wechat::crypto`:
 //! it must encrypt what the client decrypts, and that module is pinned to WeChat's published
 //! samples by known-answer tests, so a mistake there cannot hide behind the simulator agreeing
