@@ -42,15 +42,9 @@ fn b64_16(text: &str, what: &'static str) -> Result<[u8; 16], OpenDataError> {
     bytes.try_into().map_err(|_| OpenDataError::Malformed(what))
 }
 
-/// Decrypts `encryptedData` and checks its watermark against `appid` (when given).
-pub fn decrypt(
-    session_key: &str,
-    encrypted_data: &str,
-    iv: &str,
-    appid: Option<&str>,
-) -> Result<serde_json::Value, OpenDataError> {
-    let key = b64_16(session_key, "session_key must be base64 of 16 bytes")?;
-    let iv = b64_16(iv, "iv must be base64 of 16 bytes")?;
+/// `encryptedData`'s bytes, once its shape is right: bounded, base64, whole AES blocks (every
+/// platform's format is AES-CBC).
+fn ciphertext(encrypted_data: &str) -> Result<Vec<u8>, OpenDataError> {
     if encrypted_data.len() > MAX_ENCRYPTED_LEN {
         return Err(OpenDataError::Malformed("encryptedData is too large"));
     }
@@ -62,6 +56,19 @@ pub fn decrypt(
             "encryptedData must be a whole number of 16-byte blocks",
         ));
     }
+    Ok(data)
+}
+
+/// Decrypts `encryptedData` and checks its watermark against `appid` (when given).
+pub fn decrypt(
+    session_key: &str,
+    encrypted_data: &str,
+    iv: &str,
+    appid: Option<&str>,
+) -> Result<serde_json::Value, OpenDataError> {
+    let key = b64_16(session_key, "session_key must be base64 of 16 bytes")?;
+    let iv = b64_16(iv, "iv must be base64 of 16 bytes")?;
+    let data = ciphertext(encrypted_data)?;
     let plain = Aes128CbcDec::new(&key.into(), &iv.into())
         .decrypt_padded_vec_mut::<Pkcs7>(&data)
         .map_err(|_| OpenDataError::DecryptFailed)?;

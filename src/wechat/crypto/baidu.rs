@@ -9,7 +9,7 @@
 //! key, JSON that is not), so a caller learns nothing it could use as an oracle. Pinned to Baidu's
 //! documented sample by the known-answer test below.
 
-use super::{OpenDataError, MAX_ENCRYPTED_LEN};
+use super::OpenDataError;
 use aes::cipher::{block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -37,17 +37,7 @@ pub fn decrypt(
 ) -> Result<serde_json::Value, OpenDataError> {
     let key = b64_exact::<24>(session_key, "session_key must be base64 of 24 bytes")?;
     let iv = b64_exact::<16>(iv, "iv must be base64 of 16 bytes")?;
-    if encrypted_data.len() > MAX_ENCRYPTED_LEN {
-        return Err(OpenDataError::Malformed("encryptedData is too large"));
-    }
-    let data = STANDARD
-        .decode(encrypted_data.trim())
-        .map_err(|_| OpenDataError::Malformed("encryptedData must be base64"))?;
-    if data.is_empty() || data.len() % 16 != 0 {
-        return Err(OpenDataError::Malformed(
-            "encryptedData must be a whole number of 16-byte blocks",
-        ));
-    }
+    let data = super::ciphertext(encrypted_data)?;
     let plain = Aes192CbcDec::new(&key.into(), &iv.into())
         .decrypt_padded_vec_mut::<NoPadding>(&data)
         .map_err(|_| OpenDataError::DecryptFailed)?;
