@@ -114,6 +114,13 @@ pub fn store_call(op: &'static str, ok: bool, started: Instant) {
         .record(started.elapsed().as_secs_f64());
 }
 
+/// One group commit of logins (either store's): `wxlogin_store_login_batches_total` and
+/// `wxlogin_store_batched_logins_total`; their ratio is the mean batch size.
+pub fn login_batch(logins: usize) {
+    metrics::counter!("wxlogin_store_login_batches_total").increment(1);
+    metrics::counter!("wxlogin_store_batched_logins_total").increment(logins as u64);
+}
+
 /// A request refused by a rate limit.
 pub fn rate_limited(scope: &'static str) {
     metrics::counter!("wxlogin_rate_limited_total", "scope" => scope).increment(1);

@@ -55,6 +55,8 @@ async fn metrics_count_logins_wechat_calls_token_checks_and_store_latency() {
         "wxlogin_wechat_calls_total{api=\"checksession\",errcode=\"0\"}",
         "wxlogin_token_checks_total{outcome=\"ok\"",
         "wxlogin_store_duration_seconds_bucket{op=\"record_login\"",
+        "wxlogin_store_login_batches_total",
+        "wxlogin_store_batched_logins_total",
         "wxlogin_http_requests_total{route=\"/login\",method=\"POST\",status=\"200\"}",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");

@@ -180,6 +180,7 @@ async fn check(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Check>>>) {
 
 async fn work(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     while let Some(jobs) = take(&queue, MAX_BATCH).await {
+        crate::metrics::login_batch(jobs.len());
         match run(&pool, &jobs).await {
             Err(sqlx::Error::Database(e)) if jobs.len() > 1 => {
                 tracing::warn!(error = %e, logins = jobs.len(), "a login batch failed; trying each login alone");

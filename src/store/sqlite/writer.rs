@@ -132,6 +132,13 @@ fn commit_and_answer(
     batch: Vec<Write>,
     wake: &std::sync::mpsc::SyncSender<()>,
 ) {
+    let logins = batch
+        .iter()
+        .filter(|w| matches!(w, Write::Login(..)))
+        .count();
+    if logins > 0 {
+        crate::metrics::login_batch(logins);
+    }
     match commit_batch(conn, &batch) {
         Ok(answers) => {
             for (write, answer) in batch.into_iter().zip(answers) {
