@@ -303,12 +303,25 @@ impl OwnPostgres {
             self.dir.path().display()
         );
         let log = self.dir.path().join("log").display().to_string();
-        assert!(
-            self.as_postgres(
+        // A start right after an immediate stop can lose a race under a busy parallel suite (the
+        // port or the old postmaster's shared memory not yet free): try a few times, and say why
+        // in the end.
+        for attempt in 1..=3 {
+            if self.as_postgres(
                 self.bin.join("pg_ctl"),
-                &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"]
-            ),
-            "pg_ctl start failed"
+                &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+            ) {
+                return;
+            }
+            if attempt < 3 {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        panic!(
+            "pg_ctl start failed three times; the server log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
 
