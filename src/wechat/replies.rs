@@ -111,9 +111,7 @@ impl Reply for QqCode2SessionReply {
 
 /// Reads a QQ `jscode2session` reply body exactly as the client does.
 pub fn parse_qq_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
-    serde_json::from_slice::<QqCode2SessionReply>(body)
-        .map_err(|_| WechatError::BadReply)?
-        .into_result()
+    parse::<QqCode2SessionReply>(body)
 }
 
 /// A session from a platform's reply fields: both present and not empty, or no user at all.
@@ -170,9 +168,7 @@ impl Reply for DouyinCode2SessionReply {
 
 /// Reads a Douyin `jscode2session` reply body as the client does.
 pub fn parse_douyin_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
-    serde_json::from_slice::<DouyinCode2SessionReply>(body)
-        .map_err(|_| WechatError::BadReply)?
-        .into_result()
+    parse::<DouyinCode2SessionReply>(body)
 }
 
 /// Baidu's `jscode2sessionkey` reply: `{openid, session_key}`, or an error as OAuth's
@@ -249,23 +245,24 @@ impl Reply for KuaishouCode2SessionReply {
 
 /// Reads a Baidu `jscode2sessionkey` reply body as the client does.
 pub fn parse_baidu_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
-    serde_json::from_slice::<BaiduCode2SessionReply>(body)
-        .map_err(|_| WechatError::BadReply)?
-        .into_result()
+    parse::<BaiduCode2SessionReply>(body)
 }
 
 /// Reads a Kuaishou `code2session` reply body as the client does.
 pub fn parse_kuaishou_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
-    serde_json::from_slice::<KuaishouCode2SessionReply>(body)
+    parse::<KuaishouCode2SessionReply>(body)
+}
+
+/// A reply body read as the client reads it: any body that is not the reply's JSON is `BadReply`.
+fn parse<R: Reply>(body: &[u8]) -> Result<R::Output, WechatError> {
+    serde_json::from_slice::<R>(body)
         .map_err(|_| WechatError::BadReply)?
         .into_result()
 }
 
 /// Reads a `jscode2session` reply body exactly as the client does (the fuzz targets' entry).
 pub fn parse_code2session(body: &[u8]) -> Result<Code2Session, WechatError> {
-    serde_json::from_slice::<Code2SessionReply>(body)
-        .map_err(|_| WechatError::BadReply)?
-        .into_result()
+    parse::<Code2SessionReply>(body)
 }
 
 #[derive(Deserialize)]
