@@ -55,8 +55,9 @@ impl Application {
         extra: Option<Router>,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
-        if config.apps.is_empty() {
-            anyhow::bail!("no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml)");
+        // Without the admin API there is no way to add one later.
+        if config.apps.is_empty() && config.admin_tokens.is_none() {
+            anyhow::bail!("no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml), or WXLOGIN_ADMIN_TOKEN to add apps through the admin API");
         }
         let vault = Arc::new(config.vault().ok_or_else(|| {
             anyhow::anyhow!(
@@ -72,10 +73,11 @@ impl Application {
         // under another key are `wxlogin rotate-key`'s: an instance restarted mid-rotation with
         // the previous configuration must not seal everything back.)
         let resealed = crate::store::reseal(&*store, crate::store::Reseal::Plain).await?;
-        if resealed.session_keys + resealed.phones > 0 {
+        if resealed.session_keys + resealed.phones + resealed.app_secrets > 0 {
             tracing::info!(
                 session_keys = resealed.session_keys,
                 phones = resealed.phones,
+                app_secrets = resealed.app_secrets,
                 key_id = vault.key_id(),
                 "sealed plain stored values under the data key"
             );
@@ -92,6 +94,11 @@ impl Application {
             None => None,
         };
         let state = AppState::new(config, clock, store.clone(), coord, vault)?;
+        state
+            .apps
+            .refresh()
+            .await
+            .map_err(|e| anyhow::anyhow!("could not read the app registry: {e}"))?;
         let routers = crate::routes::routers(
             state.clone(),
             config.admin_tokens.clone(),
@@ -145,6 +152,7 @@ impl Application {
         } = self;
         let maintenance = tokio::spawn(state.maintenance.clone().run(CLEANUP_EVERY, stop.clone()));
         let webhooks = tokio::spawn(state.webhooks.clone().run(stop.clone()));
+        let apps = tokio::spawn(state.apps.clone().run(stop.clone()));
         let user_cache = state
             .users
             .cache()
@@ -158,6 +166,7 @@ impl Application {
         }
         let _ = maintenance.await;
         let _ = webhooks.await;
+        let _ = apps.await;
         if let Some(task) = user_cache {
             let _ = task.await;
         }

@@ -1,4 +1,5 @@
-//! The command line: `serve [--dev]`, `simulator`, `check-config`, `decrypt`, `sign`, `admin`.
+//! The command line: `serve [--dev]`, `simulator`, `check-config`, `decrypt`, `sign`, `admin`
+//! (with `admin apps` for the app registry).
 //! The top of the house: it reads the configuration and hands over to `app::Application`.
 
 use crate::app::{Application, Running};
@@ -146,6 +147,53 @@ pub enum AdminCommand {
     },
     /// Counts of users, sessions and used codes.
     Stats,
+    /// The app registry: apps added, rotated and removed at run time.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+}
+
+/// `wxlogin admin apps …`. A secret is read from `--secret-file` or standard input, never from
+/// the command line (which `ps` and shell history keep).
+#[derive(Subcommand)]
+pub enum AppsCommand {
+    /// The apps served: the config file's and the registry's (never a secret).
+    List,
+    /// Add an app: served by every instance within 2 s.
+    Add {
+        /// weixin, qq, douyin, baidu or kuaishou.
+        #[arg(long)]
+        platform: String,
+        #[arg(long)]
+        appid: String,
+        /// A file holding the secret (default: read it from standard input).
+        #[arg(long)]
+        secret_file: Option<std::path::PathBuf>,
+    },
+    /// Set a registry app's new secret (after resetting it on the platform's console).
+    Rotate {
+        appid: String,
+        /// A file holding the secret (default: read it from standard input).
+        #[arg(long)]
+        secret_file: Option<std::path::PathBuf>,
+    },
+    /// Remove a registry app and revoke its sessions.
+    Remove { appid: String },
+}
+
+/// A secret from a file or standard input, without its line break.
+fn read_secret(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--secret-file {}: {e}", path.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line
+        }
+    };
+    Ok(text.trim().to_owned())
 }
 
 /// Runs a command; the returned code is the process exit status.
@@ -204,9 +252,10 @@ fn check_config() -> anyhow::Result<()> {
         println!("warning: {w}");
     }
     print!("{}", config.describe());
-    if config.apps.is_empty() {
+    if config.apps.is_empty() && config.admin_tokens.is_none() {
         anyhow::bail!(
-            "WXLOGIN_APPID: no mini program configured (set WXLOGIN_APPID and WXLOGIN_SECRET)"
+            "WXLOGIN_APPID: no mini program configured (set WXLOGIN_APPID and WXLOGIN_SECRET, or \
+             WXLOGIN_ADMIN_TOKEN to add apps through the admin API)"
         );
     }
     println!("configuration ok");
@@ -231,8 +280,8 @@ async fn rotate_key() -> anyhow::Result<()> {
     store.close().await;
     let done = done.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
-        "sealed under key {key_id}: {} session keys, {} phone numbers",
-        done.session_keys, done.phones
+        "sealed under key {key_id}: {} session keys, {} phone numbers, {} app secrets",
+        done.session_keys, done.phones, done.app_secrets
     );
     if done.unreadable > 0 {
         anyhow::bail!(
@@ -437,6 +486,24 @@ async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
             http.get(path).query(&query)
         }
         AdminCommand::Stats => http.get(format!("{base}/admin/stats")),
+        AdminCommand::Apps { command } => match command {
+            AppsCommand::List => http.get(format!("{base}/admin/apps")),
+            AppsCommand::Add {
+                platform,
+                appid,
+                secret_file,
+            } => http
+                .post(format!("{base}/admin/apps"))
+                .json(&serde_json::json!({
+                    "platform": platform,
+                    "appid": appid,
+                    "secret": read_secret(secret_file.as_deref())?,
+                })),
+            AppsCommand::Rotate { appid, secret_file } => http
+                .put(format!("{base}/admin/apps/{appid}"))
+                .json(&serde_json::json!({ "secret": read_secret(secret_file.as_deref())? })),
+            AppsCommand::Remove { appid } => http.delete(format!("{base}/admin/apps/{appid}")),
+        },
     };
     let response = request
         .bearer_auth(tokens.first().expose_secret())

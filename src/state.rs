@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::coord::session_cache::SessionCache;
 use crate::coord::Coord;
 use crate::services::access_tokens::AccessTokens;
-use crate::services::apps::Apps;
+use crate::services::apps::{AppRegistry, Apps};
 use crate::services::login::{AccountRules, LoginService};
 use crate::services::maintenance::Maintenance;
 use crate::services::open_data::OpenData;
@@ -25,6 +25,7 @@ pub struct AppState(Arc<Services>);
 
 pub struct Services {
     pub apps: Arc<Apps>,
+    pub registry: AppRegistry,
     pub login: Arc<LoginService>,
     pub sessions: Sessions,
     pub users: Users,
@@ -69,9 +70,10 @@ impl AppState {
             },
             config.wechat_timeout,
         )?;
-        let apps = Arc::new(Apps::new(config.apps.clone()));
+        let apps = Arc::new(Apps::new(config.apps.clone(), store.clone()));
         let sessions = Sessions::new(
             store.clone(),
+            apps.clone(),
             coord.clone().map(SessionCache::new),
             clock.clone(),
             policy,
@@ -125,6 +127,13 @@ impl AppState {
             clock.clone(),
             vault,
         ));
+        let registry = AppRegistry::new(
+            apps.clone(),
+            store.clone(),
+            sessions.clone(),
+            tokens.clone(),
+            clock.clone(),
+        );
         let open_data = OpenData::new(
             apps.clone(),
             sessions.clone(),
@@ -140,6 +149,7 @@ impl AppState {
         );
         Ok(Self(Arc::new(Services {
             apps,
+            registry,
             login,
             sessions,
             users,

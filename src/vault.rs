@@ -31,6 +31,8 @@ pub enum Field {
     SessionKey,
     Phone,
     AccessToken,
+    /// An app's AppSecret in the app registry (`apps.secret`).
+    AppSecret,
 }
 
 impl Field {
@@ -39,6 +41,7 @@ impl Field {
             Self::SessionKey => b"wxlogin/session_key",
             Self::Phone => b"wxlogin/phone",
             Self::AccessToken => b"wxlogin/access_token",
+            Self::AppSecret => b"wxlogin/app_secret",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `/admin/…`: find users, list and revoke sessions, ban, unban, merge and delete users, read
-//! the event log, counts, the webhook outbox and the dashboard's last hour; and the console's
+//! the event log, counts, the webhook outbox and the dashboard's last hour, the app registry;
+//! and the console's
 //! page at `/admin/`. Mounted only when `WXLOGIN_ADMIN_TOKEN` is set; every API request needs
 //! `Authorization: Bearer <admin token>`, compared in constant time with each configured token.
 //! The token's label rides on the request ([`AdminActor`]) into the events its changes write.
@@ -11,12 +12,14 @@ use crate::clock::rfc3339;
 use crate::domain::AdminTokens;
 use crate::domain::EventType;
 use crate::error::{responses, ApiError, ErrorBody};
+use crate::services::apps::{AppView, NewApp};
 use crate::state::AppState;
 use crate::store::OutboxState;
 use crate::store::{EventFilter, SessionSummary, Stats, UserFilter, UserRecord};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +44,8 @@ pub(super) fn router(tokens: AdminTokens) -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks))
         .routes(routes!(redrive))
         .routes(routes!(dashboard))
+        .routes(routes!(list_apps, add_app))
+        .routes(routes!(rotate_app, remove_app))
         .route_layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
                 let tokens = tokens.clone();
@@ -575,4 +580,130 @@ mod tests {
         assert_eq!(kind["in"], "query");
         assert_eq!(kind["schema"]["pattern"], expected.as_str());
     }
+}
+
+/// A served app: never its secret.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AppItem {
+    /// `weixin`, `qq`, `douyin`, `baidu` or `kuaishou`.
+    platform: &'static str,
+    appid: String,
+    /// `config` (the config file's: change it there) or `registry` (added through this API).
+    source: &'static str,
+    /// RFC 3339; registry apps only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    /// When the secret was last set; registry apps only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<String>,
+}
+
+impl From<AppView> for AppItem {
+    fn from(a: AppView) -> Self {
+        Self {
+            platform: a.platform.as_str(),
+            appid: a.appid.as_str().to_owned(),
+            source: a.source.as_str(),
+            created_at: a.created_at.map(rfc3339),
+            updated_at: a.updated_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct AppsData {
+    apps: Vec<AppItem>,
+}
+
+/// The apps this instance serves: the config file's, then the registry's.
+#[utoipa::path(get, path = "/admin/apps", tag = "admin", security(("admin_token" = [])),
+    responses((status = 200, body = Envelope<AppsData>), responses::Unauthorized, AdminNotFound))]
+pub(super) async fn list_apps(State(state): State<AppState>) -> Reply<AppsData> {
+    Ok(ok(AppsData {
+        apps: state.apps.list().into_iter().map(AppItem::from).collect(),
+    }))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub(super) struct NewAppBody {
+    /// `weixin`, `qq`, `douyin`, `baidu` or `kuaishou`.
+    #[schema(value_type = String, pattern = "^(weixin|qq|douyin|baidu|kuaishou)$")]
+    platform: Option<String>,
+    /// 1-64 ASCII letters, digits, `_` or `-`; not one the config file or the registry has.
+    #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    appid: Option<String>,
+    /// The AppSecret (Baidu: the App Secret; Kuaishou: app_secret): stored sealed, never returned.
+    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    secret: Option<SecretString>,
+}
+
+/// Adds an app: served by this instance on return, by every instance within 2 s.
+#[utoipa::path(post, path = "/admin/apps", tag = "admin", security(("admin_token" = [])),
+    request_body = NewAppBody,
+    responses((status = 200, body = Envelope<AppItem>),
+        (status = 400, description = "bad_request: an unknown platform, a malformed appid or secret, an appid the config file or the registry has already", body = ErrorBody),
+        responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+pub(super) async fn add_app(
+    State(state): State<AppState>,
+    ApiBody(body): ApiBody<NewAppBody>,
+) -> Reply<AppItem> {
+    let required = |v: Option<String>, name: &str| {
+        v.ok_or_else(|| ApiError::BadRequest(format!("`{name}` is required")))
+    };
+    let new = NewApp {
+        platform: required(body.platform, "platform")?,
+        appid: required(body.appid, "appid")?,
+        secret: body
+            .secret
+            .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?,
+    };
+    Ok(ok(state.registry.add(new).await?.into()))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+pub(super) struct RotateBody {
+    /// The new secret, used for the app's next exchange.
+    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    secret: Option<SecretString>,
+}
+
+/// Sets a registry app's secret (after resetting it on the platform's console). Sessions stay.
+#[utoipa::path(put, path = "/admin/apps/{appid}", tag = "admin", security(("admin_token" = [])),
+    params(("appid" = String, Path, description = "a registry app's appid")),
+    request_body = RotateBody,
+    responses((status = 200, body = Envelope<Empty>),
+        (status = 400, description = "bad_request: a malformed secret, or a config-file app", body = ErrorBody),
+        responses::Unauthorized,
+        (status = 404, description = "not_found: no such registry app (or the admin API is off)", body = ErrorBody),
+        responses::Unavailable))]
+pub(super) async fn rotate_app(
+    State(state): State<AppState>,
+    ApiPath(appid): ApiPath<String>,
+    ApiBody(body): ApiBody<RotateBody>,
+) -> Reply<Empty> {
+    let secret = body
+        .secret
+        .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?;
+    state.registry.rotate(&appid, secret).await?;
+    Ok(ok(Empty {}))
+}
+
+/// Removes a registry app and revokes its sessions on every instance before answering; later
+/// logins to it get `unknown_app`.
+#[utoipa::path(delete, path = "/admin/apps/{appid}", tag = "admin", security(("admin_token" = [])),
+    params(("appid" = String, Path, description = "a registry app's appid")),
+    responses((status = 200, body = Envelope<Revoked>),
+        (status = 400, description = "bad_request: a config-file app", body = ErrorBody),
+        responses::Unauthorized,
+        (status = 404, description = "not_found: no such registry app (or the admin API is off)", body = ErrorBody),
+        responses::Unavailable))]
+pub(super) async fn remove_app(
+    State(state): State<AppState>,
+    Client(client): Client,
+    ApiPath(appid): ApiPath<String>,
+) -> Reply<Revoked> {
+    let revoked = state.registry.remove(&appid, &client).await?;
+    Ok(ok(Revoked {
+        revoked: revoked as u64,
+    }))
 }

@@ -104,7 +104,7 @@ async fn attempt(
     let previous = token_text(headers)
         .and_then(SessionToken::parse)
         .map(|t| t.hash());
-    let outcome = state.login.login(app, code, previous, client).await?;
+    let outcome = state.login.login(&app, code, previous, client).await?;
     Ok(ok(LoginData {
         token: outcome.token.expose().to_owned(),
         expires_in: outcome.expires_in,

@@ -195,6 +195,22 @@ impl AccessTokens {
         }
     }
 
+    /// Drops the app's token, here and in Redis, whatever it is (its secret changed, or the app
+    /// is gone). Other instances keep theirs until WeChat refuses it, then refresh once.
+    pub async fn forget(&self, appid: &AppId) {
+        *self
+            .entry(appid)
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(coord) = &self.coord {
+            let name = format!("at:{appid}");
+            if let Some(Some(text)) = coord.get_value(&name).await {
+                coord.delete_value_if(&name, &text).await;
+            }
+        }
+    }
+
     /// Runs `call` with a token; if WeChat rejects the token, refreshes once and retries once.
     pub async fn with_token<T, F, Fut>(
         &self,

@@ -1,37 +1,333 @@
-//! The mini programs this server serves: their credentials, and which one a request means.
+//! The mini programs this server serves, and which one a request means: the config file's apps
+//! and the registry's — apps added, rotated and removed at run time through the admin API
+//! (`/admin/apps`) or `wxlogin admin apps`, kept in the store with their secrets sealed.
+//!
+//! Every instance reads the registry at start and again every [`REFRESH_EVERY`], and at once
+//! after a change it made itself, so a change is live on every instance within that period with
+//! no restart and nothing but the store shared. The config file's apps win an appid both name
+//! (the registry refuses to add one, and a config file that later names a registered appid
+//! shadows it, with a warning).
+//!
+//! A session is served only while its app is: [`Apps::serves`] is asked on every token check,
+//! so the sessions of a removed app (deleted by [`AppRegistry::remove`] in the same transaction
+//! as the app) cannot be answered by an instance that has not heard of the removal from a cache
+//! either — for at most [`REFRESH_EVERY`] it may still accept a session made by a login that
+//! raced the removal; after that, no instance does.
 
+use super::access_tokens::AccessTokens;
+use super::sessions::Sessions;
 use super::{ServiceError, ServiceResult};
-use crate::domain::{AppCredentials, AppId};
+use crate::clock::{Millis, SharedClock};
+use crate::domain::{AppCredentials, AppId, ClientInfo, Platform};
+use crate::store::{AppRecord, AppStore, Audit};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
+/// How often every instance re-reads the registry: a change is live everywhere within this.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
+
+/// The longest secret the registry takes (real ones are 32 to 64 characters).
+const MAX_SECRET: usize = 256;
+
+/// Where a served app comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `[[apps]]` or `WXLOGIN_APPID`: changed by editing the config and restarting.
+    Config,
+    /// The app registry: changed through the admin API.
+    Registry,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::Registry => "registry",
+        }
+    }
+}
+
+/// A served app as operators see it: never its secret.
+#[derive(Debug, Clone)]
+pub struct AppView {
+    pub platform: Platform,
+    pub appid: AppId,
+    pub source: Source,
+    /// Registry apps only.
+    pub created_at: Option<Millis>,
+    pub updated_at: Option<Millis>,
+}
+
+/// What this instance serves right now.
+#[derive(Default)]
+struct Served {
+    by_appid: HashMap<AppId, Arc<AppCredentials>>,
+    views: Vec<AppView>,
+}
+
+impl Served {
+    fn build(config: &[Arc<AppCredentials>], registry: Vec<AppRecord>) -> Self {
+        let mut served = Self::default();
+        for app in config {
+            served.by_appid.insert(app.appid.clone(), app.clone());
+            served.views.push(AppView {
+                platform: app.platform,
+                appid: app.appid.clone(),
+                source: Source::Config,
+                created_at: None,
+                updated_at: None,
+            });
+        }
+        for r in registry {
+            if served.by_appid.contains_key(&r.appid) {
+                tracing::warn!(appid = %r.appid, "a registered app is also in the config file; the config file's is served");
+                continue;
+            }
+            served.views.push(AppView {
+                platform: r.platform,
+                appid: r.appid.clone(),
+                source: Source::Registry,
+                created_at: Some(r.created_at),
+                updated_at: Some(r.updated_at),
+            });
+            let app = AppCredentials {
+                platform: r.platform,
+                appid: r.appid,
+                secret: r.secret,
+            };
+            served.by_appid.insert(app.appid.clone(), Arc::new(app));
+        }
+        served
+    }
+}
+
+/// The apps served: read on every login and token check.
 pub struct Apps {
-    list: Vec<AppCredentials>,
+    config: Vec<Arc<AppCredentials>>,
+    store: Arc<dyn AppStore>,
+    served: RwLock<Arc<Served>>,
 }
 
 impl Apps {
-    pub fn new(list: Vec<AppCredentials>) -> Self {
-        Self { list }
+    /// The config file's apps only, until the first [`refresh`](Self::refresh).
+    pub fn new(config: Vec<AppCredentials>, store: Arc<dyn AppStore>) -> Self {
+        let config: Vec<_> = config.into_iter().map(Arc::new).collect();
+        let served = Served::build(&config, Vec::new());
+        Self {
+            config,
+            store,
+            served: RwLock::new(Arc::new(served)),
+        }
     }
 
-    /// The credentials of a session's app; `None` if it has been removed since the login.
-    pub fn get(&self, appid: &AppId) -> Option<&AppCredentials> {
-        self.list.iter().find(|a| &a.appid == appid)
+    fn now_served(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// The app a login is for: the named one, or the only one.
-    pub fn for_login(&self, appid: Option<&str>) -> ServiceResult<&AppCredentials> {
-        match appid.filter(|a| !a.is_empty()) {
-            Some(id) => {
-                self.list
-                    .iter()
-                    .find(|a| a.appid.as_str() == id)
-                    .ok_or(ServiceError::UnknownApp(
-                        "this appid is not configured on the server",
-                    ))
+    /// Re-reads the registry. On failure the apps served so far stay served.
+    pub async fn refresh(&self) -> ServiceResult<()> {
+        let registry = self.store.apps().await?;
+        let served = Served::build(&self.config, registry);
+        *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(served);
+        Ok(())
+    }
+
+    /// Refreshes every [`REFRESH_EVERY`] until stopped.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(REFRESH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
             }
-            None if self.list.len() == 1 => Ok(&self.list[0]),
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "could not re-read the app registry; serving the apps read before");
+            }
+        }
+    }
+
+    /// The credentials of a served app; `None` if it is not served (or no longer).
+    pub fn get(&self, appid: &AppId) -> Option<Arc<AppCredentials>> {
+        self.now_served().by_appid.get(appid).cloned()
+    }
+
+    /// Whether sessions of this app are served.
+    pub fn serves(&self, appid: &AppId) -> bool {
+        self.now_served().by_appid.contains_key(appid)
+    }
+
+    /// The app a login is for: the named one; without one, the config file's app when it names
+    /// exactly one, else the only app served.
+    pub fn for_login(&self, appid: Option<&str>) -> ServiceResult<Arc<AppCredentials>> {
+        let served = self.now_served();
+        match appid.filter(|a| !a.is_empty()) {
+            Some(id) => AppId::parse(id)
+                .ok()
+                .and_then(|id| served.by_appid.get(&id).cloned())
+                .ok_or(ServiceError::UnknownApp(
+                    "this appid is not configured on the server",
+                )),
+            // Clients from before a second app never send one: the config file's only app is
+            // theirs, whatever the registry adds.
+            None if self.config.len() == 1 => Ok(self.config[0].clone()),
+            None if served.by_appid.len() == 1 => {
+                Ok(served.by_appid.values().next().cloned().expect("one app"))
+            }
+            None if served.by_appid.is_empty() => Err(ServiceError::UnknownApp(
+                "no mini program is configured on the server yet",
+            )),
             None => Err(ServiceError::UnknownApp(
                 "several apps are configured: send appid with the code",
             )),
         }
+    }
+
+    /// Every served app, config file's first, then the registry's by appid.
+    pub fn list(&self) -> Vec<AppView> {
+        self.now_served().views.clone()
+    }
+
+    fn in_config(&self, appid: &AppId) -> bool {
+        self.config.iter().any(|a| &a.appid == appid)
+    }
+}
+
+/// What an operator asks the registry to add.
+pub struct NewApp {
+    pub platform: String,
+    pub appid: String,
+    pub secret: SecretString,
+}
+
+/// Adding, rotating and removing registry apps (the admin API's side of [`Apps`]).
+pub struct AppRegistry {
+    apps: Arc<Apps>,
+    store: Arc<dyn AppStore>,
+    sessions: Sessions,
+    tokens: Arc<AccessTokens>,
+    clock: SharedClock,
+}
+
+impl AppRegistry {
+    pub fn new(
+        apps: Arc<Apps>,
+        store: Arc<dyn AppStore>,
+        sessions: Sessions,
+        tokens: Arc<AccessTokens>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            apps,
+            store,
+            sessions,
+            tokens,
+            clock,
+        }
+    }
+
+    /// Adds an app, live on this instance on return and on every other within
+    /// [`REFRESH_EVERY`]. Refused (nothing stored): an unknown platform, a malformed appid or
+    /// secret, an appid the config file or the registry has already.
+    pub async fn add(&self, new: NewApp) -> ServiceResult<AppView> {
+        let platform = Platform::parse(new.platform.trim()).ok_or(ServiceError::BadInput(
+            "`platform` must be one of weixin, qq, douyin, baidu, kuaishou",
+        ))?;
+        let appid = AppId::parse(new.appid.trim()).map_err(|_| {
+            ServiceError::BadInput("`appid` must be 1-64 ASCII letters, digits, '_' or '-'")
+        })?;
+        let secret = checked_secret(new.secret)?;
+        if self.apps.in_config(&appid) {
+            return Err(ServiceError::BadInput(
+                "this appid is in the config file, which wins: change it there",
+            ));
+        }
+        let now = self.clock.now_ms();
+        if !self.store.add_app(platform, &appid, &secret, now).await? {
+            return Err(ServiceError::BadInput("this appid is registered already"));
+        }
+        tracing::info!(%appid, platform = platform.as_str(), "app added to the registry");
+        self.apps.refresh().await?;
+        Ok(AppView {
+            platform,
+            appid,
+            source: Source::Registry,
+            created_at: Some(now),
+            updated_at: Some(now),
+        })
+    }
+
+    /// Replaces a registry app's secret: the next exchange uses it (its cached access_token is
+    /// dropped here and in Redis). Sessions stay.
+    pub async fn rotate(&self, appid: &str, secret: SecretString) -> ServiceResult<()> {
+        let appid = self.registered(appid)?;
+        let secret = checked_secret(secret)?;
+        if !self
+            .store
+            .rotate_app(&appid, &secret, self.clock.now_ms())
+            .await?
+        {
+            return Err(ServiceError::NotFound);
+        }
+        tracing::info!(%appid, "app secret rotated");
+        self.apps.refresh().await?;
+        self.tokens.forget(&appid).await;
+        Ok(())
+    }
+
+    /// Removes a registry app and revokes its sessions (before the reply on this instance and,
+    /// through Redis, in every instance's cache); returns how many. Later logins to it get
+    /// `unknown_app`.
+    pub async fn remove(&self, appid: &str, client: &ClientInfo) -> ServiceResult<usize> {
+        let appid = self.registered(appid)?;
+        let audit = Audit {
+            now: self.clock.now_ms(),
+            client,
+        };
+        let Some(ended) = self
+            .sessions
+            .invalidating(self.store.remove_app(&appid, audit))
+            .await?
+        else {
+            // Perhaps the retry of a removal answered 503: the round trip finishes it.
+            self.sessions.broadcast_end(&[]).await?;
+            return Err(ServiceError::NotFound);
+        };
+        self.apps.refresh().await?;
+        self.tokens.forget(&appid).await;
+        // One epoch move ends every cached answer at once, however many sessions there were.
+        self.sessions.forget_all().await?;
+        tracing::info!(%appid, revoked = ended.len(), "app removed from the registry");
+        Ok(ended.len())
+    }
+
+    /// A registry appid: a config-file app is not the registry's to change.
+    fn registered(&self, appid: &str) -> ServiceResult<AppId> {
+        let appid = AppId::parse(appid).map_err(|_| ServiceError::NotFound)?;
+        if self.apps.in_config(&appid) {
+            return Err(ServiceError::BadInput(
+                "this app is in the config file: change it there",
+            ));
+        }
+        Ok(appid)
+    }
+}
+
+fn checked_secret(secret: SecretString) -> ServiceResult<SecretString> {
+    let text = secret.expose_secret();
+    let ok =
+        !text.is_empty() && text.len() <= MAX_SECRET && text.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(secret)
+    } else {
+        Err(ServiceError::BadInput(
+            "`secret` must be 1-256 printable ASCII characters",
+        ))
     }
 }

@@ -57,7 +57,7 @@ impl OpenData {
     }
 
     /// The configuration of a session's app (it may have been removed since the login).
-    fn app(&self, s: &SessionRecord) -> ServiceResult<&AppCredentials> {
+    fn app(&self, s: &SessionRecord) -> ServiceResult<Arc<AppCredentials>> {
         self.apps.get(&s.appid).ok_or(ServiceError::Unauthorized)
     }
 
@@ -71,7 +71,7 @@ impl OpenData {
     }
 
     /// A session's app, when its platform has WeChat's access_token APIs (phone, checkSession).
-    fn open_api_app(&self, s: &SessionRecord) -> ServiceResult<&AppCredentials> {
+    fn open_api_app(&self, s: &SessionRecord) -> ServiceResult<Arc<AppCredentials>> {
         let app = self.app(s)?;
         if app.platform.has_wechat_open_api() {
             Ok(app)
@@ -100,7 +100,7 @@ impl OpenData {
         }
         let info = self
             .tokens
-            .with_token(app, |token| {
+            .with_token(&app, |token| {
                 let wechat = self.wechat.clone();
                 let code = code.to_owned();
                 async move { wechat.phone_number(&token, &code).await }
@@ -187,7 +187,7 @@ impl OpenData {
             crypto::session_signature(self.sessions.session_key(token, s).await?.expose(), "");
         Ok(self
             .tokens
-            .with_token(app, |token| {
+            .with_token(&app, |token| {
                 let (wechat, openid, signature) =
                     (self.wechat.clone(), s.openid.0.clone(), signature.clone());
                 async move { wechat.check_session(&token, &openid, &signature).await }

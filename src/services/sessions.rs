@@ -8,6 +8,7 @@
 //! injected clock, so the server enforces them whatever the client does.
 //! With Redis configured, checks are answered from the shared cache when it has the session.
 
+use super::apps::Apps;
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
 use crate::coord::session_cache::{Epoch, Lookup, SessionCache};
@@ -55,6 +56,8 @@ impl SessionPolicy {
 #[derive(Clone)]
 pub struct Sessions {
     store: Arc<dyn SessionStore>,
+    /// A session is served only while its app is.
+    apps: Arc<Apps>,
     cache: Option<SessionCache>,
     clock: SharedClock,
     policy: SessionPolicy,
@@ -63,12 +66,14 @@ pub struct Sessions {
 impl Sessions {
     pub fn new(
         store: Arc<dyn SessionStore>,
+        apps: Arc<Apps>,
         cache: Option<SessionCache>,
         clock: SharedClock,
         policy: SessionPolicy,
     ) -> Self {
         Self {
             store,
+            apps,
             cache,
             clock,
             policy,
@@ -105,7 +110,7 @@ impl Sessions {
             Some((Lookup::Miss, epoch)) => (self.load(&hash).await?, false, Some(epoch)),
             None => (self.load(&hash).await?, false, None),
         };
-        if !self.policy.is_live(&session, now) {
+        if !self.policy.is_live(&session, now) || !self.apps.serves(&session.appid) {
             return Err(ServiceError::Unauthorized);
         }
         let touch = now - session.last_seen_at >= self.policy.touch_interval_ms();
@@ -272,6 +277,20 @@ impl Sessions {
             self.moved().await;
         }
         result
+    }
+
+    /// Ends every answer any instance's cache holds (the store dropped too many sessions to
+    /// name them: an app's removal). `StoreUnavailable` if Redis could not be told; as with
+    /// [`broadcast_end`](Self::broadcast_end), a retry's round trip completes it.
+    pub async fn forget_all(&self) -> ServiceResult<()> {
+        match &self.cache {
+            Some(cache) if !cache.invalidate_all().await => Err(ServiceError::StoreUnavailable(
+                "a revocation could not reach Redis; other instances may still accept the token \
+                 until it does"
+                    .into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Sessions that now belong to another user (a merge): no instance may answer them from

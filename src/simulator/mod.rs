@@ -73,6 +73,7 @@ pub fn control_router() -> Router<Arc<SimState>> {
         .route("/_sim/encrypt", post(open_api::encrypt))
         .route("/_sim/expire_token", post(open_api::expire_token))
         .route("/_sim/open_platform", post(open_platform))
+        .route("/_sim/apps", post(upsert_app))
         .route("/_sim/calls", get(calls).delete(reset_calls))
         .route(
             "/_sim/faults",
@@ -341,6 +342,38 @@ async fn open_platform(
         Err(why) => return bad_request(&why),
     };
     sim.set_bound(&appid, body.bound);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(Deserialize)]
+struct AppBody {
+    platform: Option<String>,
+    appid: String,
+    secret: String,
+}
+
+/// `POST /_sim/apps {"platform"?, "appid", "secret"}`: a new app the simulated platform knows
+/// (as registering one on its console), or an existing one's secret reset (the old secret is
+/// refused from then on).
+async fn upsert_app(State(sim): State<Arc<SimState>>, body: Option<Json<AppBody>>) -> Response {
+    let Some(Json(body)) = body else {
+        return bad_request("send JSON {\"platform\"?, \"appid\", \"secret\"}");
+    };
+    let platform = match body.platform.as_deref() {
+        None => Platform::Weixin,
+        Some(p) => match Platform::parse(p) {
+            Some(p) => p,
+            None => return bad_request(&format!("unknown platform {p:?}")),
+        },
+    };
+    if body.appid.is_empty() || body.secret.is_empty() {
+        return bad_request("appid and secret must not be empty");
+    }
+    sim.upsert_app(SimApp {
+        platform,
+        appid: body.appid,
+        secret: body.secret,
+    });
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -77,7 +77,8 @@ pub(super) struct PhoneCode {
 }
 
 pub struct SimState {
-    apps: Vec<SimApp>,
+    /// Apps can be added and their secrets reset while it runs (`POST /_sim/apps`).
+    apps: Mutex<Vec<SimApp>>,
     clock: SharedClock,
     pub(super) inner: Mutex<Inner>,
 }
@@ -123,7 +124,7 @@ fn stable_id(prefix: char, parts: &[&str]) -> String {
 impl SimState {
     pub fn new(apps: Vec<SimApp>, clock: SharedClock) -> Self {
         Self {
-            apps,
+            apps: Mutex::new(apps),
             clock,
             inner: Mutex::new(Inner::default()),
         }
@@ -150,8 +151,22 @@ impl SimState {
         }
     }
 
+    fn apps(&self) -> std::sync::MutexGuard<'_, Vec<SimApp>> {
+        self.apps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an app, or gives an existing appid this platform and secret (as resetting the
+    /// AppSecret on the platform's console does: the old one stops working at once).
+    pub fn upsert_app(&self, app: SimApp) {
+        let mut apps = self.apps();
+        match apps.iter_mut().find(|a| a.appid == app.appid) {
+            Some(existing) => *existing = app,
+            None => apps.push(app),
+        }
+    }
+
     fn platform_of(&self, appid: &str) -> Platform {
-        self.apps
+        self.apps()
             .iter()
             .find(|a| a.appid == appid)
             .map_or(Platform::Weixin, |a| a.platform)
@@ -166,7 +181,7 @@ impl SimState {
         secret: &str,
     ) -> Result<(), (i64, &'static str)> {
         match self
-            .apps
+            .apps()
             .iter()
             .find(|a| a.appid == appid && a.platform == platform)
         {
@@ -182,22 +197,23 @@ impl SimState {
         &self,
         platform: Option<Platform>,
         appid: Option<&str>,
-    ) -> Result<&SimApp, String> {
+    ) -> Result<SimApp, String> {
         let of_platform = |a: &&SimApp| platform.is_none_or(|p| a.platform == p);
+        let apps = self.apps();
         match appid {
-            Some(id) => self
-                .apps
+            Some(id) => apps
                 .iter()
                 .filter(of_platform)
                 .find(|a| a.appid == id)
+                .cloned()
                 .ok_or_else(|| match platform {
                     Some(p) => format!("no {} app {id:?}", p.as_str()),
                     None => format!("unknown appid {id:?}"),
                 }),
             None => {
-                let mut matching = self.apps.iter().filter(of_platform);
+                let mut matching = apps.iter().filter(of_platform);
                 match (matching.next(), matching.next()) {
-                    (Some(app), None) => Ok(app),
+                    (Some(app), None) => Ok(app.clone()),
                     (None, _) => Err("no such app is simulated".into()),
                     (Some(_), Some(_)) => Err("several apps are simulated: name the appid".into()),
                 }

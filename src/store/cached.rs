@@ -21,14 +21,16 @@
 
 use super::used_codes::{Known, UsedCodes, MAX_CODES, WINDOW};
 use super::{
-    AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
-    MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
-    SessionSummary, SharedStore, Stats, StoreError, StoreResult, UserFilter, UserRecord, UserStore,
+    AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
+    LoginRecord, LoginStore, MaintenanceStore, NewLogin, PhoneBinding, ProfileChange,
+    SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreError, StoreResult,
+    UserFilter, UserRecord, UserStore,
 };
 use crate::clock::{Millis, SharedClock};
 use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
 use async_trait::async_trait;
 use lru::LruCache;
+use secrecy::SecretString;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
@@ -56,19 +58,24 @@ impl Cache {
         }
     }
 
-    /// Forgets a user and every cached session of theirs: after a change to the account
-    /// (whatever its outcome: a failed commit may still have landed).
-    fn drop_user(&mut self, user: UserId) {
-        self.users.pop(&user);
+    /// Forgets every cached session `doomed` picks.
+    fn drop_sessions_where(&mut self, doomed: impl Fn(&SessionRecord) -> bool) {
         let hashes: Vec<TokenHash> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.user_id == user)
+            .filter(|(_, s)| doomed(s))
             .map(|(h, _)| h.clone())
             .collect();
         for h in &hashes {
             self.drop_session(h);
         }
+    }
+
+    /// Forgets a user and every cached session of theirs: after a change to the account
+    /// (whatever its outcome: a failed commit may still have landed).
+    fn drop_user(&mut self, user: UserId) {
+        self.users.pop(&user);
+        self.drop_sessions_where(|s| s.user_id == user);
     }
 }
 
@@ -524,5 +531,40 @@ impl super::OutboxStore for CachedStore {
     }
     async fn outbox_stats(&self) -> StoreResult<super::OutboxStats> {
         self.inner.outbox_stats().await
+    }
+}
+
+#[async_trait]
+impl AppStore for CachedStore {
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        self.inner.apps().await
+    }
+    async fn add_app(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        self.inner.add_app(platform, appid, secret, now).await
+    }
+    async fn rotate_app(
+        &self,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        self.inner.rotate_app(appid, secret, now).await
+    }
+    async fn remove_app(
+        &self,
+        appid: &AppId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Vec<TokenHash>>> {
+        // Whatever the outcome, none of the app's sessions may be answered from memory.
+        self.write(self.inner.remove_app(appid, audit), |cache, _| {
+            cache.drop_sessions_where(|s| &s.appid == appid)
+        })
+        .await
     }
 }

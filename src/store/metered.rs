@@ -2,13 +2,15 @@
 //! backend, below the in-memory cache, so the histogram shows the database's own latency.
 
 use super::{
-    AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
-    MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
-    SessionSummary, SharedStore, Stats, StoreResult, UserFilter, UserRecord, UserStore,
+    AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
+    LoginRecord, LoginStore, MaintenanceStore, NewLogin, PhoneBinding, ProfileChange,
+    SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreResult, UserFilter,
+    UserRecord, UserStore,
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
 use async_trait::async_trait;
+use secrecy::SecretString;
 use std::future::Future;
 use std::time::Instant;
 
@@ -243,5 +245,36 @@ impl super::OutboxStore for MeteredStore {
     }
     async fn outbox_stats(&self) -> StoreResult<super::OutboxStats> {
         timed("outbox_stats", self.0.outbox_stats()).await
+    }
+}
+
+#[async_trait]
+impl AppStore for MeteredStore {
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        timed("apps", self.0.apps()).await
+    }
+    async fn add_app(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        timed("add_app", self.0.add_app(platform, appid, secret, now)).await
+    }
+    async fn rotate_app(
+        &self,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        timed("rotate_app", self.0.rotate_app(appid, secret, now)).await
+    }
+    async fn remove_app(
+        &self,
+        appid: &AppId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Vec<TokenHash>>> {
+        timed("remove_app", self.0.remove_app(appid, audit)).await
     }
 }

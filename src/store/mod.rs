@@ -27,6 +27,7 @@ use crate::domain::{
 };
 use crate::vault::Vault;
 use async_trait::async_trait;
+use secrecy::SecretString;
 use std::fmt;
 use std::sync::Arc;
 
@@ -487,6 +488,57 @@ pub trait OutboxStore: Send + Sync + 'static {
     async fn outbox_stats(&self) -> StoreResult<OutboxStats>;
 }
 
+/// An app of the registry (apps added at run time), its secret opened.
+#[derive(Clone)]
+pub struct AppRecord {
+    pub platform: Platform,
+    pub appid: AppId,
+    pub secret: SecretString,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl fmt::Debug for AppRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppRecord")
+            .field("platform", &self.platform)
+            .field("appid", &self.appid)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// The app registry: mini programs added, rotated and removed at run time. Secrets are sealed
+/// on the way in and opened on the way out.
+#[async_trait]
+pub trait AppStore: Send + Sync + 'static {
+    /// Every registered app, by appid. A row no configured data key opens is left out (and
+    /// logged): its app cannot be served without its secret.
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>>;
+    /// Adds an app; `false` (nothing stored) if the appid is registered already.
+    async fn add_app(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Replaces an app's secret; `false` if there is no such app.
+    async fn rotate_app(
+        &self,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// Deletes an app and, in the same transaction, every session of it (event
+    /// `session_revoked`, reason `app_removed`, each); `None` if there is no such app.
+    async fn remove_app(
+        &self,
+        appid: &AppId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Vec<TokenHash>>>;
+}
+
 /// Readiness, expiry cleanup, counts, and an orderly close.
 #[async_trait]
 pub trait MaintenanceStore: Send + Sync + 'static {
@@ -527,10 +579,14 @@ pub trait MaintenanceStore: Send + Sync + 'static {
 }
 
 /// A whole store: every narrow trait. Services take the one they need.
-pub trait Store: LoginStore + SessionStore + UserStore + MaintenanceStore + OutboxStore {}
+pub trait Store:
+    LoginStore + SessionStore + UserStore + MaintenanceStore + OutboxStore + AppStore
+{
+}
 
-impl<T: LoginStore + SessionStore + UserStore + MaintenanceStore + OutboxStore + ?Sized> Store
-    for T
+impl<
+        T: LoginStore + SessionStore + UserStore + MaintenanceStore + OutboxStore + AppStore + ?Sized,
+    > Store for T
 {
 }
 
@@ -618,6 +674,7 @@ pub(crate) fn private_sqlite_files(path: &std::path::Path) -> std::io::Result<()
 pub enum SealedColumn {
     SessionKey,
     Phone,
+    AppSecret,
 }
 
 /// Which values [`reseal`] seals.
@@ -634,12 +691,13 @@ pub enum Reseal {
 pub struct Resealed {
     pub session_keys: u64,
     pub phones: u64,
+    pub app_secrets: u64,
     /// Values no configured key opens (a lost key, a damaged row): left as they are. Reading
     /// one gives no session_key (the client logs in again) or no phone number.
     pub unreadable: u64,
 }
 
-/// Seals the store's session keys and phone numbers under its vault's current key (`scope`
+/// Seals the store's session keys, phone numbers and app secrets under its vault's current key (`scope`
 /// says which), row by row and compare-and-set, so it runs beside live traffic.
 pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<Resealed> {
     const BATCH: i64 = 500;
@@ -649,10 +707,15 @@ pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<
         Reseal::NotCurrent => vault.current_prefix(),
     };
     let mut done = Resealed::default();
-    for kind in [SealedColumn::SessionKey, SealedColumn::Phone] {
+    for kind in [
+        SealedColumn::SessionKey,
+        SealedColumn::Phone,
+        SealedColumn::AppSecret,
+    ] {
         let field = match kind {
             SealedColumn::SessionKey => crate::vault::Field::SessionKey,
             SealedColumn::Phone => crate::vault::Field::Phone,
+            SealedColumn::AppSecret => crate::vault::Field::AppSecret,
         };
         let mut after = 0;
         loop {
@@ -665,12 +728,13 @@ pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<
                 let new = vault.seal(field, &plain);
                 let hash = match kind {
                     SealedColumn::Phone => vault.phone_hash(&plain),
-                    SealedColumn::SessionKey => String::new(),
+                    SealedColumn::SessionKey | SealedColumn::AppSecret => String::new(),
                 };
                 if store.replace_sealed(kind, *id, stored, &new, &hash).await? {
                     match kind {
                         SealedColumn::SessionKey => done.session_keys += 1,
                         SealedColumn::Phone => done.phones += 1,
+                        SealedColumn::AppSecret => done.app_secrets += 1,
                     }
                 }
             }
@@ -680,7 +744,7 @@ pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<
             }
         }
     }
-    if done.session_keys + done.phones > 0 {
+    if done.session_keys + done.phones + done.app_secrets > 0 {
         store.settle().await?;
     }
     Ok(done)

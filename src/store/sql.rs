@@ -5,14 +5,16 @@
 //! The row mapping is here too, generic over sqlx's row types, so both read rows alike.
 
 use super::{
-    Audit, EventRecord, IdentityRecord, OutboxRecord, OutboxStats, SessionRecord, SessionSummary,
-    Stats, StoreError, StoreResult, UserRecord,
+    AppRecord, Audit, EventRecord, IdentityRecord, OutboxRecord, OutboxStats, SessionRecord,
+    SessionSummary, Stats, StoreError, StoreResult, UserRecord,
 };
 use crate::clock::Millis;
 use crate::domain::{
-    AppId, ClientInfo, EventType, OpenId, SessionKey, TokenHash, UnionId, UserId, UserStatus,
+    AppId, ClientInfo, EventType, OpenId, Platform, SessionKey, TokenHash, UnionId, UserId,
+    UserStatus,
 };
 use crate::vault::{Field, Vault};
+use secrecy::SecretString;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 pub(crate) const PING: &str = "SELECT 1";
@@ -196,6 +198,30 @@ pub(crate) const UNSEALED_SESSIONS: &str = "SELECT id, session_key FROM sessions
 pub(crate) const RESEAL_SESSION: &str =
     "UPDATE sessions SET session_key = $1 WHERE id = $2 AND session_key = $3";
 
+/// Apps whose secret is not sealed under the current key (`$1`: its prefix), by id.
+pub(crate) const UNSEALED_APP_SECRETS: &str = "SELECT id, secret FROM apps \
+     WHERE secret NOT LIKE $1 AND id > $2 ORDER BY id LIMIT $3";
+
+/// Compare-and-set, as for sessions.
+pub(crate) const RESEAL_APP_SECRET: &str =
+    "UPDATE apps SET secret = $1 WHERE id = $2 AND secret = $3";
+
+pub(crate) const LIST_APPS: &str =
+    "SELECT platform, appid, secret, created_at, updated_at FROM apps ORDER BY appid";
+
+/// Adds an app unless its appid is taken (no row inserted then).
+pub(crate) const INSERT_APP: &str =
+    "INSERT INTO apps (platform, appid, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+     ON CONFLICT (appid) DO NOTHING";
+
+pub(crate) const ROTATE_APP: &str = "UPDATE apps SET secret = $1, updated_at = $2 WHERE appid = $3";
+
+pub(crate) const DELETE_APP: &str = "DELETE FROM apps WHERE appid = $1";
+
+/// A removed app's sessions.
+pub(crate) const DELETE_APP_SESSIONS: &str =
+    "DELETE FROM sessions WHERE appid = $1 RETURNING id, token_hash, user_id, platform, appid";
+
 /// Users whose phone is not sealed under the current key (`$1`: its prefix), by id.
 pub(crate) const UNSEALED_PHONES: &str = "SELECT id, phone FROM users \
      WHERE phone IS NOT NULL AND phone NOT LIKE $1 AND id > $2 ORDER BY id LIMIT $3";
@@ -330,6 +356,37 @@ where
 }
 
 /// A row of [`USER_IDENTITIES`].
+/// An app row as [`LIST_APPS`] reads it; `None` (logged) when no configured key opens its secret
+/// or its platform is one this build does not know.
+pub(crate) fn app_from_row<R>(row: &R, vault: &Vault) -> StoreResult<Option<AppRecord>>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let platform: String = get(row, "platform")?;
+    let appid = appid_of(get(row, "appid")?)?;
+    let Some(platform) = Platform::parse(&platform) else {
+        tracing::error!(%appid, %platform, "a registered app names a platform this build does not serve; skipped");
+        return Ok(None);
+    };
+    let secret = match vault.open(Field::AppSecret, &get::<R, String>(row, "secret")?) {
+        Ok(plain) => SecretString::from(plain),
+        Err(e) => {
+            tracing::error!(%appid, error = %e, "a registered app's secret cannot be opened; skipped");
+            return Ok(None);
+        }
+    };
+    Ok(Some(AppRecord {
+        platform,
+        appid,
+        secret,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    }))
+}
+
 pub(crate) fn identity_from_row<R>(row: &R) -> StoreResult<IdentityRecord>
 where
     R: Row,

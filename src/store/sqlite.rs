@@ -12,16 +12,17 @@ mod writer;
 
 use super::sql::{self, Ended, NewEvent};
 use super::{
-    AccountChange, Audit, Avatar, Cleanup, EventFilter, EventRecord, LoginRecord, LoginStore,
-    MaintenanceStore, NewLogin, PhoneBinding, ProfileChange, SessionRecord, SessionStore,
-    SessionSummary, Stats, StoreError, StoreOptions, StoreResult, UserFilter, UserRecord,
-    UserStore,
+    AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
+    LoginRecord, LoginStore, MaintenanceStore, NewLogin, PhoneBinding, ProfileChange,
+    SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions, StoreResult,
+    UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
 use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
@@ -668,6 +669,82 @@ impl UserStore for SqliteStore {
 }
 
 #[async_trait]
+impl AppStore for SqliteStore {
+    async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        let rows = sqlx::query(sql::LIST_APPS)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(unavailable)?;
+        let mut apps = Vec::with_capacity(rows.len());
+        for row in &rows {
+            apps.extend(sql::app_from_row(row, &self.vault)?);
+        }
+        Ok(apps)
+    }
+
+    async fn add_app(
+        &self,
+        platform: Platform,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql::INSERT_APP)
+            .bind(platform.as_str())
+            .bind(appid.as_str())
+            .bind(self.vault.seal(Field::AppSecret, secret.expose_secret()))
+            .bind(now)
+            .execute(&self.writer)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn rotate_app(
+        &self,
+        appid: &AppId,
+        secret: &SecretString,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(sql::ROTATE_APP)
+            .bind(self.vault.seal(Field::AppSecret, secret.expose_secret()))
+            .bind(now)
+            .bind(appid.as_str())
+            .execute(&self.writer)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn remove_app(
+        &self,
+        appid: &AppId,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Vec<TokenHash>>> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(sql::DELETE_APP)
+            .bind(appid.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let query = sqlx::query(sql::DELETE_APP_SESSIONS).bind(appid.as_str());
+        let ended = end_sessions(
+            &mut tx,
+            query,
+            EventType::SessionRevoked,
+            "app_removed",
+            audit,
+        )
+        .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(ended.into_iter().map(|e| e.token_hash).collect()))
+    }
+}
+
+#[async_trait]
 impl MaintenanceStore for SqliteStore {
     async fn unsealed(
         &self,
@@ -679,6 +756,7 @@ impl MaintenanceStore for SqliteStore {
         let query = match kind {
             super::SealedColumn::SessionKey => sql::UNSEALED_SESSIONS,
             super::SealedColumn::Phone => sql::UNSEALED_PHONES,
+            super::SealedColumn::AppSecret => sql::UNSEALED_APP_SECRETS,
         };
         sqlx::query_as(query)
             .bind(format!("{skip_prefix}%"))
@@ -698,8 +776,12 @@ impl MaintenanceStore for SqliteStore {
         phone_hash: &str,
     ) -> StoreResult<bool> {
         let done = match kind {
-            super::SealedColumn::SessionKey => {
-                sqlx::query(sql::RESEAL_SESSION)
+            super::SealedColumn::SessionKey | super::SealedColumn::AppSecret => {
+                let statement = match kind {
+                    super::SealedColumn::AppSecret => sql::RESEAL_APP_SECRET,
+                    _ => sql::RESEAL_SESSION,
+                };
+                sqlx::query(statement)
                     .bind(new)
                     .bind(id)
                     .bind(old)

@@ -206,14 +206,39 @@ async fn rotate_key_reseals_everything_while_an_instance_serves() {
     use serde_json::json;
     // B is the new key; the serving instance can open both (the first step of a rotation).
     let new_key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    let admin = "rotate-admin-token-0123456789";
     let app = spawn_with(Options {
-        env: vec![("WXLOGIN_DATA_KEY_OLD", new_key.into())],
+        env: vec![
+            ("WXLOGIN_DATA_KEY_OLD", new_key.into()),
+            ("WXLOGIN_ADMIN_TOKEN", admin.into()),
+        ],
         ..Options::default()
     })
     .await;
     let token = app.token_for("rotating").await;
+    let other = app.token_for("someone-else").await;
+    // A registry app: its secret is sealed like the rest.
+    app.sim(
+        "/_sim/apps",
+        json!({ "platform": "kuaishou", "appid": "ks-rotating", "secret": "ks-secret-1" }),
+    )
+    .await;
+    let (status, body) = app
+        .call(
+            "POST",
+            "/admin/apps",
+            Some(admin),
+            Some(
+                json!({ "platform": "kuaishou", "appid": "ks-rotating", "secret": "ks-secret-1" }),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let pc = app
-        .sim("/_sim/phone_codes", json!({ "phone": "13700000042" }))
+        .sim(
+            "/_sim/phone_codes",
+            json!({ "phone": "13700000042", "appid": APPID }),
+        )
         .await;
     let (status, _) = app
         .post("/phone", json!({ "code": pc["code"] }), Some(&token))
@@ -232,7 +257,7 @@ async fn rotate_key_reseals_everything_while_an_instance_serves() {
         ],
     );
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("1 phone numbers"), "{text}");
+    assert!(text.contains("1 phone numbers, 1 app secrets"), "{text}");
     let new_id =
         wxlogin::vault::Vault::new(&wxlogin::vault::Vault::parse_key(new_key).unwrap(), None)
             .key_id()
@@ -252,13 +277,36 @@ async fn rotate_key_reseals_everything_while_an_instance_serves() {
         .await,
         0
     );
-    // The instance goes on serving: the phone reads back, a second binding of it is refused
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM apps WHERE secret NOT LIKE '{under_new}'"
+        ))
+        .await,
+        0
+    );
+    // The instance goes on serving: the registry app logs in, the phone reads back, a second binding of it is refused
     // (found by the new key's hash), open data decrypts.
+    let issued = app
+        .sim(
+            "/_sim/codes",
+            json!({ "platform": "kuaishou", "appid": "ks-rotating", "user": "rotating" }),
+        )
+        .await;
+    let (status, body) = app
+        .post(
+            "/login",
+            json!({ "code": issued["code"], "appid": "ks-rotating" }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let (_, me) = app.me(&token).await;
     assert_eq!(me["data"]["phone"], "13700000042");
-    let other = app.token_for("someone-else").await;
     let pc = app
-        .sim("/_sim/phone_codes", json!({ "phone": "13700000042" }))
+        .sim(
+            "/_sim/phone_codes",
+            json!({ "phone": "13700000042", "appid": APPID }),
+        )
         .await;
     let (status, body) = app
         .post("/phone", json!({ "code": pc["code"] }), Some(&other))
@@ -267,8 +315,18 @@ async fn rotate_key_reseals_everything_while_an_instance_serves() {
         (status.as_u16(), &body["error"]),
         (409, &json!("phone_in_use"))
     );
+    let sealed = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "appid": APPID, "user": "rotating", "data": { "ok": 1 } }),
+        )
+        .await;
     let (status, _) = app
-        .decrypt_for(&token, "rotating", json!({ "ok": 1 }))
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(&token),
+        )
         .await;
     assert_eq!(status, 200);
     app.shutdown().await;

@@ -401,6 +401,19 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Any request to this server with a bearer token (`None`: none) and an optional JSON body:
+    /// the status and the JSON reply (`Null` when it is not JSON).
+    #[allow(dead_code)]
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        call_at(&self.http, self.addr, method, path, token, body).await
+    }
+
     /// Seals `data` as WeChat would for `user`'s current session_key (the simulator's
     /// `/_sim/encrypt`) and posts it to `/decrypt` with `token`: the reply's status and JSON.
     #[allow(dead_code)]
@@ -591,4 +604,25 @@ impl TestApp {
             n
         }
     }
+}
+
+/// [`TestApp::call`] on any instance (a peer's address).
+#[allow(dead_code)]
+pub async fn call_at(
+    http: &reqwest::Client,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http.request(method.parse().unwrap(), format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }

@@ -6,6 +6,7 @@
 mod harness;
 
 mod accounts;
+mod apps;
 mod at_rest;
 mod cli;
 mod cluster;

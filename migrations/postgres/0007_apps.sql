@@ -1,0 +1,16 @@
+-- The app registry: mini programs added, rotated and removed at run time through the admin API (`/admin/apps`,
+-- `wxlogin admin apps …`), served beside the config file's apps (which win an appid both name). Every instance
+-- reads this table at start and again every 2 s.
+--
+-- `secret` holds the AppSecret sealed with the data key (`enc1:<key id>:…`, field app_secret; `wxlogin rotate-key`
+-- reseals it with the other sealed columns); no route ever returns it. Times are Unix milliseconds.
+-- No index on sessions.appid for removing an app's sessions: a removal is rare, and an index would be one more
+-- write on every login.
+CREATE TABLE apps (
+    id         BIGSERIAL PRIMARY KEY,
+    platform   TEXT   NOT NULL,
+    appid      TEXT   NOT NULL UNIQUE,
+    secret     TEXT   NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
