@@ -87,6 +87,12 @@ def before_call(context, case, kwargs):
         case.path_parameters = {"id": sessions[0]["id"]}
     elif op == "POST /admin/webhooks/{id}/redrive":
         case.path_parameters = {"id": _dead_webhook()}
+    elif op == "POST /admin/apps":
+        case.body = {"platform": "qq", "appid": f"st-app-{next(_serial)}", "secret": "st-secret"}
+    elif op in ("PUT /admin/apps/{appid}", "DELETE /admin/apps/{appid}"):
+        appid = f"st-app-{next(_serial)}"
+        _admin("POST", "/admin/apps", {"platform": "qq", "appid": appid, "secret": "st-secret"})
+        case.path_parameters = {"appid": appid}
     elif case.path.startswith("/admin/users/{id}"):
         user, _ = _fresh_user()
         case.path_parameters = {"id": user}

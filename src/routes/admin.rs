@@ -632,8 +632,9 @@ pub(super) struct NewAppBody {
     /// 1-64 ASCII letters, digits, `_` or `-`; not one the config file or the registry has.
     #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     appid: Option<String>,
-    /// The AppSecret (Baidu: the App Secret; Kuaishou: app_secret): stored sealed, never returned.
-    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    /// The AppSecret (Baidu: the App Secret; Kuaishou: app_secret): 1-256 printable ASCII
+    /// characters, stored sealed, never returned.
+    #[schema(value_type = String, pattern = "^[!-~]{1,256}$")]
     secret: Option<SecretString>,
 }
 
@@ -662,8 +663,8 @@ pub(super) async fn add_app(
 
 #[derive(serde::Deserialize, ToSchema)]
 pub(super) struct RotateBody {
-    /// The new secret, used for the app's next exchange.
-    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    /// The new secret, used for the app's next exchange (1-256 printable ASCII characters).
+    #[schema(value_type = String, pattern = "^[!-~]{1,256}$")]
     secret: Option<SecretString>,
 }
 

@@ -495,6 +495,8 @@ async fn the_openapi_document_covers_every_route_and_matches_real_replies() {
         "/admin/users/{id}/sessions",
         "/admin/sessions/{id}",
         "/admin/stats",
+        "/admin/apps",
+        "/admin/apps/{appid}",
     ] {
         assert!(paths.contains_key(route), "{route} is not documented");
     }
