@@ -9,18 +9,16 @@
 //! shadows it, with a warning).
 //!
 //! A session is served only while its app is: [`Apps::serves`] is asked on every token check,
-//! so the sessions of a removed app (deleted by [`AppRegistry::remove`] in the same transaction
+//! so the sessions of a removed app (deleted by `AppRegistry::remove` in `registry.rs`, in the
+//! same transaction
 //! as the app) cannot be answered by an instance that has not heard of the removal from a cache
 //! either — for at most [`REFRESH_EVERY`] it may still accept a session made by a login that
 //! raced the removal; after that, no instance does.
 
-use super::access_tokens::AccessTokens;
-use super::sessions::Sessions;
 use super::{ServiceError, ServiceResult};
-use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppCredentials, AppId, ClientInfo, Platform};
-use crate::store::{AppRecord, AppStore, Audit};
-use secrecy::{ExposeSecret, SecretString};
+use crate::clock::Millis;
+use crate::domain::{AppCredentials, AppId, Platform};
+use crate::store::{AppRecord, AppStore};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -28,9 +26,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How often every instance re-reads the registry: a change is live everywhere within this.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
-
-/// The longest secret the registry takes (real ones are 32 to 64 characters).
-const MAX_SECRET: usize = 256;
 
 /// Where a served app comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,140 +189,8 @@ impl Apps {
         self.now_served().views.clone()
     }
 
-    fn in_config(&self, appid: &AppId) -> bool {
+    /// Whether the config file names this app (the registry may not change it).
+    pub fn in_config(&self, appid: &AppId) -> bool {
         self.config.iter().any(|a| &a.appid == appid)
-    }
-}
-
-/// What an operator asks the registry to add.
-pub struct NewApp {
-    pub platform: String,
-    pub appid: String,
-    pub secret: SecretString,
-}
-
-/// Adding, rotating and removing registry apps (the admin API's side of [`Apps`]).
-pub struct AppRegistry {
-    apps: Arc<Apps>,
-    store: Arc<dyn AppStore>,
-    sessions: Sessions,
-    tokens: Arc<AccessTokens>,
-    clock: SharedClock,
-}
-
-impl AppRegistry {
-    pub fn new(
-        apps: Arc<Apps>,
-        store: Arc<dyn AppStore>,
-        sessions: Sessions,
-        tokens: Arc<AccessTokens>,
-        clock: SharedClock,
-    ) -> Self {
-        Self {
-            apps,
-            store,
-            sessions,
-            tokens,
-            clock,
-        }
-    }
-
-    /// Adds an app, live on this instance on return and on every other within
-    /// [`REFRESH_EVERY`]. Refused (nothing stored): an unknown platform, a malformed appid or
-    /// secret, an appid the config file or the registry has already.
-    pub async fn add(&self, new: NewApp) -> ServiceResult<AppView> {
-        let platform = Platform::parse(new.platform.trim()).ok_or(ServiceError::BadInput(
-            "`platform` must be one of weixin, qq, douyin, baidu, kuaishou",
-        ))?;
-        let appid = AppId::parse(new.appid.trim()).map_err(|_| {
-            ServiceError::BadInput("`appid` must be 1-64 ASCII letters, digits, '_' or '-'")
-        })?;
-        let secret = checked_secret(new.secret)?;
-        if self.apps.in_config(&appid) {
-            return Err(ServiceError::BadInput(
-                "this appid is in the config file, which wins: change it there",
-            ));
-        }
-        let now = self.clock.now_ms();
-        if !self.store.add_app(platform, &appid, &secret, now).await? {
-            return Err(ServiceError::BadInput("this appid is registered already"));
-        }
-        tracing::info!(%appid, platform = platform.as_str(), "app added to the registry");
-        self.apps.refresh().await?;
-        Ok(AppView {
-            platform,
-            appid,
-            source: Source::Registry,
-            created_at: Some(now),
-            updated_at: Some(now),
-        })
-    }
-
-    /// Replaces a registry app's secret: the next exchange uses it (its cached access_token is
-    /// dropped here and in Redis). Sessions stay.
-    pub async fn rotate(&self, appid: &str, secret: SecretString) -> ServiceResult<()> {
-        let appid = self.registered(appid)?;
-        let secret = checked_secret(secret)?;
-        if !self
-            .store
-            .rotate_app(&appid, &secret, self.clock.now_ms())
-            .await?
-        {
-            return Err(ServiceError::NotFound);
-        }
-        tracing::info!(%appid, "app secret rotated");
-        self.apps.refresh().await?;
-        self.tokens.forget(&appid).await;
-        Ok(())
-    }
-
-    /// Removes a registry app and revokes its sessions (before the reply on this instance and,
-    /// through Redis, in every instance's cache); returns how many. Later logins to it get
-    /// `unknown_app`.
-    pub async fn remove(&self, appid: &str, client: &ClientInfo) -> ServiceResult<usize> {
-        let appid = self.registered(appid)?;
-        let audit = Audit {
-            now: self.clock.now_ms(),
-            client,
-        };
-        let Some(ended) = self
-            .sessions
-            .invalidating(self.store.remove_app(&appid, audit))
-            .await?
-        else {
-            // Perhaps the retry of a removal answered 503: the round trip finishes it.
-            self.sessions.broadcast_end(&[]).await?;
-            return Err(ServiceError::NotFound);
-        };
-        self.apps.refresh().await?;
-        self.tokens.forget(&appid).await;
-        // One epoch move ends every cached answer at once, however many sessions there were.
-        self.sessions.forget_all().await?;
-        tracing::info!(%appid, revoked = ended.len(), "app removed from the registry");
-        Ok(ended.len())
-    }
-
-    /// A registry appid: a config-file app is not the registry's to change.
-    fn registered(&self, appid: &str) -> ServiceResult<AppId> {
-        let appid = AppId::parse(appid).map_err(|_| ServiceError::NotFound)?;
-        if self.apps.in_config(&appid) {
-            return Err(ServiceError::BadInput(
-                "this app is in the config file: change it there",
-            ));
-        }
-        Ok(appid)
-    }
-}
-
-fn checked_secret(secret: SecretString) -> ServiceResult<SecretString> {
-    let text = secret.expose_secret();
-    let ok =
-        !text.is_empty() && text.len() <= MAX_SECRET && text.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(secret)
-    } else {
-        Err(ServiceError::BadInput(
-            "`secret` must be 1-256 printable ASCII characters",
-        ))
     }
 }

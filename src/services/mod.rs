@@ -2,6 +2,7 @@
 //! WeChat client. Each is a small struct built once at start (`state.rs`) and shared.
 //!
 //! - [`apps`]: which mini programs this server serves, and their credentials.
+//! - [`registry`]: adding, rotating and removing apps at run time (the admin API's side).
 //! - [`login`]: code → WeChat → user + session, single-flight per code.
 //! - [`sessions`]: token checks, expiry policy, and every revocation (the one session seam).
 //! - [`users`]: the person behind a token: profile, avatar, phone, export, and the account
@@ -20,6 +21,7 @@ pub mod login;
 pub mod maintenance;
 pub mod open_data;
 pub mod ratelimit;
+pub mod registry;
 pub mod sessions;
 pub mod user_cache;
 pub mod users;
