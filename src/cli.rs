@@ -59,7 +59,8 @@ pub enum Command {
     CheckConfig,
     /// Decrypt a mini program's encryptedData offline (debugging real traffic).
     Decrypt {
-        /// weixin (the default) and qq: AES-128 with a watermark; baidu: AES-192, needs --app-key.
+        /// weixin (the default), qq and douyin: AES-128 with a watermark; kuaishou: AES-128 without
+        /// one; baidu: AES-192, needs --app-key.
         #[arg(long, default_value = "weixin")]
         platform: String,
         #[arg(long)]
@@ -303,13 +304,22 @@ fn decrypt_offline(
     appid: Option<String>,
     app_key: Option<String>,
 ) -> anyhow::Result<()> {
-    use crate::domain::Platform;
+    use crate::domain::{OpenDataScheme, Platform};
     use crate::wechat::crypto::{self, OpenDataError};
-    let opened = match Platform::parse(platform) {
-        Some(Platform::Weixin | Platform::Qq) => {
-            crypto::diagnose(session_key, data, iv, appid.as_deref())
+    let Some(platform) = Platform::parse(platform) else {
+        anyhow::bail!("--platform {platform}: expected one of {}", Platform::NAMES);
+    };
+    let opened = match platform.open_data() {
+        OpenDataScheme::Aes128 { watermark } => {
+            // Without a watermark there is no appid to check.
+            crypto::diagnose(
+                session_key,
+                data,
+                iv,
+                appid.as_deref().filter(|_| watermark),
+            )
         }
-        Some(Platform::Baidu) => {
+        OpenDataScheme::Baidu => {
             let Some(app_key) = app_key.or(appid) else {
                 anyhow::bail!("--platform baidu needs --app-key (the app's AppKey)");
             };
@@ -320,11 +330,6 @@ fn decrypt_offline(
                 }
             })
         }
-        Some(other) => anyhow::bail!(
-            "--platform {}: its open data is not supported offline yet",
-            other.as_str()
-        ),
-        None => anyhow::bail!("--platform {platform}: expected one of {}", Platform::NAMES),
     };
     let v = opened.map_err(|why| anyhow::anyhow!("decrypt failed: {why}"))?;
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());

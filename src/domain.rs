@@ -252,12 +252,28 @@ impl Platform {
         self == Self::Weixin
     }
 
-    /// Whether the platform's open data is WeChat's (AES-128-CBC with a watermark, rawData
-    /// signed as `sha1(rawData + session_key)`): WeChat's and QQ's. (Baidu's has a format of its
-    /// own; Kuaishou's is not built yet.)
-    pub fn has_wechat_open_data(self) -> bool {
-        matches!(self, Self::Weixin | Self::Qq)
+    /// How the platform seals open data (`encryptedData` + `iv`) for the server.
+    pub fn open_data(self) -> OpenDataScheme {
+        match self {
+            // Douyin's and QQ's documentation describe WeChat's scheme, watermark included.
+            Self::Weixin | Self::Qq | Self::Douyin => OpenDataScheme::Aes128 { watermark: true },
+            // Kuaishou's describes the same cipher and signature, and no watermark.
+            Self::Kuaishou => OpenDataScheme::Aes128 { watermark: false },
+            Self::Baidu => OpenDataScheme::Baidu,
+        }
     }
+}
+
+/// A platform's open-data format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenDataScheme {
+    /// WeChat's: AES-128-CBC under the session_key, PKCS#7, JSON plaintext (whose
+    /// `watermark.appid` is checked when the platform writes one); `rawData` signed as
+    /// `sha1(rawData + session_key)`.
+    Aes128 { watermark: bool },
+    /// Baidu's: AES-192-CBC, 16 random bytes + a 4-byte big-endian length + the JSON + the
+    /// AppKey (checked), padded to 32-byte blocks; no watermark, no rawData signature.
+    Baidu,
 }
 
 /// Where a user's account stands.

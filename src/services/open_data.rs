@@ -11,7 +11,7 @@ use super::sessions::Sessions;
 use super::users::Users;
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppCredentials, ClientInfo, Platform, SessionToken};
+use crate::domain::{AppCredentials, ClientInfo, OpenDataScheme, SessionToken};
 use crate::store::SessionRecord;
 use crate::wechat::crypto::{self, OpenDataError};
 use crate::wechat::{PhoneInfo, WechatClient, WechatError};
@@ -59,15 +59,6 @@ impl OpenData {
     /// The configuration of a session's app (it may have been removed since the login).
     fn app(&self, s: &SessionRecord) -> ServiceResult<Arc<AppCredentials>> {
         self.apps.get(&s.appid).ok_or(ServiceError::Unauthorized)
-    }
-
-    /// Refuses a session whose platform's open data is not WeChat's.
-    fn wechat_open_data(&self, s: &SessionRecord) -> ServiceResult<()> {
-        if self.app(s)?.platform.has_wechat_open_data() {
-            Ok(())
-        } else {
-            Err(unsupported_open_data())
-        }
     }
 
     /// A session's app, when its platform has WeChat's access_token APIs (phone, checkSession).
@@ -122,18 +113,17 @@ impl OpenData {
         data: &str,
         iv: &str,
     ) -> ServiceResult<serde_json::Value> {
-        let platform = self.app(s)?.platform;
-        let opened = match platform {
-            Platform::Weixin | Platform::Qq => {
-                let key = self.sessions.session_key(token, s).await?;
-                crypto::decrypt(key.expose(), data, iv, Some(s.appid.as_str()))
+        let scheme = self.app(s)?.platform.open_data();
+        let key = self.sessions.session_key(token, s).await?;
+        let opened = match scheme {
+            OpenDataScheme::Aes128 { watermark } => {
+                let appid = watermark.then_some(s.appid.as_str());
+                crypto::decrypt(key.expose(), data, iv, appid)
             }
             // Baidu's appid is the AppKey its plaintext ends with.
-            Platform::Baidu => {
-                let key = self.sessions.session_key(token, s).await?;
+            OpenDataScheme::Baidu => {
                 crypto::baidu::decrypt(key.expose(), data, iv, s.appid.as_str())
             }
-            Platform::Douyin | Platform::Kuaishou => return Err(unsupported_open_data()),
         };
         opened.map_err(|e| match e {
             OpenDataError::Malformed(why) => ServiceError::BadInput(why),
@@ -149,7 +139,11 @@ impl OpenData {
         raw: &str,
         signature: &str,
     ) -> ServiceResult<bool> {
-        self.wechat_open_data(s)?;
+        if self.app(s)?.platform.open_data() == OpenDataScheme::Baidu {
+            return Err(ServiceError::Unsupported(
+                "Baidu signs no rawData: there is nothing to verify for its sessions",
+            ));
+        }
         let key = self.sessions.session_key(token, s).await?;
         Ok(crypto::verify_raw_data(raw, signature, key.expose()))
     }
@@ -194,8 +188,4 @@ impl OpenData {
             })
             .await?)
     }
-}
-
-fn unsupported_open_data() -> ServiceError {
-    ServiceError::Unsupported("this feature is not supported for this platform's sessions yet")
 }

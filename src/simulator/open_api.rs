@@ -280,6 +280,8 @@ pub(super) async fn encrypt(
             &iv,
             &random_bytes::<16>(),
         ),
+        // Kuaishou documents no watermark.
+        Platform::Kuaishou => crypto::encrypt(&key, data.to_string().as_bytes(), &iv),
         _ => {
             data["watermark"] = json!({ "appid": appid, "timestamp": sim.now() / 1000 });
             crypto::encrypt(&key, data.to_string().as_bytes(), &iv)

@@ -381,4 +381,35 @@ fn decrypt_offline_opens_baidus_documented_sample_and_says_what_it_needs() {
         text.contains("weixin, qq, douyin, baidu, kuaishou"),
         "{text}"
     );
+    // Kuaishou's: WeChat's cipher, no watermark to check; Douyin's has one.
+    let key = "MDEyMzQ1Njc4OWFiY2RlZg==";
+    let data =
+        wxlogin::wechat::crypto::encrypt(key, br#"{"nickName":"ks_user"}"#, &[7; 16]).unwrap();
+    let iv = "BwcHBwcHBwcHBwcHBwcHBw==";
+    let args = |platform: &'static str| {
+        [
+            "decrypt",
+            "--platform",
+            platform,
+            "--session-key",
+            key,
+            "--iv",
+            iv,
+            "--data",
+            &data,
+            "--appid",
+            "ks-app",
+        ]
+        .map(str::to_owned)
+    };
+    let run = |platform| {
+        let a = args(platform);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        wxlogin(dir.path(), &a, &[])
+    };
+    let (code, text) = run("kuaishou");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("\"nickName\": \"ks_user\""), "{text}");
+    let (code, text) = run("douyin");
+    assert_ne!(code, 0, "Douyin's data carries a watermark: {text}");
 }

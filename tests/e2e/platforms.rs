@@ -212,7 +212,7 @@ async fn baidu_and_kuaishou_codes_log_in_through_their_own_apis() {
         let (status, again) = login_to(&app, appid, &issued["code"]).await;
         assert_eq!((status, again["error"].as_str()), (401, Some("code_used")));
         // Baidu's open data in its own format (AES-192, the AppKey after the JSON); Kuaishou's
-        // is not built, nor WeChat's access_token APIs for either.
+        // as WeChat's without a watermark. WeChat's access_token APIs exist for neither.
         let sealed = app
             .sim(
                 "/_sim/encrypt",
@@ -226,9 +226,24 @@ async fn baidu_and_kuaishou_codes_log_in_through_their_own_apis() {
                 Some(&token),
             )
             .await;
-        if platform == "baidu" {
+        assert_eq!(status, 200, "{platform}: {body}");
+        assert_eq!(body["data"], json!({ "nickname": "涛" }), "{platform}");
+        // rawData signed as WeChat's on Kuaishou; Baidu signs none.
+        let raw = r#"{"nickName":"涛"}"#;
+        let signature = wxlogin::wechat::crypto::raw_data_signature(
+            raw,
+            issued["session_key"].as_str().unwrap(),
+        );
+        let (status, body) = app
+            .post(
+                "/userinfo/verify",
+                json!({ "rawData": raw, "signature": signature }),
+                Some(&token),
+            )
+            .await;
+        if platform == "kuaishou" {
             assert_eq!(status, 200, "{body}");
-            assert_eq!(body["data"], json!({ "nickname": "涛" }));
+            assert_eq!(body["data"]["valid"], true);
         } else {
             assert_eq!(
                 (status.as_u16(), body["error"].as_str()),
@@ -368,16 +383,58 @@ async fn a_douyin_code_logs_in_through_douyins_api_and_its_errors_map() {
         (status, body["error"].as_str()),
         (401, Some("invalid_code"))
     );
+    // Open data as WeChat's: AES-128 with the app's watermark, rawData signed with sha1.
+    let sealed = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "appid": DOUYIN_APPID, "user": "yun", "data": { "nickName": "云" } }),
+        )
+        .await;
     let (status, body) = app
         .post(
             "/decrypt",
-            json!({ "encryptedData": "AAAA", "iv": "AAAA" }),
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["nickName"], "云");
+    assert_eq!(body["data"]["watermark"]["appid"], DOUYIN_APPID);
+    // Sealed for the WeChat app (another session_key, another watermark): refused.
+    let wechat_user = app.wx_login("yun-wx").await;
+    let other = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "appid": APPID, "user": "yun-wx", "data": { "nickName": "云" } }),
+        )
+        .await;
+    assert!(wechat_user["code"].is_string());
+    let (status, body) = app
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": other["encryptedData"], "iv": other["iv"] }),
             Some(&token),
         )
         .await;
     assert_eq!(
         (status.as_u16(), body["error"].as_str()),
-        (404, Some("unsupported"))
+        (400, Some("decrypt_failed")),
+        "{body}"
+    );
+    let raw = r#"{"nickName":"云"}"#;
+    let signature =
+        wxlogin::wechat::crypto::raw_data_signature(raw, issued["session_key"].as_str().unwrap());
+    let (status, body) = app
+        .post(
+            "/userinfo/verify",
+            json!({ "rawData": raw, "signature": signature }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["data"]["valid"].as_bool()),
+        (200, Some(true)),
+        "{body}"
     );
 
     // System error twice (the one retry included): 503, and the code still works.
