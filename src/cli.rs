@@ -5,7 +5,7 @@
 use crate::app::{Application, Running};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigError};
-use crate::domain::AppCredentials;
+use crate::domain::{AppCredentials, Platform};
 use crate::simulator::{self, SimApp, SimState};
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -16,6 +16,27 @@ use tokio_util::sync::CancellationToken;
 /// The test app `serve --dev` simulates when no app is configured.
 pub const DEV_APPID: &str = "wxdevapp";
 const DEV_SECRET: &str = "dev-secret-not-for-production";
+
+/// `serve --dev`'s test apps when none is configured: one per platform, WeChat's the default.
+const DEV_APPS: [(Platform, &str, &str); 5] = [
+    (Platform::Weixin, DEV_APPID, DEV_SECRET),
+    (Platform::Qq, "qqdevapp", "dev-qq-secret-not-for-production"),
+    (
+        Platform::Douyin,
+        "ttdevapp",
+        "dev-douyin-secret-not-for-production",
+    ),
+    (
+        Platform::Baidu,
+        "baidudevappkey",
+        "dev-baidu-secret-not-for-production",
+    ),
+    (
+        Platform::Kuaishou,
+        "ksdevapp",
+        "dev-kuaishou-secret-not-for-production",
+    ),
+];
 
 #[derive(Parser)]
 #[command(
@@ -370,11 +391,20 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
     let mut simulator = None;
     if dev {
         if config.apps.is_empty() {
-            config.apps = vec![AppCredentials {
-                platform: crate::domain::Platform::Weixin,
-                appid: crate::domain::AppId::parse(DEV_APPID)?,
-                secret: SecretString::from(DEV_SECRET),
-            }];
+            config.apps = DEV_APPS
+                .iter()
+                .map(|(platform, appid, secret)| {
+                    Ok(AppCredentials {
+                        platform: *platform,
+                        appid: crate::domain::AppId::parse(appid)?,
+                        secret: SecretString::from(*secret),
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            // Clients that send no appid (the SDK without one, curl) mean WeChat's.
+            if config.default_appid.is_none() {
+                config.default_appid = Some(crate::domain::AppId::parse(DEV_APPID)?);
+            }
         }
         let sim_apps = config
             .apps
@@ -400,17 +430,18 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
         )?);
         extra = Some(simulator::control_router().with_state(sim));
         tracing::warn!("dev mode: WeChat is simulated; never use --dev in production");
-    } else if config.apps.is_empty() {
+    } else if config.apps.is_empty() && config.admin_tokens.is_none() {
         anyhow::bail!(
             "no mini program configured: set WXLOGIN_APPID and WXLOGIN_SECRET (or [[apps]] in wxlogin.toml), \
-             or run `wxlogin serve --dev` to try it with the built-in WeChat simulator"
+             or WXLOGIN_ADMIN_TOKEN to add apps through the admin API, or run `wxlogin serve --dev` to try \
+             it with the built-in WeChat simulator"
         );
     }
     let app = Application::build(&config, clock, extra, stop).await?;
     let addr = app.addr()?;
     tracing::info!(addr = %addr, database = %config.database_url.redacted(), "wxlogin listening");
     if dev {
-        print_dev_banner(addr, config.apps[0].appid.as_str());
+        print_dev_banner(addr, &config.apps);
     }
     app.run_until_stopped().await?;
     if let Some(simulator) = simulator {
@@ -419,13 +450,20 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_dev_banner(addr: SocketAddr, appid: &str) {
+fn print_dev_banner(addr: SocketAddr, apps: &[AppCredentials]) {
+    let appid = apps.first().map_or(DEV_APPID, |a| a.appid.as_str());
+    let list: Vec<String> = apps
+        .iter()
+        .map(|a| format!("{} ({})", a.appid, a.platform.as_str()))
+        .collect();
     println!(
         "\nwxlogin (dev) is listening on http://{addr}\n\
          Dev console: http://{addr}/_dev   API docs: http://{addr}/docs\n\
-         WeChat is simulated. Get a wx.login() code for test user alice, then log in:\n\n  \
+         Simulated apps: {}\n\
+         Every platform is simulated. Get a wx.login() code for test user alice, then log in:\n\n  \
          curl -s -X POST http://{addr}/_sim/codes -H 'content-type: application/json' -d '{{\"appid\":\"{appid}\",\"user\":\"alice\"}}'\n  \
-         curl -s -X POST http://{addr}/login -H 'content-type: application/json' -d '{{\"code\":\"<code>\"}}'\n"
+         curl -s -X POST http://{addr}/login -H 'content-type: application/json' -d '{{\"code\":\"<code>\",\"appid\":\"{appid}\"}}'\n",
+        list.join(", ")
     );
 }
 
@@ -528,7 +566,7 @@ async fn run_simulator(listen: SocketAddr, mut apps: Vec<SimApp>) -> anyhow::Res
     crate::telemetry::init(crate::config::LogFormat::Human);
     if apps.is_empty() {
         apps.push(SimApp {
-            platform: crate::domain::Platform::Weixin,
+            platform: Platform::Weixin,
             appid: DEV_APPID.into(),
             secret: DEV_SECRET.into(),
         });

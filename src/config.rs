@@ -71,6 +71,8 @@ pub struct Config {
     /// Connections served at once.
     pub max_connections: usize,
     pub apps: Vec<AppCredentials>,
+    /// The app a login that names none is for (clients written for one app send no appid).
+    pub default_appid: Option<crate::domain::AppId>,
     pub database_url: DatabaseUrl,
     pub redis_url: Option<SecretUrl>,
     /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
@@ -173,6 +175,7 @@ impl Config {
             event_retention: Duration::from_secs(180 * 86400),
             phone_reuse: None,
             public_url: None,
+            default_appid: None,
         }
     }
 

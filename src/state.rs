@@ -71,7 +71,11 @@ impl AppState {
             },
             config.wechat_timeout,
         )?;
-        let apps = Arc::new(Apps::new(config.apps.clone(), store.clone()));
+        let apps = Arc::new(Apps::new(
+            config.apps.clone(),
+            config.default_appid.clone(),
+            store.clone(),
+        ));
         let sessions = Sessions::new(
             store.clone(),
             apps.clone(),

@@ -190,6 +190,21 @@ pub(super) const SETTINGS: &[Setting] = &[
         show: |c| c.redis_prefix.clone(),
     },
     Setting {
+        key: "default_appid",
+        env: "WXLOGIN_DEFAULT_APPID",
+        default: None,
+        secret: false,
+        set: |c, v| {
+            c.default_appid = Some(crate::domain::AppId::parse(v).map_err(|e| e.0)?);
+            Ok(())
+        },
+        show: |c| {
+            c.default_appid
+                .as_ref()
+                .map_or("(unset)".into(), |a| a.to_string())
+        },
+    },
+    Setting {
         key: "wechat_api_base",
         env: "WXLOGIN_WECHAT_API_BASE",
         default: Some(super::DEFAULT_WECHAT_API_BASE),

@@ -185,6 +185,10 @@ fn bad_values_name_the_key_to_fix() {
         (&[("WXLOGIN_ADMIN_TOKEN", "short")], "WXLOGIN_ADMIN_TOKEN"),
         (&[("WXLOGIN_LOG_FORMAT", "xml")], "WXLOGIN_LOG_FORMAT"),
         (
+            &[("WXLOGIN_DEFAULT_APPID", "not an appid")],
+            "WXLOGIN_DEFAULT_APPID",
+        ),
+        (
             &[("WXLOGIN_SECRET", "x"), ("WXLOGIN_SECRET_FILE", "/f")],
             "WXLOGIN_SECRET",
         ),

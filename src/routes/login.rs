@@ -22,7 +22,7 @@ pub(super) struct LoginBody {
     /// The code from `wx.login()`. Missing or empty: 400 `missing_code`.
     #[schema(value_type = String, required = true, pattern = "^[!-~]{1,128}$")]
     code: Option<String>,
-    /// Needed only when several apps are configured.
+    /// Picks the app; without it, the default app (see `services/apps.rs`).
     #[schema(value_type = String, required = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     appid: Option<String>,
 }

@@ -102,17 +102,25 @@ impl Served {
 /// The apps served: read on every login and token check.
 pub struct Apps {
     config: Vec<Arc<AppCredentials>>,
+    /// `WXLOGIN_DEFAULT_APPID`.
+    default: Option<AppId>,
     store: Arc<dyn AppStore>,
     served: RwLock<Arc<Served>>,
 }
 
 impl Apps {
-    /// The config file's apps only, until the first [`refresh`](Self::refresh).
-    pub fn new(config: Vec<AppCredentials>, store: Arc<dyn AppStore>) -> Self {
+    /// The config file's apps only, until the first [`refresh`](Self::refresh). `default` is
+    /// the app a login that names none is for.
+    pub fn new(
+        config: Vec<AppCredentials>,
+        default: Option<AppId>,
+        store: Arc<dyn AppStore>,
+    ) -> Self {
         let config: Vec<_> = config.into_iter().map(Arc::new).collect();
         let served = Served::build(&config, Vec::new());
         Self {
             config,
+            default,
             store,
             served: RwLock::new(Arc::new(served)),
         }
@@ -158,30 +166,37 @@ impl Apps {
         self.now_served().by_appid.contains_key(appid)
     }
 
-    /// The app a login is for: the named one; without one, the config file's app when it names
-    /// exactly one, else the only app served.
+    /// The app a login is for: the named one; without one, `WXLOGIN_DEFAULT_APPID`'s, else the
+    /// config file's app when it names exactly one, else the only app served.
     pub fn for_login(&self, appid: Option<&str>) -> ServiceResult<Arc<AppCredentials>> {
         let served = self.now_served();
-        match appid.filter(|a| !a.is_empty()) {
-            Some(id) => AppId::parse(id)
-                .ok()
-                .and_then(|id| served.by_appid.get(&id).cloned())
-                .ok_or(ServiceError::UnknownApp(
-                    "this appid is not configured on the server",
-                )),
-            // Clients from before a second app never send one: the config file's only app is
-            // theirs, whatever the registry adds.
-            None if self.config.len() == 1 => Ok(self.config[0].clone()),
-            None if served.by_appid.len() == 1 => {
-                Ok(served.by_appid.values().next().cloned().expect("one app"))
-            }
-            None if served.by_appid.is_empty() => Err(ServiceError::UnknownApp(
-                "no mini program is configured on the server yet",
-            )),
-            None => Err(ServiceError::UnknownApp(
-                "several apps are configured: send appid with the code",
-            )),
-        }
+        let named = match appid.filter(|a| !a.is_empty()) {
+            Some(id) => AppId::parse(id).ok(),
+            None => match &self.default {
+                Some(default) => Some(default.clone()),
+                // Clients from before a second app never send one: the config file's only
+                // app is theirs, whatever the registry adds.
+                None if self.config.len() == 1 => return Ok(self.config[0].clone()),
+                None if served.by_appid.len() == 1 => {
+                    return Ok(served.by_appid.values().next().cloned().expect("one app"));
+                }
+                None if served.by_appid.is_empty() => {
+                    return Err(ServiceError::UnknownApp(
+                        "no mini program is configured on the server yet",
+                    ))
+                }
+                None => {
+                    return Err(ServiceError::UnknownApp(
+                        "several apps are configured: send appid with the code",
+                    ))
+                }
+            },
+        };
+        named
+            .and_then(|id| served.by_appid.get(&id).cloned())
+            .ok_or(ServiceError::UnknownApp(
+                "this appid is not configured on the server",
+            ))
     }
 
     /// Every served app, config file's first, then the registry's by appid.

@@ -73,7 +73,7 @@ pub fn control_router() -> Router<Arc<SimState>> {
         .route("/_sim/encrypt", post(open_api::encrypt))
         .route("/_sim/expire_token", post(open_api::expire_token))
         .route("/_sim/open_platform", post(open_platform))
-        .route("/_sim/apps", post(upsert_app))
+        .route("/_sim/apps", get(list_apps).post(upsert_app))
         .route("/_sim/calls", get(calls).delete(reset_calls))
         .route(
             "/_sim/faults",
@@ -343,6 +343,16 @@ async fn open_platform(
     };
     sim.set_bound(&appid, body.bound);
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /_sim/apps`: the simulated apps, `[{"platform", "appid"}]` (no secret: the dev console
+/// lists them to pick one).
+async fn list_apps(State(sim): State<Arc<SimState>>) -> Json<Value> {
+    Json(json!(sim
+        .app_list()
+        .into_iter()
+        .map(|(platform, appid)| json!({ "platform": platform.as_str(), "appid": appid }))
+        .collect::<Vec<_>>()))
 }
 
 #[derive(Deserialize)]

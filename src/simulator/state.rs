@@ -165,6 +165,14 @@ impl SimState {
         }
     }
 
+    /// Every simulated app's platform and appid, in the order they were added.
+    pub fn app_list(&self) -> Vec<(Platform, String)> {
+        self.apps()
+            .iter()
+            .map(|a| (a.platform, a.appid.clone()))
+            .collect()
+    }
+
     fn platform_of(&self, appid: &str) -> Platform {
         self.apps()
             .iter()
@@ -192,7 +200,7 @@ impl SimState {
     }
 
     /// The app a control request means: the named one (of `platform`, when that is named too),
-    /// or the only one (of `platform`).
+    /// or the only one of `platform`, or — nothing named — the first.
     pub(super) fn resolve_app(
         &self,
         platform: Option<Platform>,
@@ -210,6 +218,11 @@ impl SimState {
                     Some(p) => format!("no {} app {id:?}", p.as_str()),
                     None => format!("unknown appid {id:?}"),
                 }),
+            // Nothing named: the first app (as `serve --dev` defaults to its first, WeChat's).
+            None if platform.is_none() => apps
+                .first()
+                .cloned()
+                .ok_or_else(|| "no app is simulated".into()),
             None => {
                 let mut matching = apps.iter().filter(of_platform);
                 match (matching.next(), matching.next()) {

@@ -450,3 +450,45 @@ async fn the_admin_cli_adds_lists_rotates_and_removes_apps_with_secrets_off_the_
     assert!(!ok, "a second removal fails: {out}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_login_without_an_appid_is_the_default_apps_when_one_is_set() {
+    let two = || vec![(APPID, SECRET), ("qq/1109000077", QQ_SECRET)];
+    let app = spawn_with(Options {
+        apps: two(),
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = app
+        .post("/login", json!({ "code": qq_code(&app, "ru").await }), None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("unknown_app")),
+        "two apps and no default: the client must say which: {body}"
+    );
+    app.shutdown().await;
+
+    let app = spawn_with(Options {
+        apps: two(),
+        env: vec![("WXLOGIN_DEFAULT_APPID", QQ_APP.into())],
+        ..Options::default()
+    })
+    .await;
+    let (status, body) = app
+        .post("/login", json!({ "code": qq_code(&app, "ru").await }), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, me) = app.me(&token_of(&body)).await;
+    assert_eq!(me["data"]["identities"][0]["platform"], "qq", "{me}");
+    // A named appid still wins.
+    let (status, body) = app
+        .post(
+            "/login",
+            json!({ "code": app.code("ru").await, "appid": APPID }),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! The binary's own behaviour: refusing to start without credentials, `check-config`.
 
+use std::path::Path;
 use std::process::Command;
 
 fn wxlogin(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
@@ -144,14 +145,13 @@ fn dev_mode_refuses_a_non_loopback_address_unless_forced() {
     );
 }
 
-#[tokio::test]
-async fn dev_mode_keeps_its_key_and_database_for_this_user_only() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
+/// `wxlogin serve --dev` with nothing configured, in `dir`: the child, its port, and whether it
+/// came up.
+async fn dev_server(dir: &Path) -> (std::process::Child, u16, bool) {
     let port = crate::services::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+    let child = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
         .args(["serve", "--dev"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_clear()
         .env("WXLOGIN_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
@@ -159,7 +159,6 @@ async fn dev_mode_keeps_its_key_and_database_for_this_user_only() {
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();
-    let mut up = false;
     for _ in 0..100 {
         if http
             .get(format!("http://127.0.0.1:{port}/healthz"))
@@ -167,11 +166,120 @@ async fn dev_mode_keeps_its_key_and_database_for_this_user_only() {
             .await
             .is_ok()
         {
-            up = true;
-            break;
+            return (child, port, true);
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    (child, port, false)
+}
+
+#[tokio::test]
+async fn dev_mode_serves_one_test_app_per_platform_with_wechats_the_default() {
+    use serde_json::{json, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, up) = dev_server(dir.path()).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("http://127.0.0.1:{port}{path}"))
+            .json(&body)
+            .send()
+    };
+    let mut seen = Vec::new();
+    if up {
+        let apps: Value = http
+            .get(format!("http://127.0.0.1:{port}/_sim/apps"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for app in apps.as_array().unwrap() {
+            let issued: Value = post(
+                "/_sim/codes",
+                json!({ "appid": app["appid"], "user": "dev" }),
+            )
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+            let login: Value = post(
+                "/login",
+                json!({ "code": issued["code"], "appid": app["appid"] }),
+            )
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+            let token = login["data"]["token"].as_str().unwrap_or("").to_owned();
+            let me: Value = http
+                .get(format!("http://127.0.0.1:{port}/me"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            seen.push((
+                app["platform"].as_str().unwrap_or("").to_owned(),
+                me["data"]["identities"][0]["platform"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            ));
+        }
+        // Nothing named, on either side: WeChat's test app.
+        let issued: Value = post("/_sim/codes", json!({ "user": "plain" }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let login: Value = post("/login", json!({ "code": issued["code"] }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.push((
+            "default".into(),
+            login["data"]["user"]["openid"]
+                .as_str()
+                .filter(|o| Some(*o) == issued["openid"].as_str())
+                .map_or("?".into(), |_| {
+                    issued["platform"].as_str().unwrap_or("").to_owned()
+                }),
+        ));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "serve --dev did not start");
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        seen,
+        pairs(&[
+            ("weixin", "weixin"),
+            ("qq", "qq"),
+            ("douyin", "douyin"),
+            ("baidu", "baidu"),
+            ("kuaishou", "kuaishou"),
+            ("default", "weixin"),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn dev_mode_keeps_its_key_and_database_for_this_user_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, up) = dev_server(dir.path()).await;
     let mode = |p: &str| {
         std::fs::metadata(dir.path().join(p))
             .map(|m| m.permissions().mode() & 0o777)
