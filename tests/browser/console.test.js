@@ -95,6 +95,7 @@ test('the dev console walks through login, /me, phone, decrypt, the account, a f
     assert.match(await latest().innerText(), /"platform": "qq"/)
     await page.selectOption('#fault', { index: 1 })
     await page.click('#inject')
+    await page.waitForFunction(() => /POST \/_sim\/faults/.test(document.querySelector('#log .entry').textContent))
     assert.match(await latest().innerText(), /\/qq\/sns\/jscode2session/)
     await page.click('#wxlogin')
     await page.waitForFunction(() => /code: [0-9a-f]{32}/.test(document.querySelector('#code').textContent))
