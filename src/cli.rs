@@ -18,7 +18,7 @@ pub const DEV_APPID: &str = "wxdevapp";
 const DEV_SECRET: &str = "dev-secret-not-for-production";
 
 /// `serve --dev`'s test apps when none is configured: one per platform, WeChat's the default.
-const DEV_APPS: [(Platform, &str, &str); 5] = [
+const DEV_APPS: [(Platform, &str, &str); 6] = [
     (Platform::Weixin, DEV_APPID, DEV_SECRET),
     (Platform::Qq, "qqdevapp", "dev-qq-secret-not-for-production"),
     (
@@ -35,6 +35,12 @@ const DEV_APPS: [(Platform, &str, &str); 5] = [
         Platform::Kuaishou,
         "ksdevapp",
         "dev-kuaishou-secret-not-for-production",
+    ),
+    // Alipay's "secret" is the app's RSA private key (a public test key).
+    (
+        Platform::Alipay,
+        "2021000000000000",
+        simulator::DEV_ALIPAY_APP_KEY,
     ),
 ];
 
@@ -340,6 +346,10 @@ fn decrypt_offline(
                 appid.as_deref().filter(|_| watermark),
             )
         }
+        OpenDataScheme::None => anyhow::bail!(
+            "--platform {}: it gives no session_key, so there is no open data to decrypt",
+            platform.as_str()
+        ),
         OpenDataScheme::Baidu => {
             let Some(app_key) = app_key.or(appid) else {
                 anyhow::bail!("--platform baidu needs --app-key (the app's AppKey)");
@@ -398,6 +408,8 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
                         platform: *platform,
                         appid: crate::domain::AppId::parse(appid)?,
                         secret: SecretString::from(*secret),
+                        alipay_public_key: (*platform == Platform::Alipay)
+                            .then(simulator::alipay_public_key),
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -423,6 +435,7 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
         config.douyin_api_base = format!("http://{sim_addr}/douyin").parse()?;
         config.baidu_api_base = format!("http://{sim_addr}/baidu").parse()?;
         config.kuaishou_api_base = format!("http://{sim_addr}/kuaishou").parse()?;
+        config.alipay_api_base = format!("http://{sim_addr}/alipay").parse()?;
         simulator = Some(Running::serve(
             listener,
             simulator::router(sim.clone()),
@@ -573,6 +586,12 @@ async fn run_simulator(listen: SocketAddr, mut apps: Vec<SimApp>) -> anyhow::Res
     }
     let names: Vec<&str> = apps.iter().map(|a| a.appid.as_str()).collect();
     println!("WeChat simulator on http://{listen} for apps {names:?}");
+    if apps.iter().any(|a| a.platform == Platform::Alipay) {
+        println!(
+            "Alipay apps: configure them with alipay_public_key = \"{}\"",
+            simulator::alipay_public_key()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("--listen: cannot listen on {listen}: {e}"))?;

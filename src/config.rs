@@ -24,6 +24,8 @@ pub const DEFAULT_QQ_API_BASE: &str = "https://api.q.qq.com";
 pub const DEFAULT_DOUYIN_API_BASE: &str = "https://developer.toutiao.com";
 pub const DEFAULT_BAIDU_API_BASE: &str = "https://spapi.baidu.com";
 pub const DEFAULT_KUAISHOU_API_BASE: &str = "https://open.kuaishou.com";
+/// Alipay's gateway (`/gateway.do` under it).
+pub const DEFAULT_ALIPAY_API_BASE: &str = "https://openapi.alipay.com";
 /// Filling it grew RSS by about 16 MB in the benchmark (docs/benchmarks.md).
 pub const DEFAULT_SESSION_CACHE_SIZE: usize = 20_000;
 
@@ -34,6 +36,8 @@ const OTHER_VARS: &[&str] = &[
     "WXLOGIN_SECRET",
     "WXLOGIN_SECRET_FILE",
     "WXLOGIN_PLATFORM",
+    "WXLOGIN_ALIPAY_PUBLIC_KEY",
+    "WXLOGIN_ALIPAY_PUBLIC_KEY_FILE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,8 @@ pub struct Config {
     pub baidu_api_base: url::Url,
     /// Kuaishou's (its `code2session`), for `platform = "kuaishou"` apps.
     pub kuaishou_api_base: url::Url,
+    /// Alipay's gateway, for `platform = "alipay"` apps.
+    pub alipay_api_base: url::Url,
     /// Total budget for one WeChat exchange, the retry included.
     pub wechat_timeout: Duration,
     /// `WXLOGIN_ADMIN_TOKEN`: the admin API is on when set.
@@ -155,6 +161,7 @@ impl Config {
             baidu_api_base: url::Url::parse(DEFAULT_BAIDU_API_BASE).expect("the default parses"),
             kuaishou_api_base: url::Url::parse(DEFAULT_KUAISHOU_API_BASE)
                 .expect("the default parses"),
+            alipay_api_base: url::Url::parse(DEFAULT_ALIPAY_API_BASE).expect("the default parses"),
             wechat_timeout: Duration::from_secs(5),
             admin_tokens: None,
             webhook_url: None,
@@ -266,6 +273,9 @@ struct FileApp {
     appid: String,
     secret: Option<String>,
     secret_file: Option<PathBuf>,
+    /// Alipay apps: Alipay's public key.
+    alipay_public_key: Option<String>,
+    alipay_public_key_file: Option<PathBuf>,
 }
 
 /// The file as flat `key → text` pairs (`section.name` inside a section; a list joined with
@@ -316,7 +326,8 @@ fn read_file(
                 for app in list {
                     apps.push(app.try_into::<FileApp>().map_err(|_| {
                         file_error(
-                            "each [[apps]] takes appid, secret or secret_file, and optionally platform"
+                            "each [[apps]] takes appid, secret or secret_file, optionally platform, and for \
+                             Alipay alipay_public_key or alipay_public_key_file"
                                 .into(),
                         )
                     })?);
@@ -417,11 +428,29 @@ fn apps(
         if apps.iter().any(|x: &AppCredentials| x.appid == appid) {
             return Err(invalid(&format!("{key}.appid"), "appears twice"));
         }
-        apps.push(AppCredentials {
-            platform,
-            appid,
-            secret: SecretString::from(secret),
-        });
+        let public_key = match (&a.alipay_public_key, &a.alipay_public_key_file) {
+            (Some(k), None) => Some(k.clone()),
+            (None, Some(p)) => Some(read_secret(&format!("{key}.alipay_public_key_file"), p)?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &format!("{key}.alipay_public_key"),
+                    "set alipay_public_key or alipay_public_key_file, not both",
+                ))
+            }
+        };
+        apps.push(checked_app(
+            (
+                &format!("{key}.secret"),
+                &format!("{key}.alipay_public_key"),
+            ),
+            AppCredentials {
+                platform,
+                appid,
+                secret: SecretString::from(secret),
+                alipay_public_key: public_key,
+            },
+        )?);
     }
     let env_appid = env.get("WXLOGIN_APPID").filter(|v| !v.is_empty());
     let env_secret = secret_var(env, "WXLOGIN_SECRET")?;
@@ -448,12 +477,20 @@ fn apps(
                     ))
                 }
             };
+            let public_key = match secret_var(env, "WXLOGIN_ALIPAY_PUBLIC_KEY")? {
+                Some(k) => Some(k),
+                None => from_file.and_then(|a| a.alipay_public_key.clone()),
+            };
             // The environment names the one app to serve, replacing the file's list.
-            Ok(vec![AppCredentials {
-                platform,
-                appid,
-                secret,
-            }])
+            Ok(vec![checked_app(
+                ("WXLOGIN_SECRET", "WXLOGIN_ALIPAY_PUBLIC_KEY"),
+                AppCredentials {
+                    platform,
+                    appid,
+                    secret,
+                    alipay_public_key: public_key,
+                },
+            )?])
         }
         (None, Some(_)) => Err(invalid(
             "WXLOGIN_APPID",
@@ -461,6 +498,33 @@ fn apps(
         )),
         (None, None) => Ok(apps),
     }
+}
+
+/// An Alipay app's keys must be usable (its secret is its RSA private key, and Alipay's public
+/// key verifies its replies); no other platform takes an Alipay public key.
+/// `keys`: the names of the secret's and the public key's settings, for the errors.
+fn checked_app(keys: (&str, &str), app: AppCredentials) -> Result<AppCredentials, ConfigError> {
+    use crate::wechat::alipay;
+    let (secret_key, public_key) = keys;
+    match (app.platform, &app.alipay_public_key) {
+        (Platform::Alipay, Some(public)) => {
+            alipay::private_key(secrecy::ExposeSecret::expose_secret(&app.secret))
+                .map_err(|e| invalid(secret_key, e.0))?;
+            alipay::public_key(public).map_err(|e| invalid(public_key, e.0))?;
+        }
+        (Platform::Alipay, None) => return Err(invalid(
+            public_key,
+            "an Alipay app needs Alipay's public key (alipay_public_key or alipay_public_key_file)",
+        )),
+        (_, Some(_)) => {
+            return Err(invalid(
+                public_key,
+                "only an Alipay app takes an Alipay public key",
+            ))
+        }
+        (_, None) => {}
+    }
+    Ok(app)
 }
 
 #[cfg(test)]

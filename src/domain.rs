@@ -193,7 +193,11 @@ pub struct TokenHash(pub String);
 pub struct AppCredentials {
     pub platform: Platform,
     pub appid: AppId,
+    /// The AppSecret; on Alipay, the app's RSA private key (PEM or base64).
     pub secret: SecretString,
+    /// Alipay's public key (base64 or PEM SubjectPublicKeyInfo), which its replies are verified
+    /// with; `None` on the other platforms.
+    pub alipay_public_key: Option<String>,
 }
 
 impl fmt::Debug for AppCredentials {
@@ -206,8 +210,7 @@ impl fmt::Debug for AppCredentials {
     }
 }
 
-/// The super-app a mini program runs in. WeChat's, QQ's, Douyin's, Baidu's and Kuaishou's
-/// exchanges are built so far (Alipay's is not). Every
+/// The super-app a mini program runs in. Every
 /// identity and session is keyed by platform, and an app belongs to one platform, so a code
 /// from one platform can never log in to another platform's app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -219,11 +222,13 @@ pub enum Platform {
     /// Baidu smart programs (swan).
     Baidu,
     Kuaishou,
+    /// Alipay (`my`): no session_key; its replies are RSA2-signed.
+    Alipay,
 }
 
 impl Platform {
     /// The names `[[apps]] platform` takes.
-    pub const NAMES: &'static str = "weixin, qq, douyin, baidu, kuaishou";
+    pub const NAMES: &'static str = "weixin, qq, douyin, baidu, kuaishou, alipay";
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -232,6 +237,7 @@ impl Platform {
             Self::Douyin => "douyin",
             Self::Baidu => "baidu",
             Self::Kuaishou => "kuaishou",
+            Self::Alipay => "alipay",
         }
     }
 
@@ -242,6 +248,7 @@ impl Platform {
             "douyin" => Some(Self::Douyin),
             "baidu" => Some(Self::Baidu),
             "kuaishou" => Some(Self::Kuaishou),
+            "alipay" => Some(Self::Alipay),
             _ => None,
         }
     }
@@ -260,6 +267,8 @@ impl Platform {
             // Kuaishou's describes the same cipher and signature, and no watermark.
             Self::Kuaishou => OpenDataScheme::Aes128 { watermark: false },
             Self::Baidu => OpenDataScheme::Baidu,
+            // Alipay gives no session_key; its phone number is sealed with the console's AES key.
+            Self::Alipay => OpenDataScheme::None,
         }
     }
 }
@@ -274,6 +283,8 @@ pub enum OpenDataScheme {
     /// Baidu's: AES-192-CBC, 16 random bytes + a 4-byte big-endian length + the JSON + the
     /// AppKey (checked), padded to 32-byte blocks; no watermark, no rawData signature.
     Baidu,
+    /// Nothing a session's key opens (Alipay).
+    None,
 }
 
 /// Where a user's account stands.

@@ -252,7 +252,8 @@ impl From<WechatError> for ApiError {
             | WechatError::Timeout
             | WechatError::Connect
             | WechatError::HttpStatus(_)
-            | WechatError::BadReply => Self::WechatUnavailable(Cause::new(e.to_string())),
+            | WechatError::BadReply
+            | WechatError::BadSignature => Self::WechatUnavailable(Cause::new(e.to_string())),
         }
     }
 }

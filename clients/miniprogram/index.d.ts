@@ -6,17 +6,16 @@ export interface AuthOptions {
   /** Storage key for the token (wx.setStorageSync). Default "wxlogin_token". */
   storageKey?: string
   /**
-   * The platform; found from the runtime's global when absent (qq, tt, swan, ks, then wx).
-   * Alipay (`my`) is not supported yet.
+   * The platform; found from the runtime's global when absent (qq, tt, swan, ks, my, then wx).
    */
   platform?: Platform
-  /** The platform's API object (`wx`, `qq`, `tt`, `swan`, `ks`); defaults to the global one. */
+  /** The platform's API object (`wx`, `qq`, `tt`, `swan`, `ks`, `my`); defaults to the global one. */
   api?: any
   /** The `wx` object (the same as `api` for WeChat); defaults to the global one. */
   wx?: any
 }
 
-export type Platform = 'weixin' | 'qq' | 'douyin' | 'baidu' | 'kuaishou'
+export type Platform = 'weixin' | 'qq' | 'douyin' | 'baidu' | 'kuaishou' | 'alipay'
 
 export interface RequestResult<T = any> {
   statusCode: number

@@ -1,6 +1,6 @@
 /**
- * wxlogin client for mini programs: WeChat (`wx`), QQ (`qq`), Douyin (`tt`), Baidu (`swan`) and
- * Kuaishou (`ks`), the platform found from the global the runtime defines. Plain CommonJS, no build
+ * wxlogin client for mini programs: WeChat (`wx`), QQ (`qq`), Douyin (`tt`), Baidu (`swan`),
+ * Kuaishou (`ks`) and Alipay (`my`), the platform found from the global the runtime defines. Plain CommonJS, no build
  * step, no dependencies.
  *
  *   const { createAuth } = require('wxlogin-miniprogram')
@@ -36,8 +36,61 @@ var PLATFORMS = [
   { platform: 'douyin', global: 'tt', loginWith: 'login' },
   { platform: 'baidu', global: 'swan', loginWith: 'getLoginCode' },
   { platform: 'kuaishou', global: 'ks', loginWith: 'login' },
+  { platform: 'alipay', global: 'my', loginWith: 'getAuthCode' },
   { platform: 'weixin', global: 'wx', loginWith: 'login' },
 ]
+
+/**
+ * Alipay's `my` in the shape the rest of this file speaks (wx's): `my.getAuthCode` yields the
+ * code as `authCode`, `my.request` takes `headers` and answers `status`/`headers`, and its
+ * storage calls take and give `{key, data}`.
+ */
+function alipayApi(my) {
+  return {
+    login: function (opts) {
+      my.getAuthCode({
+        scopes: 'auth_base',
+        success: function (res) { opts.success({ code: res && res.authCode }) },
+        fail: opts.fail,
+      })
+    },
+    request: function (opts) {
+      my.request({
+        url: opts.url,
+        method: opts.method,
+        data: opts.data,
+        headers: opts.header,
+        dataType: 'json',
+        success: function (res) {
+          opts.success({ statusCode: res.status, data: res.data, header: res.headers })
+        },
+        fail: function (err) {
+          // my.request fails on any status it does not like; a reply is still a reply.
+          if (err && err.status) opts.success({ statusCode: err.status, data: err.data, header: err.headers })
+          else opts.fail(err)
+        },
+      })
+    },
+    uploadFile: function (opts) {
+      my.uploadFile({
+        url: opts.url,
+        filePath: opts.filePath,
+        fileName: opts.name,
+        fileType: 'image',
+        header: opts.header,
+        formData: opts.formData,
+        success: function (res) { opts.success({ statusCode: res.statusCode, data: res.data }) },
+        fail: opts.fail,
+      })
+    },
+    getStorageSync: function (key) {
+      var res = my.getStorageSync({ key: key })
+      return res && res.data
+    },
+    setStorageSync: function (key, data) { my.setStorageSync({ key: key, data: data }) },
+    removeStorageSync: function (key) { my.removeStorageSync({ key: key }) },
+  }
+}
 
 function globalNamed(name) {
   /* global globalThis */
@@ -53,6 +106,7 @@ function findPlatform(options) {
     if (named && named !== p.platform) continue
     var api = (named && (options.api || options.wx)) || globalNamed(p.global)
     if (api) {
+      if (p.platform === 'alipay') return { platform: p.platform, api: alipayApi(api), loginWith: 'login' }
       // Baidu's older runtimes have only swan.login.
       var loginWith = typeof api[p.loginWith] === 'function' ? p.loginWith : 'login'
       return { platform: p.platform, api: api, loginWith: loginWith }
@@ -75,7 +129,7 @@ function createAuth(options) {
       : findPlatform(options)
   if (!found) {
     throw new Error(
-      'createAuth: no mini-program runtime found (wx, qq, tt, swan or ks); ' +
+      'createAuth: no mini-program runtime found (wx, qq, tt, swan, ks or my); ' +
         'outside one, pass options.api and options.platform'
     )
   }
@@ -109,7 +163,7 @@ function createAuth(options) {
     })
   }
 
-  /** The platform's login call (wx.login, qq.login, tt.login, swan.getLoginCode, ks.login). */
+  /** The platform's login call (wx.login, qq.login, tt.login, swan.getLoginCode, ks.login, my.getAuthCode). */
   function wxLoginCode() {
     return new Promise(function (resolve, reject) {
       wxApi[found.loginWith]({

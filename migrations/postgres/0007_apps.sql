@@ -3,7 +3,9 @@
 -- reads this table at start and again every 2 s.
 --
 -- `secret` holds the AppSecret sealed with the data key (`enc1:<key id>:…`, field app_secret; `wxlogin rotate-key`
--- reseals it with the other sealed columns); no route ever returns it. Times are Unix milliseconds.
+-- reseals it with the other sealed columns); no route ever returns it. On Alipay the secret is the app's RSA private
+-- key, and `alipay_public_key` (not a secret) is Alipay's public key, which verifies its replies; NULL elsewhere.
+-- Times are Unix milliseconds.
 -- No index on sessions.appid for removing an app's sessions: a removal is rare, and an index would be one more
 -- write on every login.
 CREATE TABLE apps (
@@ -11,6 +13,7 @@ CREATE TABLE apps (
     platform   TEXT   NOT NULL,
     appid      TEXT   NOT NULL UNIQUE,
     secret     TEXT   NOT NULL,
+    alipay_public_key TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

@@ -260,6 +260,17 @@ pub(super) const SETTINGS: &[Setting] = &[
         show: |c| c.kuaishou_api_base.to_string(),
     },
     Setting {
+        key: "alipay_api_base",
+        env: "WXLOGIN_ALIPAY_API_BASE",
+        default: Some(super::DEFAULT_ALIPAY_API_BASE),
+        secret: false,
+        set: |c, v| {
+            c.alipay_api_base = api_base(v)?;
+            Ok(())
+        },
+        show: |c| c.alipay_api_base.to_string(),
+    },
+    Setting {
         key: "wechat_timeout",
         env: "WXLOGIN_WECHAT_TIMEOUT",
         default: Some("5s"),

@@ -151,6 +151,26 @@ fn env_app_and_secret_file_variant() {
     assert_eq!(c.apps[0].secret.expose_secret(), "from-file");
 }
 
+const ALIPAY_KEY: &str = include_str!("../../tests/fixtures/alipay/app_private_pkcs1.pem");
+const ALIPAY_PUBLIC: &str = include_str!("../../tests/fixtures/alipay/app_public.pem");
+
+#[test]
+fn an_alipay_app_takes_its_private_key_as_its_secret_and_alipays_public_key() {
+    let c = load_without_file(&[
+        ("WXLOGIN_APPID", "2021000000000001"),
+        ("WXLOGIN_SECRET", ALIPAY_KEY),
+        ("WXLOGIN_PLATFORM", "alipay"),
+        ("WXLOGIN_ALIPAY_PUBLIC_KEY", ALIPAY_PUBLIC),
+    ])
+    .unwrap();
+    assert_eq!(c.apps[0].platform, crate::domain::Platform::Alipay);
+    assert_eq!(c.apps[0].alipay_public_key.as_deref(), Some(ALIPAY_PUBLIC));
+    assert!(
+        !format!("{:?}", c.apps[0]).contains("PRIVATE"),
+        "the key is never in Debug"
+    );
+}
+
 #[test]
 fn bad_values_name_the_key_to_fix() {
     let cases: &[(&[(&str, &str)], &str)] = &[
@@ -187,6 +207,40 @@ fn bad_values_name_the_key_to_fix() {
         (
             &[("WXLOGIN_DEFAULT_APPID", "not an appid")],
             "WXLOGIN_DEFAULT_APPID",
+        ),
+        (
+            &[
+                ("WXLOGIN_APPID", "2021000000000001"),
+                ("WXLOGIN_SECRET", "not a key"),
+                ("WXLOGIN_PLATFORM", "alipay"),
+                ("WXLOGIN_ALIPAY_PUBLIC_KEY", "not a key"),
+            ],
+            "WXLOGIN_SECRET",
+        ),
+        (
+            &[
+                ("WXLOGIN_APPID", "2021000000000001"),
+                ("WXLOGIN_SECRET", ALIPAY_KEY),
+                ("WXLOGIN_PLATFORM", "alipay"),
+            ],
+            "WXLOGIN_ALIPAY_PUBLIC_KEY",
+        ),
+        (
+            &[
+                ("WXLOGIN_APPID", "2021000000000001"),
+                ("WXLOGIN_SECRET", ALIPAY_KEY),
+                ("WXLOGIN_PLATFORM", "alipay"),
+                ("WXLOGIN_ALIPAY_PUBLIC_KEY", ALIPAY_KEY),
+            ],
+            "WXLOGIN_ALIPAY_PUBLIC_KEY",
+        ),
+        (
+            &[
+                ("WXLOGIN_APPID", "wxa"),
+                ("WXLOGIN_SECRET", "x"),
+                ("WXLOGIN_ALIPAY_PUBLIC_KEY", ALIPAY_PUBLIC),
+            ],
+            "WXLOGIN_ALIPAY_PUBLIC_KEY",
         ),
         (
             &[("WXLOGIN_SECRET", "x"), ("WXLOGIN_SECRET_FILE", "/f")],

@@ -586,7 +586,7 @@ mod tests {
 /// A served app: never its secret.
 #[derive(Serialize, ToSchema)]
 pub(super) struct AppItem {
-    /// `weixin`, `qq`, `douyin`, `baidu` or `kuaishou`.
+    /// `weixin`, `qq`, `douyin`, `baidu`, `kuaishou` or `alipay`.
     platform: &'static str,
     appid: String,
     /// `config` (the config file's: change it there) or `registry` (added through this API).
@@ -627,16 +627,20 @@ pub(super) async fn list_apps(State(state): State<AppState>) -> Reply<AppsData> 
 
 #[derive(serde::Deserialize, ToSchema)]
 pub(super) struct NewAppBody {
-    /// `weixin`, `qq`, `douyin`, `baidu` or `kuaishou`.
-    #[schema(value_type = String, pattern = "^(weixin|qq|douyin|baidu|kuaishou)$")]
+    /// `weixin`, `qq`, `douyin`, `baidu`, `kuaishou` or `alipay`.
+    #[schema(value_type = String, pattern = "^(weixin|qq|douyin|baidu|kuaishou|alipay)$")]
     platform: Option<String>,
     /// 1-64 ASCII letters, digits, `_` or `-`; not one the config file or the registry has.
     #[schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     appid: Option<String>,
-    /// The AppSecret (Baidu: the App Secret; Kuaishou: app_secret): 1-256 printable ASCII
-    /// characters, stored sealed, never returned.
-    #[schema(value_type = String, pattern = "^[!-~]{1,256}$")]
+    /// The AppSecret (Baidu: the App Secret; Kuaishou: app_secret), 1-256 printable ASCII
+    /// characters; on Alipay, the app's RSA private key (PEM or base64, PKCS#8 or PKCS#1).
+    /// Stored sealed, never returned.
+    #[schema(value_type = String, min_length = 1, max_length = 8192)]
     secret: Option<SecretString>,
+    /// Alipay apps only (and required there): Alipay's public key, PEM or base64.
+    #[schema(value_type = String, required = false, max_length = 8192)]
+    alipay_public_key: Option<String>,
 }
 
 /// Adds an app: served by this instance on return, by every instance within 2 s.
@@ -658,15 +662,19 @@ pub(super) async fn add_app(
         secret: body
             .secret
             .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?,
+        alipay_public_key: body.alipay_public_key,
     };
     Ok(ok(state.registry.add(new).await?.into()))
 }
 
 #[derive(serde::Deserialize, ToSchema)]
 pub(super) struct RotateBody {
-    /// The new secret, used for the app's next exchange (1-256 printable ASCII characters).
-    #[schema(value_type = String, pattern = "^[!-~]{1,256}$")]
+    /// The new secret (an Alipay app's new private key), used for the app's next exchange.
+    #[schema(value_type = String, min_length = 1, max_length = 8192)]
     secret: Option<SecretString>,
+    /// Alipay apps only: Alipay's new public key (absent: kept).
+    #[schema(value_type = String, required = false, max_length = 8192)]
+    alipay_public_key: Option<String>,
 }
 
 /// Sets a registry app's secret (after resetting it on the platform's console). Sessions stay.
@@ -686,7 +694,10 @@ pub(super) async fn rotate_app(
     let secret = body
         .secret
         .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?;
-    state.registry.rotate(&appid, secret).await?;
+    state
+        .registry
+        .rotate(&appid, secret, body.alipay_public_key)
+        .await?;
     Ok(ok(Empty {}))
 }
 

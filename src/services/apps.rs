@@ -92,6 +92,7 @@ impl Served {
                 platform: r.platform,
                 appid: r.appid,
                 secret: r.secret,
+                alipay_public_key: r.alipay_public_key,
             };
             served.by_appid.insert(app.appid.clone(), Arc::new(app));
         }

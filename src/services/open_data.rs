@@ -114,6 +114,9 @@ impl OpenData {
         iv: &str,
     ) -> ServiceResult<serde_json::Value> {
         let scheme = self.app(s)?.platform.open_data();
+        if scheme == OpenDataScheme::None {
+            return Err(no_session_key());
+        }
         let key = self.sessions.session_key(token, s).await?;
         let opened = match scheme {
             OpenDataScheme::Aes128 { watermark } => {
@@ -124,6 +127,7 @@ impl OpenData {
             OpenDataScheme::Baidu => {
                 crypto::baidu::decrypt(key.expose(), data, iv, s.appid.as_str())
             }
+            OpenDataScheme::None => return Err(no_session_key()),
         };
         opened.map_err(|e| match e {
             OpenDataError::Malformed(why) => ServiceError::BadInput(why),
@@ -139,10 +143,14 @@ impl OpenData {
         raw: &str,
         signature: &str,
     ) -> ServiceResult<bool> {
-        if self.app(s)?.platform.open_data() == OpenDataScheme::Baidu {
-            return Err(ServiceError::Unsupported(
-                "Baidu signs no rawData: there is nothing to verify for its sessions",
-            ));
+        match self.app(s)?.platform.open_data() {
+            OpenDataScheme::Aes128 { .. } => {}
+            OpenDataScheme::Baidu => {
+                return Err(ServiceError::Unsupported(
+                    "Baidu signs no rawData: there is nothing to verify for its sessions",
+                ))
+            }
+            OpenDataScheme::None => return Err(no_session_key()),
         }
         let key = self.sessions.session_key(token, s).await?;
         Ok(crypto::verify_raw_data(raw, signature, key.expose()))
@@ -188,4 +196,9 @@ impl OpenData {
             })
             .await?)
     }
+}
+
+/// Alipay's sessions have no session_key to open or sign anything with.
+fn no_session_key() -> ServiceError {
+    ServiceError::Unsupported("this platform gives no session_key: there is no open data to open")
 }

@@ -9,18 +9,24 @@ use super::sessions::Sessions;
 use super::{ServiceError, ServiceResult};
 use crate::clock::SharedClock;
 use crate::domain::{AppId, ClientInfo, Platform};
-use crate::store::{AppStore, Audit};
+use crate::store::{AppStore, Audit, NewAppRecord};
+use crate::wechat::alipay;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
 /// The longest secret the registry takes (real ones are 32 to 64 characters).
 const MAX_SECRET: usize = 256;
+/// The longest key text (a 4096-bit private key in PEM is about 3,300 characters).
+const MAX_KEY: usize = 8192;
 
 /// What an operator asks the registry to add.
 pub struct NewApp {
     pub platform: String,
     pub appid: String,
+    /// The AppSecret; on Alipay, the app's RSA private key.
     pub secret: SecretString,
+    /// Alipay apps only: Alipay's public key.
+    pub alipay_public_key: Option<String>,
 }
 
 pub struct AppRegistry {
@@ -53,19 +59,30 @@ impl AppRegistry {
     /// secret, an appid the config file or the registry has already.
     pub async fn add(&self, new: NewApp) -> ServiceResult<AppView> {
         let platform = Platform::parse(new.platform.trim()).ok_or(ServiceError::BadInput(
-            "`platform` must be one of weixin, qq, douyin, baidu, kuaishou",
+            "`platform` must be one of weixin, qq, douyin, baidu, kuaishou, alipay",
         ))?;
         let appid = AppId::parse(new.appid.trim()).map_err(|_| {
             ServiceError::BadInput("`appid` must be 1-64 ASCII letters, digits, '_' or '-'")
         })?;
-        let secret = checked_secret(new.secret)?;
+        let (secret, public_key) = checked_keys(platform, new.secret, new.alipay_public_key)?;
+        if platform == Platform::Alipay && public_key.is_none() {
+            return Err(ServiceError::BadInput(
+                "an Alipay app needs `alipay_public_key` (Alipay's public key, from its console)",
+            ));
+        }
         if self.apps.in_config(&appid) {
             return Err(ServiceError::BadInput(
                 "this appid is in the config file, which wins: change it there",
             ));
         }
         let now = self.clock.now_ms();
-        if !self.store.add_app(platform, &appid, &secret, now).await? {
+        let record = NewAppRecord {
+            platform,
+            appid: &appid,
+            secret: &secret,
+            alipay_public_key: public_key.as_deref(),
+        };
+        if !self.store.add_app(&record, now).await? {
             return Err(ServiceError::BadInput("this appid is registered already"));
         }
         tracing::info!(%appid, platform = platform.as_str(), "app added to the registry");
@@ -79,14 +96,25 @@ impl AppRegistry {
         })
     }
 
-    /// Replaces a registry app's secret: the next exchange uses it (its cached access_token is
-    /// dropped here and in Redis). Sessions stay.
-    pub async fn rotate(&self, appid: &str, secret: SecretString) -> ServiceResult<()> {
+    /// Replaces a registry app's secret (an Alipay app's private key, and Alipay's public key
+    /// when one is given): the next exchange uses it (its cached access_token is dropped here
+    /// and in Redis). Sessions stay.
+    pub async fn rotate(
+        &self,
+        appid: &str,
+        secret: SecretString,
+        alipay_public_key: Option<String>,
+    ) -> ServiceResult<()> {
         let appid = self.registered(appid)?;
-        let secret = checked_secret(secret)?;
+        let platform = self
+            .apps
+            .get(&appid)
+            .ok_or(ServiceError::NotFound)?
+            .platform;
+        let (secret, public_key) = checked_keys(platform, secret, alipay_public_key)?;
         if !self
             .store
-            .rotate_app(&appid, &secret, self.clock.now_ms())
+            .rotate_app(&appid, &secret, public_key.as_deref(), self.clock.now_ms())
             .await?
         {
             return Err(ServiceError::NotFound);
@@ -133,6 +161,38 @@ impl AppRegistry {
         }
         Ok(appid)
     }
+}
+
+/// A platform's credentials as the registry takes them: an AppSecret of printable ASCII, or on
+/// Alipay an RSA private key ring accepts and Alipay's public key (which only Alipay takes).
+fn checked_keys(
+    platform: Platform,
+    secret: SecretString,
+    alipay_public_key: Option<String>,
+) -> ServiceResult<(SecretString, Option<String>)> {
+    if platform != Platform::Alipay {
+        if alipay_public_key.is_some() {
+            return Err(ServiceError::BadInput(
+                "only an Alipay app takes `alipay_public_key`",
+            ));
+        }
+        return Ok((checked_secret(secret)?, None));
+    }
+    if secret.expose_secret().len() > MAX_KEY
+        || alipay::private_key(secret.expose_secret()).is_err()
+    {
+        return Err(ServiceError::BadInput(
+            "`secret` of an Alipay app must be its RSA private key of 2048 to 4096 bits (PEM or base64, PKCS#8 or PKCS#1)",
+        ));
+    }
+    if let Some(key) = &alipay_public_key {
+        if key.len() > MAX_KEY || alipay::public_key(key).is_err() {
+            return Err(ServiceError::BadInput(
+                "`alipay_public_key` must be Alipay's RSA public key (PEM or base64 SubjectPublicKeyInfo)",
+            ));
+        }
+    }
+    Ok((secret, alipay_public_key))
 }
 
 fn checked_secret(secret: SecretString) -> ServiceResult<SecretString> {

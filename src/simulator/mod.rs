@@ -12,10 +12,12 @@
 //! with it. It shares nothing else with the client it stands in for (not the reply types, not
 //! the errcode table), so a mistake in one of those is not mirrored in the other.
 
+mod alipay;
 mod faults;
 mod open_api;
 mod state;
 
+pub use alipay::{alipay_public_key, DEV_APP_KEY as DEV_ALIPAY_APP_KEY};
 pub use state::{SimApp, SimState};
 
 use crate::domain::Platform;
@@ -49,6 +51,8 @@ pub fn router(state: Arc<SimState>) -> Router {
             "/kuaishou/oauth2/mp/code2session",
             post(kuaishou_code2session),
         )
+        // Alipay's gateway (openapi.alipay.com), RSA2-signed both ways.
+        .route(alipay::GATEWAY, post(alipay::gateway))
         .route("/cgi-bin/stable_token", post(open_api::stable_token))
         .route("/cgi-bin/token", get(open_api::token))
         .route(
@@ -101,7 +105,11 @@ fn wechat_error(errcode: i64, errmsg: &str) -> Response {
 
 /// An injected `errcode` fault's reply in the shape of the platform whose route `path` is.
 pub(super) fn error_reply(path: &str, code: i64, msg: &str) -> Response {
-    if path.starts_with("/douyin/") {
+    if path.starts_with("/alipay/") {
+        // `errmsg` names the sub_code when it looks like one (`isv.code-invalid`).
+        let sub_code = if msg.contains('.') { msg } else { "" };
+        alipay::error(&code.to_string(), msg, sub_code, msg)
+    } else if path.starts_with("/douyin/") {
         Json(json!({ "err_no": code, "err_tips": msg })).into_response()
     } else if path.starts_with("/kuaishou/") {
         Json(json!({ "result": code, "error_msg": msg })).into_response()

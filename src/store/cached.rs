@@ -22,7 +22,7 @@
 use super::used_codes::{Known, UsedCodes, MAX_CODES, WINDOW};
 use super::{
     AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
-    LoginRecord, LoginStore, MaintenanceStore, NewLogin, PhoneBinding, ProfileChange,
+    LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreError, StoreResult,
     UserFilter, UserRecord, UserStore,
 };
@@ -539,22 +539,19 @@ impl AppStore for CachedStore {
     async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
         self.inner.apps().await
     }
-    async fn add_app(
-        &self,
-        platform: Platform,
-        appid: &AppId,
-        secret: &SecretString,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        self.inner.add_app(platform, appid, secret, now).await
+    async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool> {
+        self.inner.add_app(app, now).await
     }
     async fn rotate_app(
         &self,
         appid: &AppId,
         secret: &SecretString,
+        alipay_public_key: Option<&str>,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.inner.rotate_app(appid, secret, now).await
+        self.inner
+            .rotate_app(appid, secret, alipay_public_key, now)
+            .await
     }
     async fn remove_app(
         &self,

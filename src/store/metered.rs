@@ -3,7 +3,7 @@
 
 use super::{
     AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
-    LoginRecord, LoginStore, MaintenanceStore, NewLogin, PhoneBinding, ProfileChange,
+    LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreResult, UserFilter,
     UserRecord, UserStore,
 };
@@ -253,22 +253,21 @@ impl AppStore for MeteredStore {
     async fn apps(&self) -> StoreResult<Vec<AppRecord>> {
         timed("apps", self.0.apps()).await
     }
-    async fn add_app(
-        &self,
-        platform: Platform,
-        appid: &AppId,
-        secret: &SecretString,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        timed("add_app", self.0.add_app(platform, appid, secret, now)).await
+    async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool> {
+        timed("add_app", self.0.add_app(app, now)).await
     }
     async fn rotate_app(
         &self,
         appid: &AppId,
         secret: &SecretString,
+        alipay_public_key: Option<&str>,
         now: Millis,
     ) -> StoreResult<bool> {
-        timed("rotate_app", self.0.rotate_app(appid, secret, now)).await
+        timed(
+            "rotate_app",
+            self.0.rotate_app(appid, secret, alipay_public_key, now),
+        )
+        .await
     }
     async fn remove_app(
         &self,

@@ -494,6 +494,8 @@ pub struct AppRecord {
     pub platform: Platform,
     pub appid: AppId,
     pub secret: SecretString,
+    /// Alipay apps: Alipay's public key.
+    pub alipay_public_key: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -508,6 +510,14 @@ impl fmt::Debug for AppRecord {
     }
 }
 
+/// An app to register, its keys already checked.
+pub struct NewAppRecord<'a> {
+    pub platform: Platform,
+    pub appid: &'a AppId,
+    pub secret: &'a SecretString,
+    pub alipay_public_key: Option<&'a str>,
+}
+
 /// The app registry: mini programs added, rotated and removed at run time. Secrets are sealed
 /// on the way in and opened on the way out.
 #[async_trait]
@@ -516,18 +526,14 @@ pub trait AppStore: Send + Sync + 'static {
     /// logged): its app cannot be served without its secret.
     async fn apps(&self) -> StoreResult<Vec<AppRecord>>;
     /// Adds an app; `false` (nothing stored) if the appid is registered already.
-    async fn add_app(
-        &self,
-        platform: Platform,
-        appid: &AppId,
-        secret: &SecretString,
-        now: Millis,
-    ) -> StoreResult<bool>;
-    /// Replaces an app's secret; `false` if there is no such app.
+    async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool>;
+    /// Replaces an app's secret (and Alipay's public key, when one is given); `false` if there
+    /// is no such app.
     async fn rotate_app(
         &self,
         appid: &AppId,
         secret: &SecretString,
+        alipay_public_key: Option<&str>,
         now: Millis,
     ) -> StoreResult<bool>;
     /// Deletes an app and, in the same transaction, every session of it (event

@@ -5,7 +5,7 @@
 use super::sql::{self, Ended, NewEvent};
 use super::{
     AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
-    LoginRecord, LoginStore, MaintenanceStore, NewLogin, PhoneBinding, ProfileChange,
+    LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions, StoreResult,
     UserFilter, UserRecord, UserStore,
 };
@@ -676,17 +676,15 @@ impl AppStore for PgStore {
         Ok(apps)
     }
 
-    async fn add_app(
-        &self,
-        platform: Platform,
-        appid: &AppId,
-        secret: &SecretString,
-        now: Millis,
-    ) -> StoreResult<bool> {
+    async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool> {
         let done = sqlx::query(sql::INSERT_APP)
-            .bind(platform.as_str())
-            .bind(appid.as_str())
-            .bind(self.vault.seal(Field::AppSecret, secret.expose_secret()))
+            .bind(app.platform.as_str())
+            .bind(app.appid.as_str())
+            .bind(
+                self.vault
+                    .seal(Field::AppSecret, app.secret.expose_secret()),
+            )
+            .bind(app.alipay_public_key)
             .bind(now)
             .execute(&self.pool)
             .await
@@ -698,10 +696,12 @@ impl AppStore for PgStore {
         &self,
         appid: &AppId,
         secret: &SecretString,
+        alipay_public_key: Option<&str>,
         now: Millis,
     ) -> StoreResult<bool> {
         let done = sqlx::query(sql::ROTATE_APP)
             .bind(self.vault.seal(Field::AppSecret, secret.expose_secret()))
+            .bind(alipay_public_key)
             .bind(now)
             .bind(appid.as_str())
             .execute(&self.pool)

@@ -207,14 +207,16 @@ pub(crate) const RESEAL_APP_SECRET: &str =
     "UPDATE apps SET secret = $1 WHERE id = $2 AND secret = $3";
 
 pub(crate) const LIST_APPS: &str =
-    "SELECT platform, appid, secret, created_at, updated_at FROM apps ORDER BY appid";
+    "SELECT platform, appid, secret, alipay_public_key, created_at, updated_at FROM apps ORDER BY appid";
 
 /// Adds an app unless its appid is taken (no row inserted then).
 pub(crate) const INSERT_APP: &str =
-    "INSERT INTO apps (platform, appid, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
-     ON CONFLICT (appid) DO NOTHING";
+    "INSERT INTO apps (platform, appid, secret, alipay_public_key, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (appid) DO NOTHING";
 
-pub(crate) const ROTATE_APP: &str = "UPDATE apps SET secret = $1, updated_at = $2 WHERE appid = $3";
+/// A new secret; Alipay's public key too when one is given (`$2` NULL: kept).
+pub(crate) const ROTATE_APP: &str = "UPDATE apps SET secret = $1, \
+     alipay_public_key = COALESCE($2, alipay_public_key), updated_at = $3 WHERE appid = $4";
 
 pub(crate) const DELETE_APP: &str = "DELETE FROM apps WHERE appid = $1";
 
@@ -364,6 +366,7 @@ where
     for<'a> &'a str: ColumnIndex<R>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
 {
     let platform: String = get(row, "platform")?;
     let appid = appid_of(get(row, "appid")?)?;
@@ -382,6 +385,7 @@ where
         platform,
         appid,
         secret,
+        alipay_public_key: get(row, "alipay_public_key")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     }))

@@ -13,7 +13,7 @@ mod writer;
 use super::sql::{self, Ended, NewEvent};
 use super::{
     AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
-    LoginRecord, LoginStore, MaintenanceStore, NewLogin, PhoneBinding, ProfileChange,
+    LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions, StoreResult,
     UserFilter, UserRecord, UserStore,
 };
@@ -682,17 +682,15 @@ impl AppStore for SqliteStore {
         Ok(apps)
     }
 
-    async fn add_app(
-        &self,
-        platform: Platform,
-        appid: &AppId,
-        secret: &SecretString,
-        now: Millis,
-    ) -> StoreResult<bool> {
+    async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool> {
         let done = sqlx::query(sql::INSERT_APP)
-            .bind(platform.as_str())
-            .bind(appid.as_str())
-            .bind(self.vault.seal(Field::AppSecret, secret.expose_secret()))
+            .bind(app.platform.as_str())
+            .bind(app.appid.as_str())
+            .bind(
+                self.vault
+                    .seal(Field::AppSecret, app.secret.expose_secret()),
+            )
+            .bind(app.alipay_public_key)
             .bind(now)
             .execute(&self.writer)
             .await
@@ -704,10 +702,12 @@ impl AppStore for SqliteStore {
         &self,
         appid: &AppId,
         secret: &SecretString,
+        alipay_public_key: Option<&str>,
         now: Millis,
     ) -> StoreResult<bool> {
         let done = sqlx::query(sql::ROTATE_APP)
             .bind(self.vault.seal(Field::AppSecret, secret.expose_secret()))
+            .bind(alipay_public_key)
             .bind(now)
             .bind(appid.as_str())
             .execute(&self.writer)

@@ -1,5 +1,5 @@
-//! The platforms' server API client (WeChat's, and the login exchanges of QQ, Douyin, Baidu and
-//! Kuaishou; the name is historical). Every endpoint goes through one [`WechatClient::call`]: one
+//! The platforms' server API client (WeChat's, and the login exchanges of QQ, Douyin, Baidu,
+//! Kuaishou and Alipay; the name is historical). Every endpoint goes through one [`WechatClient::call`]: one
 //! time budget for the whole exchange (retry included), one metrics record per attempt, one
 //! retry rule.
 //!
@@ -7,15 +7,16 @@
 //! bodies do), so neither a URL nor a reqwest error that embeds one is ever logged or returned:
 //! errors are built with `without_url`.
 
+use super::alipay;
 use super::replies::{
-    AccessToken, BaiduCode2SessionReply, CheckSessionReply, Code2Session, Code2SessionReply,
-    DouyinCode2SessionReply, KuaishouCode2SessionReply, PhoneInfo, PhoneReply, QqCode2SessionReply,
-    Reply, TokenReply,
+    alipay_login, AccessToken, AlipayGatewayReply, BaiduCode2SessionReply, CheckSessionReply,
+    Code2Session, Code2SessionReply, DouyinCode2SessionReply, KuaishouCode2SessionReply, PhoneInfo,
+    PhoneReply, QqCode2SessionReply, Reply, TokenReply,
 };
 use super::WechatError;
 use crate::domain::{AppCredentials, JsCode, Platform};
 use secrecy::ExposeSecret;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The endpoints we call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +33,8 @@ enum Api {
     BaiduCode2Session,
     /// Kuaishou's `code2session` (a form POST).
     KuaishouCode2Session,
+    /// Alipay's gateway, method `alipay.system.oauth.token` (an RSA2-signed form POST).
+    AlipayOauthToken,
 }
 
 impl Api {
@@ -41,6 +44,7 @@ impl Api {
             Self::DouyinCode2Session => "api/apps/v2/jscode2session",
             Self::BaiduCode2Session => "oauth/jscode2sessionkey",
             Self::KuaishouCode2Session => "oauth2/mp/code2session",
+            Self::AlipayOauthToken => "gateway.do",
             Self::StableToken => "cgi-bin/stable_token",
             Self::PhoneNumber => "wxa/business/getuserphonenumber",
             Self::CheckSession => "wxa/checksession",
@@ -58,6 +62,7 @@ impl Api {
             Self::DouyinCode2Session => "douyin_jscode2session",
             Self::BaiduCode2Session => "baidu_jscode2sessionkey",
             Self::KuaishouCode2Session => "kuaishou_code2session",
+            Self::AlipayOauthToken => "alipay_oauth_token",
         }
     }
 
@@ -71,6 +76,7 @@ impl Api {
                 | Self::DouyinCode2Session
                 | Self::BaiduCode2Session
                 | Self::KuaishouCode2Session
+                | Self::AlipayOauthToken
         )
     }
 }
@@ -83,6 +89,7 @@ pub struct ApiBases {
     pub douyin: url::Url,
     pub baidu: url::Url,
     pub kuaishou: url::Url,
+    pub alipay: url::Url,
 }
 
 /// A request's method and body: WeChat's GET endpoints take only a query string; Baidu and
@@ -175,7 +182,49 @@ impl WechatClient {
                 )
                 .await
             }
+            Platform::Alipay => self.alipay_oauth_token(app, code).await,
         }
+    }
+
+    /// Alipay's `alipay.system.oauth.token`: the form signed with the app's private key, the
+    /// reply believed only once Alipay's signature on it verifies.
+    async fn alipay_oauth_token(
+        &self,
+        app: &AppCredentials,
+        code: &JsCode,
+    ) -> Result<Code2Session, WechatError> {
+        // Both keys were checked when the app was configured or registered.
+        let key = alipay::private_key(app.secret.expose_secret())
+            .map_err(|_| WechatError::BadCredentials(0))?;
+        let public = app
+            .alipay_public_key
+            .as_deref()
+            .and_then(|k| alipay::public_key(k).ok())
+            .ok_or(WechatError::BadCredentials(0))?;
+        let timestamp = alipay::timestamp(SystemTime::now());
+        let params = [
+            ("app_id", app.appid.as_str()),
+            ("method", alipay::OAUTH_TOKEN),
+            ("format", "JSON"),
+            ("charset", "utf-8"),
+            ("sign_type", "RSA2"),
+            ("timestamp", timestamp.as_str()),
+            ("version", "1.0"),
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+        ];
+        let sign = alipay::sign(&key, alipay::sign_content(&params).as_bytes());
+        let mut form: Vec<(&'static str, String)> =
+            params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        form.push(("sign", sign));
+        let signed = self
+            .call::<AlipayGatewayReply>(Api::AlipayOauthToken, &[], Body::Form(form))
+            .await?;
+        let result = alipay_login(&signed, &public);
+        if let Err(e) = &result {
+            tracing::warn!(appid = %app.appid, errcode = %e.errcode_label(), "Alipay's reply was refused");
+        }
+        result
     }
 
     /// `POST /cgi-bin/stable_token` in normal mode (never `force_refresh`): every caller gets
@@ -267,6 +316,7 @@ impl WechatClient {
             Api::DouyinCode2Session => &self.bases.douyin,
             Api::BaiduCode2Session => &self.bases.baidu,
             Api::KuaishouCode2Session => &self.bases.kuaishou,
+            Api::AlipayOauthToken => &self.bases.alipay,
             Api::Code2Session | Api::StableToken | Api::PhoneNumber | Api::CheckSession => {
                 &self.bases.wechat
             }

@@ -30,6 +30,9 @@ pub enum WechatError {
     HttpStatus(u16),
     #[error("WeChat's reply could not be read")]
     BadReply,
+    /// The platform's signature on its reply did not verify (Alipay): never believed.
+    #[error("the platform's reply is not signed by its key")]
+    BadSignature,
 }
 
 impl WechatError {
@@ -76,6 +79,7 @@ impl WechatError {
             Self::Connect => "connect".into(),
             Self::HttpStatus(s) => format!("http_{s}"),
             Self::BadReply => "bad_reply".into(),
+            Self::BadSignature => "bad_signature".into(),
         }
     }
 

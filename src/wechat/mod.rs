@@ -4,6 +4,7 @@
 //! this client reads, and both follow WeChat's published samples (the known-answer tests).
 //! Depends on the domain types and the metrics recorder only.
 
+pub mod alipay;
 mod client;
 pub mod crypto;
 mod errors;
@@ -12,6 +13,7 @@ mod replies;
 pub use client::{ApiBases, WechatClient};
 pub use errors::WechatError;
 pub use replies::{
-    parse_baidu_code2session, parse_code2session, parse_douyin_code2session,
-    parse_kuaishou_code2session, parse_qq_code2session, AccessToken, Code2Session, PhoneInfo,
+    parse_alipay_oauth_token, parse_baidu_code2session, parse_code2session,
+    parse_douyin_code2session, parse_kuaishou_code2session, parse_qq_code2session, AccessToken,
+    Code2Session, PhoneInfo,
 };

@@ -1,6 +1,7 @@
 //! WeChat's reply bodies and what they mean. Each reply type says how it turns into a result
 //! ([`Reply`]), so the client reads every endpoint the same way.
 
+use super::alipay;
 use super::WechatError;
 use crate::domain::{OpenId, SessionKey, UnionId};
 use serde::de::DeserializeOwned;
@@ -443,4 +444,108 @@ mod tests {
             assert_eq!(parse_kuaishou_code2session(body).unwrap_err(), want);
         }
     }
+}
+
+/// An Alipay gateway reply, kept as the text it arrived as: Alipay signs the bytes of one of
+/// its members, so nothing is read from it before the signature is checked
+/// ([`alipay_login`]) — except an `error_response`, which can only fail a login.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct AlipayGatewayReply(Box<serde_json::value::RawValue>);
+
+/// A gateway reply's signed member and its signature, not yet verified.
+pub(super) struct AlipaySigned {
+    text: String,
+    sign: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AlipayError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    sub_code: String,
+}
+
+impl AlipayError {
+    /// Alipay's gateway codes (`code`, `sub_code`) on the §2 table.
+    fn into_error(self) -> WechatError {
+        let number = self.code.parse().unwrap_or(0);
+        match (self.code.as_str(), self.sub_code.as_str()) {
+            // A code that is unknown, expired, used, or another app's.
+            (_, "isv.code-invalid") => WechatError::InvalidCode,
+            // "Service Currently Unavailable": worth the one retry.
+            ("20000", _) => WechatError::Busy,
+            // Missing or wrong app id, signature, timestamp; no permission for the method.
+            ("40001" | "40006", _)
+            | (_, "isv.invalid-app-id" | "isv.invalid-signature" | "isv.invalid-timestamp") => {
+                WechatError::BadCredentials(number)
+            }
+            _ => WechatError::Other(number),
+        }
+    }
+}
+
+impl Reply for AlipayGatewayReply {
+    type Output = AlipaySigned;
+    fn errcode(&self) -> i64 {
+        0
+    }
+    fn into_result(self) -> Result<AlipaySigned, WechatError> {
+        let reply = alipay::signed_reply(self.0.get(), alipay::OAUTH_TOKEN_RESPONSE)
+            .ok_or(WechatError::BadReply)?;
+        if reply.member == "error_response" {
+            let error: AlipayError =
+                serde_json::from_str(reply.text).map_err(|_| WechatError::BadReply)?;
+            return Err(error.into_error());
+        }
+        Ok(AlipaySigned {
+            text: reply.text.to_owned(),
+            sign: reply.sign,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct AlipayOauthToken {
+    user_id: Option<String>,
+    open_id: Option<String>,
+    union_id: Option<String>,
+}
+
+/// A verified `alipay.system.oauth.token` reply as a login: the app's `open_id` (an app in
+/// Alipay's open_id mode) or else its `user_id` (the older mode) is the openid; `union_id`
+/// (an app in an app group) the unionid. Alipay has no session_key: it is left empty.
+pub(super) fn alipay_login(
+    signed: &AlipaySigned,
+    alipay_public_key: &[u8],
+) -> Result<Code2Session, WechatError> {
+    let verified = signed
+        .sign
+        .as_deref()
+        .is_some_and(|sign| alipay::verify(alipay_public_key, signed.text.as_bytes(), sign));
+    if !verified {
+        return Err(WechatError::BadSignature);
+    }
+    let token: AlipayOauthToken =
+        serde_json::from_str(&signed.text).map_err(|_| WechatError::BadReply)?;
+    let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let openid = non_empty(token.open_id)
+        .or(non_empty(token.user_id))
+        .ok_or(WechatError::BadReply)?;
+    Ok(Code2Session {
+        openid: OpenId(openid),
+        session_key: SessionKey::new(String::new()),
+        unionid: non_empty(token.union_id).map(UnionId),
+    })
+}
+
+/// Reads an Alipay gateway reply body as the client does, verifying it with Alipay's public
+/// key (RSAPublicKey DER).
+pub fn parse_alipay_oauth_token(
+    body: &[u8],
+    alipay_public_key: &[u8],
+) -> Result<Code2Session, WechatError> {
+    let signed = parse::<AlipayGatewayReply>(body)?;
+    alipay_login(&signed, alipay_public_key)
 }

@@ -82,7 +82,7 @@ test('the dev console walks through login, /me, phone, decrypt, the account, a f
     assert.match(await page.locator('#token').innerText(), /token: —/)
 
     // Another platform's app, picked in the console: its own login call, exchange and faults.
-    await page.waitForFunction(() => document.querySelectorAll('#app option').length === 5)
+    await page.waitForFunction(() => document.querySelectorAll('#app option').length === 6)
     await page.selectOption('#app', 'qqdevapp')
     assert.equal(await page.locator('#wxlogin').innerText(), 'qq.login()')
     await page.click('#wxlogin')

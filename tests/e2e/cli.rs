@@ -270,6 +270,7 @@ async fn dev_mode_serves_one_test_app_per_platform_with_wechats_the_default() {
             ("douyin", "douyin"),
             ("baidu", "baidu"),
             ("kuaishou", "kuaishou"),
+            ("alipay", "alipay"),
             ("default", "weixin"),
         ])
     );

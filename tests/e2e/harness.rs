@@ -15,6 +15,9 @@ use wxlogin::simulator::{self, SimApp, SimState};
 
 pub const APPID: &str = "wxtestapp";
 pub const SECRET: &str = "test-app-secret-0123456789";
+/// An Alipay test app's private key (its "secret"), as PEM: `tests/fixtures/alipay/`.
+#[allow(dead_code)]
+pub const ALIPAY_APP_KEY: &str = include_str!("../fixtures/alipay/app_private_pkcs1.pem");
 /// The data key every test server seals with (base64 of the bytes 0..32).
 pub const DATA_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -196,10 +199,17 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     let mut file = String::new();
     for (appid, secret) in &opts.apps {
         let (platform, appid) = app_platform(appid);
+        // A literal string: an Alipay app's secret is a PEM private key, lines and all.
         file.push_str(&format!(
-            "[[apps]]\nplatform = \"{}\"\nappid = \"{appid}\"\nsecret = \"{secret}\"\n",
+            "[[apps]]\nplatform = \"{}\"\nappid = \"{appid}\"\nsecret = '''{secret}'''\n",
             platform.as_str()
         ));
+        if platform == wxlogin::domain::Platform::Alipay {
+            file.push_str(&format!(
+                "alipay_public_key = \"{}\"\n",
+                simulator::alipay_public_key()
+            ));
+        }
     }
     std::fs::write(dir.path().join("wxlogin.toml"), file).unwrap();
     let mut env: HashMap<String, String> = HashMap::from([
@@ -229,6 +239,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         (
             "WXLOGIN_KUAISHOU_API_BASE".into(),
             format!("http://{sim_addr}/kuaishou"),
+        ),
+        (
+            "WXLOGIN_ALIPAY_API_BASE".into(),
+            format!("http://{sim_addr}/alipay"),
         ),
         ("WXLOGIN_WECHAT_TIMEOUT".into(), opts.wechat_timeout.into()),
         ("WXLOGIN_DATA_KEY".into(), DATA_KEY.into()),

@@ -465,3 +465,200 @@ async fn a_douyin_code_logs_in_through_douyins_api_and_its_errors_map() {
     }
     app.shutdown().await;
 }
+
+const ALIPAY_APPID: &str = "2021000000000001";
+const ALIPAY_GATEWAY: &str = "/alipay/gateway.do";
+
+#[tokio::test]
+async fn an_alipay_code_logs_in_through_the_rsa2_signed_gateway_and_its_errors_map() {
+    let app = spawn_with(Options {
+        apps: vec![(APPID, SECRET), ("alipay/2021000000000001", ALIPAY_APP_KEY)],
+        ..Options::default()
+    })
+    .await;
+    let issued = code_for(&app, "alipay", ALIPAY_APPID, "zhi").await;
+    let (status, body) = login_to(&app, ALIPAY_APPID, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let (_, me) = app.me(&token).await;
+    let identity = &me["data"]["identities"][0];
+    assert_eq!(identity["platform"], "alipay", "{me}");
+    assert_eq!(identity["appid"], ALIPAY_APPID);
+    assert_eq!(identity["openid"], issued["openid"], "Alipay's open_id");
+    assert_eq!(app.calls(ALIPAY_GATEWAY).await, 1);
+    let (status, again) = login_to(&app, ALIPAY_APPID, &issued["code"]).await;
+    assert_eq!((status, again["error"].as_str()), (401, Some("code_used")));
+    // Another platform's code is unknown to Alipay.
+    let wx = app.wx_login("zhi").await;
+    let (status, body) = login_to(&app, ALIPAY_APPID, &wx["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_code"))
+    );
+    // No session_key: nothing to open or verify.
+    for (path, body) in [
+        ("/decrypt", json!({ "encryptedData": "AAAA", "iv": "AAAA" })),
+        (
+            "/userinfo/verify",
+            json!({ "rawData": "{}", "signature": "0".repeat(40) }),
+        ),
+        ("/phone", json!({ "code": "any" })),
+    ] {
+        let (status, reply) = app.post(path, body, Some(&token)).await;
+        assert_eq!(
+            (status.as_u16(), reply["error"].as_str()),
+            (404, Some("unsupported")),
+            "{path}: {reply}"
+        );
+    }
+
+    // Alipay's errors, signed as Alipay signs them, on the §2 table.
+    for (fault, status, error) in [
+        (
+            json!({ "errcode": 40002, "errmsg": "isv.code-invalid" }),
+            401,
+            "invalid_code",
+        ),
+        (
+            json!({ "errcode": 40002, "errmsg": "isv.invalid-signature" }),
+            503,
+            "wechat_misconfigured",
+        ),
+        (
+            json!({ "errcode": 20000, "errmsg": "isp.unknow-error", "times": 2 }),
+            503,
+            "wechat_unavailable",
+        ),
+        (json!({ "status": 502 }), 503, "wechat_unavailable"),
+    ] {
+        let issued = code_for(&app, "alipay", ALIPAY_APPID, "zhi").await;
+        let mut fault = fault;
+        fault["api"] = json!(ALIPAY_GATEWAY);
+        app.fault(fault.clone()).await;
+        let (got, body) = login_to(&app, ALIPAY_APPID, &issued["code"]).await;
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{fault}: {body}"
+        );
+        if status == 503 && error == "wechat_unavailable" {
+            // The platform never answered for it: the code is not spent.
+            let (got, body) = login_to(&app, ALIPAY_APPID, &issued["code"]).await;
+            assert_eq!(got, 200, "{fault}: {body}");
+        }
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn alipay_replies_not_signed_by_alipays_key_and_requests_not_signed_by_the_apps_are_refused()
+{
+    const ADMIN: &str = "alipay-admin-token-0123456789";
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_ADMIN_TOKEN", ADMIN.into())],
+        ..Options::default()
+    })
+    .await;
+    let app_public = include_str!("../fixtures/alipay/app_public.pem");
+    let add = |appid: &'static str, body: Value| {
+        let mut body = body;
+        body["platform"] = json!("alipay");
+        body["appid"] = json!(appid);
+        app.call("POST", "/admin/apps", Some(ADMIN), Some(body))
+    };
+    // Clear 400s for keys that cannot work; nothing stored.
+    for body in [
+        json!({ "secret": "not a key", "alipay_public_key": app_public }),
+        json!({ "secret": ALIPAY_APP_KEY, "alipay_public_key": "not a key" }),
+        json!({ "secret": ALIPAY_APP_KEY }),
+        json!({ "secret": app_public, "alipay_public_key": app_public }),
+    ] {
+        let (status, reply) = add("2021000000000009", body.clone()).await;
+        assert_eq!(
+            (status, reply["error"].as_str()),
+            (400, Some("bad_request")),
+            "{body}: {reply}"
+        );
+        assert!(
+            !reply.to_string().contains("MII"),
+            "no key in the reply: {reply}"
+        );
+    }
+    let (status, reply) = app
+        .call(
+            "POST",
+            "/admin/apps",
+            Some(ADMIN),
+            Some(json!({ "platform": "qq", "appid": "q1", "secret": "s", "alipay_public_key": app_public })),
+        )
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (400, Some("bad_request"))
+    );
+    assert_eq!(app.count_rows("apps").await, 0);
+
+    // Configured with the wrong public key (the app's own): Alipay's replies do not verify.
+    app.sim(
+        "/_sim/apps",
+        json!({ "platform": "alipay", "appid": "2021000000000002", "secret": ALIPAY_APP_KEY }),
+    )
+    .await;
+    let (status, reply) = add(
+        "2021000000000002",
+        json!({ "secret": ALIPAY_APP_KEY, "alipay_public_key": app_public }),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let issued = code_for(&app, "alipay", "2021000000000002", "mo").await;
+    let (status, body) = login_to(&app, "2021000000000002", &issued["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("wechat_unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        app.count_rows("sessions").await,
+        0,
+        "no user from an unverified reply"
+    );
+    // With Alipay's key (a PEM this time, as a rotation), the next code logs in.
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        wxlogin::simulator::alipay_public_key()
+    );
+    let (status, reply) = app
+        .call(
+            "PUT",
+            "/admin/apps/2021000000000002",
+            Some(ADMIN),
+            Some(json!({ "secret": ALIPAY_APP_KEY, "alipay_public_key": pem })),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let issued = code_for(&app, "alipay", "2021000000000002", "mo").await;
+    let (status, body) = login_to(&app, "2021000000000002", &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Alipay knows the app by another key pair: our signature does not verify there.
+    let other = include_str!("../fixtures/alipay/app_private_pkcs8.pem");
+    app.sim(
+        "/_sim/apps",
+        json!({ "platform": "alipay", "appid": "2021000000000003", "secret": wxlogin::simulator::alipay_public_key() }),
+    )
+    .await;
+    let (status, reply) = add(
+        "2021000000000003",
+        json!({ "secret": other, "alipay_public_key": wxlogin::simulator::alipay_public_key() }),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let issued = code_for(&app, "alipay", "2021000000000003", "mo").await;
+    let (status, body) = login_to(&app, "2021000000000003", &issued["code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("wechat_misconfigured")),
+        "{body}"
+    );
+    app.shutdown().await;
+}

@@ -50,4 +50,38 @@ function createFakeWx(serverUrl, user, sim = {}) {
   return wx
 }
 
-module.exports = { createFakeWx }
+/**
+ * A fake Alipay `my` on top of the fake `wx`: Alipay's own shapes — `getAuthCode` gives
+ * `authCode`, `request` takes `headers` and answers `status`, storage takes `{key, data}`.
+ */
+function createFakeMy(serverUrl, user, sim = {}) {
+  const wx = createFakeWx(serverUrl, user, sim)
+  const my = {
+    stats: wx.stats,
+    getAuthCode({ scopes, success, fail }) {
+      my.stats.scopes = scopes
+      wx.login({ success: (res) => success({ authCode: res.code }), fail })
+    },
+    request({ url, method, data, headers, success, fail }) {
+      wx.request({
+        url,
+        method,
+        data,
+        header: headers,
+        success: (res) => {
+          const reply = { status: res.statusCode, data: res.data, headers: res.header }
+          // Alipay's runtime calls `fail` for an HTTP error status, with the reply in it.
+          if (res.statusCode >= 400) fail({ error: 19, errorMessage: 'http status error', ...reply })
+          else success(reply)
+        },
+        fail,
+      })
+    },
+    getStorageSync: ({ key }) => ({ data: wx.getStorageSync(key) || null }),
+    setStorageSync: ({ key, data }) => wx.setStorageSync(key, data),
+    removeStorageSync: ({ key }) => wx.removeStorageSync(key),
+  }
+  return my
+}
+
+module.exports = { createFakeWx, createFakeMy }

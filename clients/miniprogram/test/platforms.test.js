@@ -7,7 +7,8 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { createAuth } = require('..')
-const { createFakeWx } = require('./fake_wx')
+const crypto = require('node:crypto')
+const { createFakeWx, createFakeMy } = require('./fake_wx')
 const { startServer } = require('./server')
 
 const APPS = [
@@ -17,11 +18,23 @@ const APPS = [
   { platform: 'kuaishou', global: 'ks', appid: 'ks671234567890', loginWith: 'login' },
 ]
 
+const ROOT = path.resolve(__dirname, '../../..')
+const ALIPAY_APPID = '2021000000000001'
+
+/** The simulated Alipay's public key, from its (public, test) key pair in src/simulator/. */
+function simulatedAlipayPublicKey() {
+  const pem = fs.readFileSync(path.join(ROOT, 'src/simulator/alipay_key.pem'), 'utf8')
+  return crypto.createPublicKey(pem).export({ type: 'spki', format: 'der' }).toString('base64')
+}
+
 let server
 let dir
 test.before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxlogin-sdk-platforms-'))
-  const toml = APPS.map((a) => `[[apps]]\nplatform = "${a.platform}"\nappid = "${a.appid}"\nsecret = "${a.platform}-secret"\n`).join('\n')
+  const toml = APPS.map((a) => `[[apps]]\nplatform = "${a.platform}"\nappid = "${a.appid}"\nsecret = "${a.platform}-secret"\n`).join('\n') +
+    // Alipay's "secret" is the app's RSA private key; the simulated Alipay signs with its own.
+    `\n[[apps]]\nplatform = "alipay"\nappid = "${ALIPAY_APPID}"\nsecret = '''${fs.readFileSync(path.join(ROOT, 'tests/fixtures/alipay/app_private_pkcs8.pem'), 'utf8')}'''\n` +
+    `alipay_public_key = "${simulatedAlipayPublicKey()}"\n`
   fs.writeFileSync(path.join(dir, 'wxlogin.toml'), toml)
   server = await startServer({ env: { WXLOGIN_CONFIG: path.join(dir, 'wxlogin.toml') } })
 })
@@ -58,6 +71,34 @@ for (const app of APPS) {
     }
   })
 }
+
+test('on Alipay, the global my is found: my.getAuthCode, my.request and its storage', async () => {
+  const my = createFakeMy(server.url, 'sdk-alipay', { platform: 'alipay', appid: ALIPAY_APPID })
+  globalThis.my = my
+  try {
+    const auth = createAuth({ baseUrl: server.url + '/', appid: ALIPAY_APPID })
+    assert.equal(auth.platform, 'alipay')
+    const me = await auth.me()
+    assert.equal(me.identities[0].platform, 'alipay')
+    assert.equal(me.identities[0].appid, ALIPAY_APPID)
+    assert.equal(my.stats.scopes, 'auth_base', 'a silent authorization')
+    assert.equal(my.stats.loginPosts, 1)
+    // The token is kept in my's storage and reused: no second login.
+    assert.equal((await auth.me()).id, me.id)
+    assert.equal(my.stats.loginPosts, 1)
+    // A token revoked on the server (an HTTP 401, which my.request hands to `fail`) means one
+    // re-login and the request replayed.
+    const revoked = await fetch(`${server.url}/admin/users/${me.id}/sessions`, {
+      method: 'DELETE',
+      headers: { Authorization: 'Bearer ' + server.adminToken },
+    })
+    assert.equal(revoked.status, 200)
+    assert.equal((await auth.me()).id, me.id)
+    assert.equal(my.stats.loginPosts, 2)
+  } finally {
+    delete globalThis.my
+  }
+})
 
 test('a platform named with its API object needs no global', async () => {
   const app = APPS[1]
