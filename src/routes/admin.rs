@@ -639,7 +639,7 @@ pub(super) struct NewAppBody {
     #[schema(value_type = String, min_length = 1, max_length = 8192)]
     secret: Option<SecretString>,
     /// Alipay apps only (and required there): Alipay's public key, PEM or base64.
-    #[schema(value_type = String, required = false, max_length = 8192)]
+    #[schema(value_type = Option<String>, required = false, max_length = 8192)]
     alipay_public_key: Option<String>,
 }
 
@@ -673,7 +673,7 @@ pub(super) struct RotateBody {
     #[schema(value_type = String, min_length = 1, max_length = 8192)]
     secret: Option<SecretString>,
     /// Alipay apps only: Alipay's new public key (absent: kept).
-    #[schema(value_type = String, required = false, max_length = 8192)]
+    #[schema(value_type = Option<String>, required = false, max_length = 8192)]
     alipay_public_key: Option<String>,
 }
 

@@ -214,11 +214,16 @@ impl WechatClient {
             ("code", code.expose()),
         ];
         let sign = alipay::sign(&key, alipay::sign_content(&params).as_bytes());
-        let mut form: Vec<(&'static str, String)> =
-            params.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        form.push(("sign", sign));
+        // As Alipay's SDKs send it: the protocol's parameters in the query, the method's in
+        // the form.
+        let (form, query): (Vec<_>, Vec<_>) = params
+            .iter()
+            .partition(|(k, _)| matches!(*k, "grant_type" | "code"));
+        let mut query = query;
+        query.push(("sign", sign.as_str()));
+        let form = form.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         let signed = self
-            .call::<AlipayGatewayReply>(Api::AlipayOauthToken, &[], Body::Form(form))
+            .call::<AlipayGatewayReply>(Api::AlipayOauthToken, &query, Body::Form(form))
             .await?;
         let result = alipay_login(&signed, &public);
         if let Err(e) = &result {
