@@ -59,6 +59,22 @@ impl fmt::Display for AppId {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct OpenId(pub String);
 
+impl OpenId {
+    /// The prefix of an anonymous identity's openid: Douyin's `anonymous_openid` is a different
+    /// id space from its openids, so the two can never meet in `(platform, appid, openid)`.
+    pub const ANONYMOUS_PREFIX: &'static str = "anon:";
+
+    /// The identity of a Douyin user not signed in to Douyin, from its `anonymous_openid`.
+    pub fn anonymous(anonymous_openid: &str) -> Self {
+        Self(format!("{}{anonymous_openid}", Self::ANONYMOUS_PREFIX))
+    }
+
+    /// A Douyin guest's identity: it has no session_key.
+    pub fn is_anonymous(&self) -> bool {
+        self.0.starts_with(Self::ANONYMOUS_PREFIX)
+    }
+}
+
 /// A user's unionid across the apps of one Open Platform account.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct UnionId(pub String);
@@ -86,11 +102,61 @@ impl JsCode {
 
     /// What we store to remember that a code was used: never the code itself.
     pub fn hash(&self, app: &AppId) -> CodeHash {
+        self.hash_as(app, 0)
+    }
+
+    /// `kind` keeps an `anonymous_code` and a login code with the same text apart.
+    fn hash_as(&self, app: &AppId, kind: u8) -> CodeHash {
         let mut h = Sha256::new();
         h.update(app.as_str().as_bytes());
-        h.update([0u8]);
+        h.update([kind]);
         h.update(self.0.as_bytes());
         CodeHash(hex::encode(h.finalize()))
+    }
+}
+
+/// What one login presents: a login code; on Douyin an `anonymous_code` beside it (the
+/// device's anonymous identity then becomes the signed-in one) or alone (a user not signed in
+/// to Douyin).
+#[derive(Clone)]
+pub enum LoginCode {
+    Code(JsCode),
+    Anonymous(JsCode),
+    Both { code: JsCode, anonymous: JsCode },
+}
+
+impl LoginCode {
+    /// `None` when neither was sent.
+    pub fn new(code: Option<JsCode>, anonymous: Option<JsCode>) -> Option<Self> {
+        match (code, anonymous) {
+            (Some(code), Some(anonymous)) => Some(Self::Both { code, anonymous }),
+            (Some(code), None) => Some(Self::Code(code)),
+            (None, Some(anonymous)) => Some(Self::Anonymous(anonymous)),
+            (None, None) => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<&JsCode> {
+        match self {
+            Self::Code(c) | Self::Both { code: c, .. } => Some(c),
+            Self::Anonymous(_) => None,
+        }
+    }
+
+    pub fn anonymous(&self) -> Option<&JsCode> {
+        match self {
+            Self::Anonymous(a) | Self::Both { anonymous: a, .. } => Some(a),
+            Self::Code(_) => None,
+        }
+    }
+
+    /// The name under which this login is spent once: its login code's, or the
+    /// `anonymous_code`'s when it has no login code.
+    pub fn hash(&self, app: &AppId) -> CodeHash {
+        match self {
+            Self::Code(c) | Self::Both { code: c, .. } => c.hash(app),
+            Self::Anonymous(a) => a.hash_as(app, 1),
+        }
     }
 }
 
@@ -692,6 +758,32 @@ impl RateRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_code_is_spent_under_its_code_and_an_anonymous_code_apart() {
+        let app = AppId::parse("tt0123456789abcdef").unwrap();
+        let (a, b) = (
+            JsCode::parse("aaaa").unwrap(),
+            JsCode::parse("bbbb").unwrap(),
+        );
+        assert!(LoginCode::new(None, None).is_none());
+        let code = LoginCode::new(Some(a.clone()), None).unwrap();
+        let both = LoginCode::new(Some(a.clone()), Some(b.clone())).unwrap();
+        let alone = LoginCode::new(None, Some(a.clone())).unwrap();
+        assert_eq!(code.hash(&app), a.hash(&app));
+        assert_eq!(
+            both.hash(&app),
+            a.hash(&app),
+            "both: spent as the login code"
+        );
+        assert_eq!(both.anonymous().map(JsCode::expose), Some("bbbb"));
+        assert!(alone.code().is_none());
+        // The same text as an anonymous_code is not the same spent code as a login code.
+        assert_ne!(alone.hash(&app), a.hash(&app));
+        assert_eq!(OpenId::anonymous("x").0, "anon:x");
+        assert!(OpenId::anonymous("x").is_anonymous());
+        assert!(!OpenId("oX".into()).is_anonymous());
+    }
 
     #[test]
     fn generated_tokens_parse_back_and_are_unique() {

@@ -13,6 +13,12 @@ export interface AuthOptions {
   api?: any
   /** The `wx` object (the same as `api` for WeChat); defaults to the global one. */
   wx?: any
+  /**
+   * Douyin only: call `tt.login({force: false})` (no sign-in prompt) and let a user who is not
+   * signed in to Douyin log in with the `anonymousCode` alone, as a guest account that becomes
+   * theirs when they sign in on that device. Default false (tt.login's own prompt).
+   */
+  anonymous?: boolean
 }
 
 export type Platform = 'weixin' | 'qq' | 'douyin' | 'baidu' | 'kuaishou' | 'alipay'

@@ -163,18 +163,30 @@ function createAuth(options) {
     })
   }
 
-  /** The platform's login call (wx.login, qq.login, tt.login, swan.getLoginCode, ks.login, my.getAuthCode). */
+  /**
+   * The platform's login call (wx.login, qq.login, tt.login, swan.getLoginCode, ks.login,
+   * my.getAuthCode): `{code, anonymousCode}`. On Douyin, tt.login also gives an anonymousCode
+   * for the device; with `anonymous: true` it is called with `force: false` (no sign-in prompt)
+   * and a user not signed in to Douyin logs in with the anonymousCode alone.
+   */
   function wxLoginCode() {
+    var douyin = found.platform === 'douyin'
     return new Promise(function (resolve, reject) {
-      wxApi[found.loginWith]({
+      var opts = {
         success: function (res) {
-          if (res && res.code) resolve(res.code)
-          else reject(WxLoginError('wx_login_failed', found.loginWith + ' returned no code', 0))
+          var anonymousCode = (douyin && res && res.anonymousCode) || ''
+          if ((res && res.code) || (anonymousCode && options.anonymous)) {
+            resolve({ code: (res && res.code) || '', anonymousCode: anonymousCode })
+          } else {
+            reject(WxLoginError('wx_login_failed', found.loginWith + ' returned no code', 0))
+          }
         },
         fail: function (err) {
           reject(WxLoginError('wx_login_failed', (err && err.errMsg) || found.loginWith + ' failed', 0))
         },
-      })
+      }
+      if (douyin && options.anonymous) opts.force = false
+      wxApi[found.loginWith](opts)
     })
   }
 
@@ -193,8 +205,11 @@ function createAuth(options) {
   /** One attempt: a fresh code, one POST. Codes are never reused. */
   function loginOnce() {
     var previous = getStored()
-    return wxLoginCode().then(function (code) {
-      var data = { code: code }
+    return wxLoginCode().then(function (codes) {
+      var data = {}
+      if (codes.code) data.code = codes.code
+      // Beside a code, it carries the device's guest account over to the signed-in user.
+      if (codes.anonymousCode) data.anonymous_code = codes.anonymousCode
       if (appid) data.appid = appid
       return api('POST', 'login', data, previous)
     }).then(unwrap).then(function (data) {

@@ -2,7 +2,7 @@
 
 use super::extract::{token_text, ApiBody, Client, ClientIp};
 use super::reply::{ok, Envelope, Reply};
-use crate::domain::{ClientInfo, JsCode, SessionToken};
+use crate::domain::{ClientInfo, JsCode, LoginCode, Platform, SessionToken};
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::services::ratelimit::ClientKey;
 use crate::state::AppState;
@@ -19,9 +19,15 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub(super) struct LoginBody {
-    /// The code from `wx.login()`. Missing or empty: 400 `missing_code`.
+    /// The code from `wx.login()` (or the platform's own). Required, except on Douyin, where
+    /// `anonymous_code` may stand alone; missing or empty with neither: 400 `missing_code`.
     #[schema(value_type = String, required = true, pattern = "^[!-~]{1,128}$")]
     code: Option<String>,
+    /// Douyin only: `tt.login()`'s `anonymousCode`. Alone, it logs in a user not signed in to
+    /// Douyin (an identity whose openid is `anon:` + Douyin's `anonymous_openid`); beside
+    /// `code`, that anonymous identity becomes the signed-in one. Another platform's app: 400.
+    #[schema(value_type = String, required = false, pattern = "^[!-~]{1,128}$")]
+    anonymous_code: Option<String>,
     /// Picks the app; without it, the default app (see `services/apps.rs`).
     #[schema(value_type = String, required = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     appid: Option<String>,
@@ -95,11 +101,20 @@ async fn attempt(
     body: Result<ApiBody<LoginBody>, ApiError>,
 ) -> Reply<LoginData> {
     let ApiBody(body) = body?;
-    let code = match body.code.as_deref().map(str::trim) {
-        None | Some("") => return Err(ApiError::MissingCode),
-        Some(text) => JsCode::parse(text).map_err(|e| ApiError::BadRequest(e.0.into()))?,
+    let parse = |field: &Option<String>| match field.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => JsCode::parse(text)
+            .map(Some)
+            .map_err(|e| ApiError::BadRequest(e.0.into())),
     };
+    let code = LoginCode::new(parse(&body.code)?, parse(&body.anonymous_code)?)
+        .ok_or(ApiError::MissingCode)?;
     let app = state.apps.for_login(body.appid.as_deref())?;
+    if code.anonymous().is_some() && app.platform != Platform::Douyin {
+        return Err(ApiError::BadRequest(
+            "anonymous_code is Douyin's: this app's platform has no anonymous login".into(),
+        ));
+    }
     // A client that logs in again while holding a token is replacing it: revoke the old one.
     let previous = token_text(headers)
         .and_then(SessionToken::parse)

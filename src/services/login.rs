@@ -15,7 +15,8 @@ use super::{ServiceError, ServiceResult};
 use crate::clock::SharedClock;
 use crate::coord::{Coord, Lock};
 use crate::domain::{
-    AppCredentials, ClientInfo, CodeHash, JsCode, OpenId, SessionToken, TokenHash, UnionId, UserId,
+    AppCredentials, ClientInfo, CodeHash, LoginCode, OpenId, SessionToken, TokenHash, UnionId,
+    UserId,
 };
 use crate::store::{Audit, LoginStore, NewLogin};
 use crate::wechat::{WechatClient, WechatError};
@@ -83,7 +84,7 @@ impl LoginService {
     pub async fn login(
         self: &Arc<Self>,
         app: &AppCredentials,
-        code: JsCode,
+        code: LoginCode,
         previous: Option<TokenHash>,
         client: ClientInfo,
     ) -> ServiceResult<LoginOutcome> {
@@ -129,7 +130,7 @@ impl LoginService {
     async fn exchange_once(
         &self,
         app: &AppCredentials,
-        code: &JsCode,
+        code: &LoginCode,
         code_hash: &CodeHash,
         previous: Option<&TokenHash>,
         client: &ClientInfo,
@@ -202,7 +203,7 @@ impl LoginService {
     async fn exchange(
         &self,
         app: &AppCredentials,
-        code: &JsCode,
+        code: &LoginCode,
         code_hash: &CodeHash,
         previous: Option<&TokenHash>,
         client: &ClientInfo,
@@ -222,6 +223,10 @@ impl LoginService {
             }
             Err(e) => return Err(ServiceError::Wechat(e)),
         };
+        if let Some(anonymous) = &wx.anonymous_openid {
+            self.adopt(app, anonymous, &wx.openid, wx.unionid.as_ref(), client)
+                .await?;
+        }
         let token = SessionToken::generate();
         let now = self.clock.now_ms();
         let policy = self.sessions.policy();
@@ -262,5 +267,40 @@ impl LoginService {
             unionid: wx.unionid,
             new_user: record.new_user,
         })
+    }
+
+    /// Douyin: a user who used the app signed out of Douyin on this device and now signs in
+    /// keeps that account. Its anonymous identity becomes the signed-in one, unless the
+    /// signed-in identity already has an account, which then logs in as it is (the anonymous
+    /// account is left; an operator may merge it). Once adopted, the device's next signed-out
+    /// use starts a new anonymous account: the signed-in person's is never handed to it.
+    async fn adopt(
+        &self,
+        app: &AppCredentials,
+        anonymous: &OpenId,
+        openid: &OpenId,
+        unionid: Option<&UnionId>,
+        client: &ClientInfo,
+    ) -> ServiceResult<()> {
+        let audit = Audit {
+            now: self.clock.now_ms(),
+            client,
+        };
+        let adopted = self
+            .sessions
+            .invalidating(
+                self.store
+                    .adopt_anonymous(&app.appid, anonymous, openid, unionid, audit),
+            )
+            .await?;
+        if let Some(adoption) = adopted {
+            // The device gets this login's token; its guest tokens end.
+            self.sessions.ended(&adoption.tokens).await;
+            if let Some(cache) = &self.user_cache {
+                cache.changed(adoption.user_id).await;
+            }
+            tracing::info!(appid = %app.appid, user_id = adoption.user_id, "anonymous identity signed in");
+        }
+        Ok(())
     }
 }

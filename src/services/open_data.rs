@@ -117,6 +117,9 @@ impl OpenData {
         if scheme == OpenDataScheme::None {
             return Err(no_session_key());
         }
+        if s.openid.is_anonymous() {
+            return Err(guest());
+        }
         let key = self.sessions.session_key(token, s).await?;
         let opened = match scheme {
             OpenDataScheme::Aes128 { watermark } => {
@@ -151,6 +154,9 @@ impl OpenData {
                 ))
             }
             OpenDataScheme::None => return Err(no_session_key()),
+        }
+        if s.openid.is_anonymous() {
+            return Err(guest());
         }
         let key = self.sessions.session_key(token, s).await?;
         Ok(crypto::verify_raw_data(raw, signature, key.expose()))
@@ -196,6 +202,14 @@ impl OpenData {
             })
             .await?)
     }
+}
+
+/// A Douyin guest's session (an `anonymous_code` login) has no session_key either.
+fn guest() -> ServiceError {
+    ServiceError::Unsupported(
+        "a Douyin guest login (anonymous_code alone) has no session_key: open data needs a login \
+         with a code, signed in to Douyin",
+    )
 }
 
 /// Alipay's sessions have no session_key to open or sign anything with.

@@ -136,8 +136,10 @@ async fn douyin_jscode2session(
         return error(40014, "bad params");
     };
     let field = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("");
-    if field("code").is_empty() {
-        return error(40014, "bad params: code is required");
+    let code = Some(field("code")).filter(|c| !c.is_empty());
+    let anonymous_code = Some(field("anonymous_code")).filter(|c| !c.is_empty());
+    if code.is_none() && anonymous_code.is_none() {
+        return error(40014, "bad params: code or anonymous_code is required");
     }
     if let Err((code, _)) = sim.check_credentials(Platform::Douyin, field("appid"), field("secret"))
     {
@@ -146,20 +148,30 @@ async fn douyin_jscode2session(
             _ => error(40017, "bad secret"),
         };
     }
-    match sim.redeem_code(field("appid"), field("code")) {
-        Ok(user) => Json(json!({
-            "err_no": 0,
-            "err_tips": "success",
-            "log_id": "sim",
-            "data": {
-                "session_key": user.session_key,
-                "openid": user.openid,
-                "anonymous_openid": "",
-                "unionid": user.unionid.unwrap_or_default(),
-            },
-        }))
-        .into_response(),
-        Err(_) => error(40018, "bad code"),
+    // session_key, openid and unionid only for a `code`; anonymous_openid only for an
+    // `anonymous_code` (each empty otherwise, as Douyin sends them).
+    match sim.redeem_douyin(field("appid"), code, anonymous_code) {
+        Ok((user, anonymous_openid)) => {
+            let user = user.unwrap_or(state::SimUser {
+                openid: String::new(),
+                unionid: None,
+                session_key: String::new(),
+            });
+            Json(json!({
+                "err_no": 0,
+                "err_tips": "success",
+                "log_id": "sim",
+                "data": {
+                    "session_key": user.session_key,
+                    "openid": user.openid,
+                    "anonymous_openid": anonymous_openid.unwrap_or_default(),
+                    "unionid": user.unionid.unwrap_or_default(),
+                },
+            }))
+            .into_response()
+        }
+        Err(true) => error(40019, "bad anonymous_code"),
+        Err(false) => error(40018, "bad code"),
     }
 }
 
@@ -291,8 +303,15 @@ struct CodeRequest {
     platform: Option<String>,
     appid: Option<String>,
     user: String,
+    /// Douyin: the device the `anonymous_code` is for (the user's, unless named).
+    device: Option<String>,
+    /// Douyin: `false` plays a device not signed in to Douyin (an `anonymous_code` only).
+    signed_in: Option<bool>,
 }
 
+/// `POST /_sim/codes`: what the platform's `login()` gives the client. On Douyin it also gives
+/// an `anonymous_code` for the device, as `tt.login()` does, and only that when
+/// `"signed_in": false`.
 async fn issue_code(State(sim): State<Arc<SimState>>, body: Option<Json<CodeRequest>>) -> Response {
     let Some(Json(req)) = body else {
         return bad_request(
@@ -309,19 +328,42 @@ async fn issue_code(State(sim): State<Arc<SimState>>, body: Option<Json<CodeRequ
             ))
         }
     };
-    match sim.issue_code(platform, req.appid.as_deref(), &req.user) {
-        Ok(issued) => Json(json!({
-            "code": issued.code,
-            "platform": issued.platform.as_str(),
-            "appid": issued.appid,
-            "openid": issued.openid,
-            "unionid": issued.unionid,
-            "session_key": issued.session_key,
-            "expires_in": state::CODE_TTL_MS / 1000,
-        }))
-        .into_response(),
-        Err(why) => bad_request(&why),
+    let app = match sim.resolve_app(platform, req.appid.as_deref()) {
+        Ok(app) => app,
+        Err(why) => return bad_request(&why),
+    };
+    let signed_in = req.signed_in.unwrap_or(true);
+    let douyin = app.platform == Platform::Douyin;
+    if !signed_in && !douyin {
+        return bad_request("only Douyin logs in a user who is not signed in (signed_in: false)");
     }
+    let mut reply = json!({
+        "platform": app.platform.as_str(),
+        "appid": app.appid,
+        "expires_in": state::CODE_TTL_MS / 1000,
+    });
+    if signed_in {
+        match sim.issue_code(Some(app.platform), Some(&app.appid), &req.user) {
+            Ok(issued) => {
+                reply["code"] = json!(issued.code);
+                reply["openid"] = json!(issued.openid);
+                reply["unionid"] = json!(issued.unionid);
+                reply["session_key"] = json!(issued.session_key);
+            }
+            Err(why) => return bad_request(&why),
+        }
+    }
+    if douyin {
+        let device = req.device.as_deref().unwrap_or(&req.user);
+        match sim.issue_anonymous_code(&app.appid, device) {
+            Ok((code, openid)) => {
+                reply["anonymous_code"] = json!(code);
+                reply["anonymous_openid"] = json!(openid);
+            }
+            Err(why) => return bad_request(&why),
+        }
+    }
+    Json(reply).into_response()
 }
 
 async fn calls(State(sim): State<Arc<SimState>>) -> Response {

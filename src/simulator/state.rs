@@ -46,7 +46,9 @@ impl std::str::FromStr for SimApp {
 
 struct IssuedCode {
     appid: String,
+    /// The test user (a login code) or the device (a Douyin `anonymous_code`).
     user: String,
+    anonymous: bool,
     issued_at: Millis,
     used: bool,
 }
@@ -259,6 +261,7 @@ impl SimState {
             IssuedCode {
                 appid: appid.clone(),
                 user: user.to_owned(),
+                anonymous: false,
                 issued_at: self.clock.now_ms(),
                 used: false,
             },
@@ -280,15 +283,46 @@ impl SimState {
         })
     }
 
-    pub(super) fn redeem_code(
+    /// The openid Douyin gives a device not signed in to Douyin (`tt.login()`'s
+    /// `anonymousCode`), per app and device.
+    pub fn anonymous_openid(appid: &str, device: &str) -> String {
+        stable_id('a', &["anonymous", appid, device])
+    }
+
+    /// `tt.login()` on a device not signed in to Douyin (or alongside a signed-in user's code):
+    /// an `anonymous_code` for `device` and the anonymous openid it resolves to.
+    pub fn issue_anonymous_code(
         &self,
         appid: &str,
+        device: &str,
+    ) -> Result<(String, String), String> {
+        if device.is_empty() || device.len() > 64 {
+            return Err("device must be 1-64 characters".into());
+        }
+        let code = hex::encode(random_bytes::<16>());
+        self.lock().codes.insert(
+            code.clone(),
+            IssuedCode {
+                appid: appid.to_owned(),
+                user: device.to_owned(),
+                anonymous: true,
+                issued_at: self.clock.now_ms(),
+                used: false,
+            },
+        );
+        Ok((code, Self::anonymous_openid(appid, device)))
+    }
+
+    /// Whether `code` is a live, unused code of this kind for `appid`.
+    fn check_code(
+        inner: &Inner,
+        now: Millis,
+        appid: &str,
         code: &str,
-    ) -> Result<SimUser, (i64, &'static str)> {
-        let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        let issued = match inner.codes.get_mut(code) {
-            Some(c) if c.appid == appid => c,
+        anonymous: bool,
+    ) -> Result<(), (i64, &'static str)> {
+        let issued = match inner.codes.get(code) {
+            Some(c) if c.appid == appid && c.anonymous == anonymous => c,
             _ => return Err((40029, "invalid code")),
         };
         if issued.used {
@@ -297,20 +331,69 @@ impl SimState {
         if now - issued.issued_at >= CODE_TTL_MS {
             return Err((40029, "invalid code"));
         }
+        Ok(())
+    }
+
+    /// Spends a checked code; the test user or device it was issued to.
+    fn spend(inner: &mut Inner, code: &str) -> String {
+        let issued = inner.codes.get_mut(code).expect("a checked code");
         issued.used = true;
-        let user = issued.user.clone();
+        issued.user.clone()
+    }
+
+    fn sim_user(&self, inner: &Inner, appid: &str, user: &str) -> SimUser {
         let session_key = inner
             .session_keys
-            .get(&(appid.to_owned(), user.clone()))
+            .get(&(appid.to_owned(), user.to_owned()))
             .cloned()
             .unwrap_or_default();
         let platform = self.platform_of(appid);
         let bound = !inner.unbound.contains(appid) && has_unionid(platform);
-        Ok(SimUser {
-            openid: Self::openid(appid, &user),
-            unionid: bound.then(|| Self::unionid(platform, &user)),
+        SimUser {
+            openid: Self::openid(appid, user),
+            unionid: bound.then(|| Self::unionid(platform, user)),
             session_key,
-        })
+        }
+    }
+
+    pub(super) fn redeem_code(
+        &self,
+        appid: &str,
+        code: &str,
+    ) -> Result<SimUser, (i64, &'static str)> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        Self::check_code(&inner, now, appid, code, false)?;
+        let user = Self::spend(&mut inner, code);
+        Ok(self.sim_user(&inner, appid, &user))
+    }
+
+    /// Douyin's exchange of a `code`, an `anonymous_code` or both: both are checked before
+    /// either is spent (a bad one spends neither); `Err` says which was bad (`true`: the
+    /// anonymous one).
+    pub(super) fn redeem_douyin(
+        &self,
+        appid: &str,
+        code: Option<&str>,
+        anonymous_code: Option<&str>,
+    ) -> Result<(Option<SimUser>, Option<String>), bool> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        if let Some(code) = code {
+            Self::check_code(&inner, now, appid, code, false).map_err(|_| false)?;
+        }
+        if let Some(anonymous) = anonymous_code {
+            Self::check_code(&inner, now, appid, anonymous, true).map_err(|_| true)?;
+        }
+        let user = code.map(|c| {
+            let user = Self::spend(&mut inner, c);
+            self.sim_user(&inner, appid, &user)
+        });
+        let anonymous_openid = anonymous_code.map(|c| {
+            let device = Self::spend(&mut inner, c);
+            Self::anonymous_openid(appid, &device)
+        });
+        Ok((user, anonymous_openid))
     }
 
     /// Binds an app to the Open Platform account (its replies carry unionids) or unbinds it.

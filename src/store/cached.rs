@@ -21,13 +21,13 @@
 
 use super::used_codes::{Known, UsedCodes, MAX_CODES, WINDOW};
 use super::{
-    AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
+    AccountChange, Adoption, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
     LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreError, StoreResult,
     UserFilter, UserRecord, UserStore,
 };
 use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, OpenId, Platform, TokenHash, UnionId, UserId};
 use async_trait::async_trait;
 use lru::LruCache;
 use secrecy::SecretString;
@@ -243,6 +243,25 @@ impl LoginStore for CachedStore {
                         cache.drop_user(id);
                     }
                 }
+            }
+        })
+        .await
+    }
+
+    async fn adopt_anonymous(
+        &self,
+        appid: &AppId,
+        anonymous: &OpenId,
+        openid: &OpenId,
+        unionid: Option<&UnionId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Adoption>> {
+        let write = self
+            .inner
+            .adopt_anonymous(appid, anonymous, openid, unionid, audit);
+        self.write(write, |cache, result| {
+            if let Ok(Some(adoption)) = result {
+                cache.drop_user(adoption.user_id);
             }
         })
         .await

@@ -2,13 +2,13 @@
 //! backend, below the in-memory cache, so the histogram shows the database's own latency.
 
 use super::{
-    AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
+    AccountChange, Adoption, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
     LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreResult, UserFilter,
     UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, OpenId, Platform, TokenHash, UnionId, UserId};
 use async_trait::async_trait;
 use secrecy::SecretString;
 use std::future::Future;
@@ -40,6 +40,21 @@ impl LoginStore for MeteredStore {
     }
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
         timed("record_login", self.0.record_login(login)).await
+    }
+    async fn adopt_anonymous(
+        &self,
+        appid: &AppId,
+        anonymous: &OpenId,
+        openid: &OpenId,
+        unionid: Option<&UnionId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Adoption>> {
+        timed(
+            "adopt_anonymous",
+            self.0
+                .adopt_anonymous(appid, anonymous, openid, unionid, audit),
+        )
+        .await
     }
     async fn record_login_failure(
         &self,

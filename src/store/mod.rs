@@ -345,6 +345,14 @@ pub struct AccountChange {
     pub tokens: Vec<TokenHash>,
 }
 
+/// An anonymous identity that became a signed-in one ([`LoginStore::adopt_anonymous`]).
+#[derive(Debug, Clone)]
+pub struct Adoption {
+    pub user_id: UserId,
+    /// The anonymous identity's sessions, ended: caches must forget them.
+    pub tokens: Vec<TokenHash>,
+}
+
 /// Used codes and the login write: the hot path of `POST /login`.
 #[async_trait]
 pub trait LoginStore: Send + Sync + 'static {
@@ -363,6 +371,19 @@ pub trait LoginStore: Send + Sync + 'static {
     /// was recorded meanwhile, and with [`StoreError::Banned`] (the code spent, a
     /// `login_failed` event written) if the user is banned.
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord>;
+    /// Douyin, a login with both codes: the anonymous identity `anonymous` of `appid` becomes
+    /// the signed-in identity `openid` (with `unionid`), keeping its user, unless `openid`
+    /// already has an identity. The anonymous identity's sessions end (a `session_revoked`
+    /// event each, reason `signed_in`): the login that adopts it gives the device its token.
+    /// `None` when nothing changed.
+    async fn adopt_anonymous(
+        &self,
+        appid: &AppId,
+        anonymous: &OpenId,
+        openid: &OpenId,
+        unionid: Option<&UnionId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Adoption>>;
     /// A `login_failed` event for a login that changed nothing (a bad or used code, …).
     async fn record_login_failure(
         &self,

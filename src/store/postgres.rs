@@ -4,13 +4,13 @@
 
 use super::sql::{self, Ended, NewEvent};
 use super::{
-    AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
+    AccountChange, Adoption, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
     LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions, StoreResult,
     UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, EventType, OpenId, Platform, TokenHash, UnionId, UserId};
 use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -189,6 +189,49 @@ impl LoginStore for PgStore {
     async fn record_login(&self, l: NewLogin<'_>) -> StoreResult<LoginRecord> {
         let sealed = self.vault.seal(Field::SessionKey, l.session_key.expose());
         self.logins.record(&l, sealed, self.webhooks).await
+    }
+
+    async fn adopt_anonymous(
+        &self,
+        appid: &AppId,
+        anonymous: &OpenId,
+        openid: &OpenId,
+        unionid: Option<&UnionId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Adoption>> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let adopted = sqlx::query_as::<_, (i64, i64)>(sql::ADOPT_ANONYMOUS)
+            .bind(&openid.0)
+            .bind(unionid.map(|u| u.0.as_str()))
+            .bind(Platform::Douyin.as_str())
+            .bind(appid.as_str())
+            .bind(&anonymous.0)
+            .fetch_optional(&mut *tx)
+            .await;
+        // The signed-in identity was made meanwhile by a login of its own: it stays as it is.
+        let adopted = match adopted {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => None,
+            other => other.map_err(unavailable)?,
+        };
+        let Some((identity, user_id)) = adopted else {
+            return Ok(None);
+        };
+        let query = sqlx::query(sql::DELETE_IDENTITY_SESSIONS)
+            .bind(user_id)
+            .bind(identity);
+        let ended = end_sessions(
+            &mut tx,
+            query,
+            EventType::SessionRevoked,
+            "signed_in",
+            audit,
+        )
+        .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(Adoption {
+            user_id,
+            tokens: ended.into_iter().map(|e| e.token_hash).collect(),
+        }))
     }
 
     async fn record_login_failure(

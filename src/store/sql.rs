@@ -33,6 +33,18 @@ pub(crate) const FIND_IDENTITY: &str =
     "SELECT i.id, i.user_id, i.unionid, u.status FROM identities i \
      JOIN users u ON u.id = i.user_id WHERE i.platform = $1 AND i.appid = $2 AND i.openid = $3";
 
+/// Douyin: the device's anonymous identity becomes the signed-in identity its user now has
+/// (the same row, so the same user and sessions), unless that one already exists.
+pub(crate) const ADOPT_ANONYMOUS: &str =
+    "UPDATE identities SET openid = $1, unionid = $2 WHERE platform = $3 AND appid = $4 \
+     AND openid = $5 AND NOT EXISTS (SELECT 1 FROM identities o WHERE o.platform = $3 \
+     AND o.appid = $4 AND o.openid = $1) RETURNING id, user_id";
+
+/// Ends the sessions of one identity (found through the index on user_id).
+pub(crate) const DELETE_IDENTITY_SESSIONS: &str =
+    "DELETE FROM sessions WHERE user_id = $1 AND identity_id = $2 \
+     RETURNING id, token_hash, user_id, platform, appid";
+
 /// The user a new identity with this unionid joins (`link_by_unionid`): the first one found.
 pub(crate) const FIND_UNIONID_USER: &str =
     "SELECT i.user_id, u.status FROM identities i JOIN users u ON u.id = i.user_id \
@@ -745,6 +757,8 @@ mod tests {
             CODES_USED_SINCE,
             FIND_IDENTITY,
             FIND_UNIONID_USER,
+            ADOPT_ANONYMOUS,
+            DELETE_IDENTITY_SESSIONS,
             INSERT_USER,
             INSERT_IDENTITY,
             SET_IDENTITY_UNIONID,

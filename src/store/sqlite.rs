@@ -12,13 +12,13 @@ mod writer;
 
 use super::sql::{self, Ended, NewEvent};
 use super::{
-    AccountChange, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
+    AccountChange, Adoption, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
     LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
     SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions, StoreResult,
     UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, EventType, OpenId, Platform, TokenHash, UnionId, UserId};
 use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -218,6 +218,45 @@ impl LoginStore for SqliteStore {
             webhooks: self.webhooks,
         });
         self.submit(|reply| Write::Login(login, reply)).await
+    }
+
+    async fn adopt_anonymous(
+        &self,
+        appid: &AppId,
+        anonymous: &OpenId,
+        openid: &OpenId,
+        unionid: Option<&UnionId>,
+        audit: Audit<'_>,
+    ) -> StoreResult<Option<Adoption>> {
+        let mut tx = self.begin().await?;
+        let adopted: Option<(i64, i64)> = sqlx::query_as(sql::ADOPT_ANONYMOUS)
+            .bind(&openid.0)
+            .bind(unionid.map(|u| u.0.as_str()))
+            .bind(Platform::Douyin.as_str())
+            .bind(appid.as_str())
+            .bind(&anonymous.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some((identity, user_id)) = adopted else {
+            return Ok(None);
+        };
+        let query = sqlx::query(sql::DELETE_IDENTITY_SESSIONS)
+            .bind(user_id)
+            .bind(identity);
+        let ended = end_sessions(
+            &mut tx,
+            query,
+            EventType::SessionRevoked,
+            "signed_in",
+            audit,
+        )
+        .await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(Adoption {
+            user_id,
+            tokens: ended.into_iter().map(|e| e.token_hash).collect(),
+        }))
     }
 
     async fn record_login_failure(

@@ -14,7 +14,7 @@ use super::replies::{
     PhoneReply, QqCode2SessionReply, Reply, TokenReply,
 };
 use super::WechatError;
-use crate::domain::{AppCredentials, JsCode, Platform};
+use crate::domain::{AppCredentials, JsCode, LoginCode, Platform};
 use secrecy::ExposeSecret;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -130,11 +130,18 @@ impl WechatClient {
 
     /// `auth.code2Session`: exchanges a login code (`wx.login()`, `qq.login()`, `tt.login()`,
     /// `swan.getLoginCode()`, `ks.login()`) with the app's own platform.
+    /// An `anonymous_code` is Douyin's alone: another platform's login without a login code
+    /// is refused here as a bad code (the route refuses it before).
     pub async fn code2session(
         &self,
         app: &AppCredentials,
-        code: &JsCode,
+        login: &LoginCode,
     ) -> Result<Code2Session, WechatError> {
+        let code = match (app.platform, login.code()) {
+            (Platform::Douyin, _) => return self.douyin_code2session(app, login).await,
+            (_, Some(code)) => code,
+            (_, None) => return Err(WechatError::InvalidCode),
+        };
         let query = [
             ("appid", app.appid.as_str()),
             ("secret", app.secret.expose_secret()),
@@ -150,16 +157,7 @@ impl WechatClient {
                 self.call::<QqCode2SessionReply>(Api::QqCode2Session, &query, Body::Get)
                     .await
             }
-            Platform::Douyin => {
-                // No anonymous_code: only logins with a code (a user signed in to Douyin).
-                let body = serde_json::json!({
-                    "appid": app.appid.as_str(),
-                    "secret": app.secret.expose_secret(),
-                    "code": code.expose(),
-                });
-                self.call::<DouyinCode2SessionReply>(Api::DouyinCode2Session, &[], Body::Json(body))
-                    .await
-            }
+            Platform::Douyin => self.douyin_code2session(app, login).await,
             Platform::Baidu => {
                 let form = vec![
                     ("code", code.expose().to_owned()),
@@ -184,6 +182,26 @@ impl WechatClient {
             }
             Platform::Alipay => self.alipay_oauth_token(app, code).await,
         }
+    }
+
+    /// Douyin's `jscode2session` with the login code, the `anonymous_code`, or both.
+    async fn douyin_code2session(
+        &self,
+        app: &AppCredentials,
+        login: &LoginCode,
+    ) -> Result<Code2Session, WechatError> {
+        let mut body = serde_json::json!({
+            "appid": app.appid.as_str(),
+            "secret": app.secret.expose_secret(),
+        });
+        if let Some(code) = login.code() {
+            body["code"] = code.expose().into();
+        }
+        if let Some(anonymous) = login.anonymous() {
+            body["anonymous_code"] = anonymous.expose().into();
+        }
+        self.call::<DouyinCode2SessionReply>(Api::DouyinCode2Session, &[], Body::Json(body))
+            .await
     }
 
     /// Alipay's `alipay.system.oauth.token`: the form signed with the app's private key, the

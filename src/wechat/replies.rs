@@ -20,6 +20,9 @@ pub struct Code2Session {
     pub openid: OpenId,
     pub session_key: SessionKey,
     pub unionid: Option<UnionId>,
+    /// Douyin, a login with both codes: the device's anonymous identity
+    /// ([`OpenId::anonymous`]), which this signed-in identity takes over.
+    pub anonymous_openid: Option<OpenId>,
 }
 
 /// An access_token and how long WeChat says it lives.
@@ -84,6 +87,7 @@ impl Reply for Code2SessionReply {
                     openid: OpenId(openid),
                     session_key: SessionKey::new(key),
                     unionid: self.unionid.filter(|u| !u.is_empty()).map(UnionId),
+                    anonymous_openid: None,
                 })
             }
             _ => Err(WechatError::BadReply),
@@ -126,6 +130,7 @@ fn session_of(
             openid: OpenId(openid),
             session_key: SessionKey::new(key),
             unionid: unionid.filter(|u| !u.is_empty()).map(UnionId),
+            anonymous_openid: None,
         }),
         _ => Err(WechatError::BadReply),
     }
@@ -144,6 +149,33 @@ struct DouyinSession {
     openid: Option<String>,
     session_key: Option<String>,
     unionid: Option<String>,
+    /// Present when the request carried an `anonymous_code`.
+    anonymous_openid: Option<String>,
+}
+
+impl DouyinSession {
+    /// A signed-in session (with the anonymous identity it takes over, if both codes were
+    /// sent); else, from an `anonymous_code` alone, the anonymous identity with no
+    /// session_key; else no user at all.
+    fn into_session(self) -> Result<Code2Session, WechatError> {
+        let anonymous = self
+            .anonymous_openid
+            .filter(|a| !a.is_empty())
+            .map(|a| OpenId::anonymous(&a));
+        let signed_in = self.openid.as_deref().is_some_and(|o| !o.is_empty());
+        match anonymous {
+            Some(anonymous) if !signed_in => Ok(Code2Session {
+                openid: anonymous,
+                session_key: SessionKey::new(String::new()),
+                unionid: None,
+                anonymous_openid: None,
+            }),
+            anonymous => Ok(Code2Session {
+                anonymous_openid: anonymous,
+                ..session_of(self.openid, self.session_key, self.unionid)?
+            }),
+        }
+    }
 }
 
 impl Reply for DouyinCode2SessionReply {
@@ -154,7 +186,7 @@ impl Reply for DouyinCode2SessionReply {
     fn into_result(self) -> Result<Code2Session, WechatError> {
         match self.err_no {
             0 => match self.data {
-                Some(d) => session_of(d.openid, d.session_key, d.unionid),
+                Some(d) => d.into_session(),
                 None => Err(WechatError::BadReply),
             },
             // A bad code (or anonymous_code): wrong, expired or used.
@@ -395,6 +427,23 @@ mod tests {
             (ok.openid.0.as_str(), ok.unionid.map(|u| u.0)),
             ("d1", Some("u1".into()))
         );
+        assert!(ok.anonymous_openid.is_none());
+        // An anonymous_code alone: the anonymous identity, no session_key, no unionid.
+        let anonymous = parse_douyin_code2session(
+            br#"{"err_no":0,"err_tips":"success","data":{"session_key":"","openid":"","anonymous_openid":"a1","unionid":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(anonymous.openid.0, "anon:a1");
+        assert!(anonymous.session_key.expose().is_empty() && anonymous.unionid.is_none());
+        // Both codes: the signed-in identity, taking over the anonymous one.
+        let both = parse_douyin_code2session(
+            br#"{"err_no":0,"data":{"session_key":"a2V5","openid":"d1","anonymous_openid":"a1","unionid":""}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (both.openid.0.as_str(), both.anonymous_openid.map(|a| a.0)),
+            ("d1", Some("anon:a1".into()))
+        );
         for (body, want) in [
             (
                 &br#"{"err_no":40018,"err_tips":"bad code"}"#[..],
@@ -413,6 +462,11 @@ mod tests {
                 WechatError::BadReply,
             ),
             (br#"{"err_no":0}"#, WechatError::BadReply),
+            // An openid with no session_key is no user, anonymous_openid or not.
+            (
+                br#"{"err_no":0,"data":{"openid":"d1","session_key":"","anonymous_openid":"a1"}}"#,
+                WechatError::BadReply,
+            ),
         ] {
             assert_eq!(parse_douyin_code2session(body).unwrap_err(), want);
         }
@@ -537,6 +591,7 @@ pub(super) fn alipay_login(
         openid: OpenId(openid),
         session_key: SessionKey::new(String::new()),
         unionid: non_empty(token.union_id).map(UnionId),
+        anonymous_openid: None,
     })
 }
 

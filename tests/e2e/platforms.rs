@@ -466,6 +466,171 @@ async fn a_douyin_code_logs_in_through_douyins_api_and_its_errors_map() {
     app.shutdown().await;
 }
 
+fn with_douyin() -> Options {
+    Options {
+        apps: vec![
+            (APPID, SECRET),
+            ("douyin/tt0123456789abcdef", "douyin-secret"),
+        ],
+        ..Options::default()
+    }
+}
+
+/// `tt.login()` on `device`: signed in to Douyin as `user`, or (`user` None) not signed in.
+async fn tt_login(app: &TestApp, user: Option<&str>, device: &str) -> Value {
+    let body = match user {
+        Some(user) => {
+            json!({ "platform": "douyin", "appid": DOUYIN_APPID, "user": user, "device": device })
+        }
+        None => {
+            json!({ "platform": "douyin", "appid": DOUYIN_APPID, "user": device, "signed_in": false })
+        }
+    };
+    app.sim("/_sim/codes", body).await
+}
+
+async fn douyin_login(app: &TestApp, code: &Value, anonymous_code: &Value) -> (u16, Value) {
+    let (status, body) = app
+        .post(
+            "/login",
+            json!({ "appid": DOUYIN_APPID, "code": code, "anonymous_code": anonymous_code }),
+            None,
+        )
+        .await;
+    (status.as_u16(), body)
+}
+
+/// The identities `/me` lists for a token: `(platform, openid)`, sorted.
+async fn identities_of(app: &TestApp, token: &str) -> (i64, Vec<(String, String)>) {
+    let (status, me) = app.me(token).await;
+    assert_eq!(status, 200, "{me}");
+    let mut ids: Vec<(String, String)> = me["data"]["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["platform"].as_str().unwrap().to_owned(),
+                i["openid"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    ids.sort();
+    (me["data"]["id"].as_i64().unwrap(), ids)
+}
+
+#[tokio::test]
+async fn a_douyin_device_not_signed_in_logs_in_anonymously_and_keeps_its_account_on_signing_in() {
+    let app = spawn_with(with_douyin()).await;
+    // Not signed in to Douyin: tt.login() gives an anonymous_code only.
+    let guest = tt_login(&app, None, "phone-1").await;
+    assert!(guest["code"].is_null(), "{guest}");
+    let (status, body) = douyin_login(&app, &Value::Null, &guest["anonymous_code"]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 0);
+    let guest_token = body["data"]["token"].as_str().unwrap().to_owned();
+    let anon_openid = format!("anon:{}", guest["anonymous_openid"].as_str().unwrap());
+    let (guest_user, ids) = identities_of(&app, &guest_token).await;
+    assert_eq!(ids, vec![("douyin".to_owned(), anon_openid.clone())]);
+    // A guest has no session key: open data is 404 unsupported for its session.
+    tt_login(&app, Some("someone"), "phone-9").await;
+    let sealed = app
+        .sim(
+            "/_sim/encrypt",
+            json!({ "appid": DOUYIN_APPID, "user": "someone", "data": { "nickName": "云" } }),
+        )
+        .await;
+    let (status, body) = app
+        .post(
+            "/decrypt",
+            json!({ "encryptedData": sealed["encryptedData"], "iv": sealed["iv"] }),
+            Some(&guest_token),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (404, Some("unsupported")),
+        "{body}"
+    );
+    // An anonymous_code works once too (remembered as used, as a login code is).
+    let (status, body) = douyin_login(&app, &Value::Null, &guest["anonymous_code"]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("code_used")),
+        "{body}"
+    );
+
+    // The user signs in to Douyin on that device: both codes, and the guest account becomes
+    // the signed-in user's (same user id, the anonymous identity now the real openid).
+    let signed = tt_login(&app, Some("mei"), "phone-1").await;
+    assert_eq!(signed["anonymous_openid"], guest["anonymous_openid"]);
+    let (status, body) = douyin_login(&app, &signed["code"], &signed["anonymous_code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let (user, ids) = identities_of(&app, &token).await;
+    assert_eq!(user, guest_user, "the guest's account is kept");
+    assert_eq!(
+        ids,
+        vec![(
+            "douyin".to_owned(),
+            signed["openid"].as_str().unwrap().to_owned()
+        )]
+    );
+    // The guest's token ended (a `session_revoked` event, reason `signed_in`): this login's
+    // token replaces it on the device.
+    let (status, _) = app.me(&guest_token).await;
+    assert_eq!(status, 401);
+    let revoked = format!(
+        "SELECT COUNT(*) FROM events WHERE type = 'session_revoked' AND user_id = {user} \
+         AND detail LIKE '%signed_in%'"
+    );
+    assert_eq!(app.count(&revoked).await, 1);
+
+    // Signed out again on the same device: a new guest, not the signed-in user's account.
+    let guest = tt_login(&app, None, "phone-1").await;
+    let (status, body) = douyin_login(&app, &Value::Null, &guest["anonymous_code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let (second_guest, _) = identities_of(&app, body["data"]["token"].as_str().unwrap()).await;
+    assert_ne!(second_guest, user);
+    // Signing in again as the same user: the existing account; the new guest stays apart.
+    let signed = tt_login(&app, Some("mei"), "phone-1").await;
+    let (status, body) = douyin_login(&app, &signed["code"], &signed["anonymous_code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let (again, ids) = identities_of(&app, body["data"]["token"].as_str().unwrap()).await;
+    assert_eq!(again, user);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // A bad anonymous_code spends neither code; a missing both is a 400.
+    let signed = tt_login(&app, Some("mei"), "phone-2").await;
+    let (status, body) = douyin_login(&app, &signed["code"], &json!("not-a-code")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_code")),
+        "{body}"
+    );
+    let (status, body) = douyin_login(&app, &signed["code"], &signed["anonymous_code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = douyin_login(&app, &Value::Null, &Value::Null).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("missing_code")),
+        "{body}"
+    );
+    // anonymous_code is Douyin's: sent to the WeChat app it is a 400, and the code is kept.
+    let wx = app.wx_login("mei").await;
+    let (status, body) = app
+        .post(
+            "/login",
+            json!({ "appid": APPID, "code": wx["code"], "anonymous_code": "x" }),
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 400, "{body}");
+    let (status, _) = login_to(&app, APPID, &wx["code"]).await;
+    assert_eq!(status, 200);
+    app.shutdown().await;
+}
+
 const ALIPAY_APPID: &str = "2021000000000001";
 const ALIPAY_GATEWAY: &str = "/alipay/gateway.do";
 

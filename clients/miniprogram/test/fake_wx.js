@@ -8,20 +8,26 @@ function createFakeWx(serverUrl, user, sim = {}) {
   const stats = { wxLogin: 0, loginPosts: 0, codesSent: [] }
   const wx = {
     stats,
-    login({ success, fail }) {
+    // On Douyin (tt.login) the reply also has the device's anonymousCode, and `isLogin`;
+    // `sim.signed_in: false` plays a device not signed in to Douyin (no code then).
+    login({ success, fail, force }) {
       stats.wxLogin++
+      stats.force = force
       fetch(serverUrl + '/_sim/codes', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ user, ...sim }),
       })
         .then((r) => r.json())
-        .then((v) => success({ code: v.code, errMsg: 'login:ok' }), (e) => fail({ errMsg: String(e) }))
+        .then((v) => success(sim.platform === 'douyin'
+          ? { code: v.code || '', anonymousCode: v.anonymous_code, isLogin: !!v.code, errMsg: 'login:ok' }
+          : { code: v.code, errMsg: 'login:ok' }), (e) => fail({ errMsg: String(e) }))
     },
     request({ url, method = 'GET', data, header = {}, success, fail }) {
       if (url.endsWith('/login') && method === 'POST') {
         stats.loginPosts++
         stats.codesSent.push(data && data.code)
+        stats.lastLoginBody = data
       }
       const hasBody = method !== 'GET' && method !== 'HEAD'
       fetch(url, { method, headers: header, body: hasBody ? JSON.stringify(data || {}) : undefined })

@@ -107,6 +107,29 @@ test('a platform named with its API object needs no global', async () => {
   assert.match(await auth.login(), /^wxl_/)
 })
 
+test('on Douyin, a device not signed in logs in as a guest with anonymous: true, and keeps it on signing in', async () => {
+  const app = APPS[1]
+  const sim = { platform: 'douyin', appid: app.appid, signed_in: false }
+  const tt = createFakeWx(server.url, 'sdk-device-1', sim)
+  // Without the option, no code is no login.
+  const strict = createAuth({ baseUrl: server.url + '/', appid: app.appid, platform: 'douyin', api: tt })
+  await assert.rejects(strict.login(), (e) => e.code === 'wx_login_failed')
+  const auth = createAuth({ baseUrl: server.url + '/', appid: app.appid, platform: 'douyin', api: tt, anonymous: true })
+  const guest = await auth.me()
+  assert.equal(tt.stats.force, false, 'no sign-in prompt')
+  assert.equal(tt.stats.lastLoginBody.code, undefined)
+  assert.match(guest.identities[0].openid, /^anon:/)
+  // Signed in to Douyin now, on the same device: both codes go, and the guest account is kept.
+  sim.signed_in = true
+  sim.device = 'sdk-device-1'
+  await auth.login()
+  assert.ok(tt.stats.lastLoginBody.code && tt.stats.lastLoginBody.anonymous_code)
+  const me = await auth.me()
+  assert.equal(me.id, guest.id)
+  assert.equal(me.identities.length, 1)
+  assert.doesNotMatch(me.identities[0].openid, /^anon:/)
+})
+
 test('QQ, which also defines wx, is found by its own name first', () => {
   globalThis.qq = fakeGlobal(APPS[0], 'both')
   globalThis.wx = createFakeWx(server.url, 'both')
