@@ -190,24 +190,58 @@ pub enum AppsCommand {
     List,
     /// Add an app: served by every instance within 2 s.
     Add {
-        /// weixin, qq, douyin, baidu or kuaishou.
+        /// weixin, qq, douyin, baidu, kuaishou or alipay.
         #[arg(long)]
         platform: String,
         #[arg(long)]
         appid: String,
-        /// A file holding the secret (default: read it from standard input).
+        /// A file holding the secret, on Alipay the app's private key (default: read one line
+        /// from standard input).
         #[arg(long)]
         secret_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        alipay: AlipayKeyFiles,
     },
     /// Set a registry app's new secret (after resetting it on the platform's console).
     Rotate {
         appid: String,
-        /// A file holding the secret (default: read it from standard input).
+        /// A file holding the secret (default: read one line from standard input).
         #[arg(long)]
         secret_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        alipay: AlipayKeyFiles,
     },
     /// Remove a registry app and revoke its sessions.
     Remove { appid: String },
+}
+
+/// An Alipay app's other keys, each from a file.
+#[derive(clap::Args)]
+pub struct AlipayKeyFiles {
+    /// Alipay apps: a file holding Alipay's public key (支付宝公钥).
+    #[arg(long)]
+    alipay_public_key_file: Option<std::path::PathBuf>,
+    /// Alipay apps: a file holding the content-encryption (AES) key, for phone numbers.
+    #[arg(long)]
+    alipay_aes_key_file: Option<std::path::PathBuf>,
+}
+
+impl AlipayKeyFiles {
+    /// Adds the keys given to a request body.
+    fn add_to(&self, body: &mut serde_json::Value) -> anyhow::Result<()> {
+        for (name, file) in [
+            ("alipay_public_key", &self.alipay_public_key_file),
+            ("alipay_aes_key", &self.alipay_aes_key_file),
+        ] {
+            if let Some(path) = file {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("--{}-file {}: {e}", name.replace('_', "-"), path.display())
+                })?;
+                body[name] = text.trim().into();
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A secret from a file or standard input, without its line break.
@@ -410,6 +444,8 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
                         secret: SecretString::from(*secret),
                         alipay_public_key: (*platform == Platform::Alipay)
                             .then(simulator::alipay_public_key),
+                        alipay_aes_key: (*platform == Platform::Alipay)
+                            .then(|| SecretString::from(simulator::DEV_ALIPAY_AES_KEY)),
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -428,6 +464,12 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
             })
             .collect();
         let sim = Arc::new(SimState::new(sim_apps, clock.clone()));
+        // Alipay's side of each app's content-encryption key, as set on its console.
+        for app in &config.apps {
+            if let Some(key) = &app.alipay_aes_key {
+                sim.set_aes_key(app.appid.as_str(), key.expose_secret());
+            }
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let sim_addr = listener.local_addr()?;
         config.wechat_api_base = format!("http://{sim_addr}").parse()?;
@@ -548,16 +590,26 @@ async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
                 platform,
                 appid,
                 secret_file,
-            } => http
-                .post(format!("{base}/admin/apps"))
-                .json(&serde_json::json!({
+                alipay,
+            } => {
+                let mut body = serde_json::json!({
                     "platform": platform,
                     "appid": appid,
                     "secret": read_secret(secret_file.as_deref())?,
-                })),
-            AppsCommand::Rotate { appid, secret_file } => http
-                .put(format!("{base}/admin/apps/{appid}"))
-                .json(&serde_json::json!({ "secret": read_secret(secret_file.as_deref())? })),
+                });
+                alipay.add_to(&mut body)?;
+                http.post(format!("{base}/admin/apps")).json(&body)
+            }
+            AppsCommand::Rotate {
+                appid,
+                secret_file,
+                alipay,
+            } => {
+                let mut body =
+                    serde_json::json!({ "secret": read_secret(secret_file.as_deref())? });
+                alipay.add_to(&mut body)?;
+                http.put(format!("{base}/admin/apps/{appid}")).json(&body)
+            }
             AppsCommand::Remove { appid } => http.delete(format!("{base}/admin/apps/{appid}")),
         },
     };

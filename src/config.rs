@@ -38,6 +38,8 @@ const OTHER_VARS: &[&str] = &[
     "WXLOGIN_PLATFORM",
     "WXLOGIN_ALIPAY_PUBLIC_KEY",
     "WXLOGIN_ALIPAY_PUBLIC_KEY_FILE",
+    "WXLOGIN_ALIPAY_AES_KEY",
+    "WXLOGIN_ALIPAY_AES_KEY_FILE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +278,9 @@ struct FileApp {
     /// Alipay apps: Alipay's public key.
     alipay_public_key: Option<String>,
     alipay_public_key_file: Option<PathBuf>,
+    /// Alipay apps: the content-encryption (AES) key, for phone numbers.
+    alipay_aes_key: Option<String>,
+    alipay_aes_key_file: Option<PathBuf>,
 }
 
 /// The file as flat `key → text` pairs (`section.name` inside a section; a list joined with
@@ -327,7 +332,8 @@ fn read_file(
                     apps.push(app.try_into::<FileApp>().map_err(|_| {
                         file_error(
                             "each [[apps]] takes appid, secret or secret_file, optionally platform, and for \
-                             Alipay alipay_public_key or alipay_public_key_file"
+                             Alipay alipay_public_key or alipay_public_key_file and alipay_aes_key or \
+                             alipay_aes_key_file"
                                 .into(),
                         )
                     })?);
@@ -439,16 +445,29 @@ fn apps(
                 ))
             }
         };
+        let aes_key = match (&a.alipay_aes_key, &a.alipay_aes_key_file) {
+            (Some(k), None) => Some(k.clone()),
+            (None, Some(p)) => Some(read_secret(&format!("{key}.alipay_aes_key_file"), p)?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    &format!("{key}.alipay_aes_key"),
+                    "set alipay_aes_key or alipay_aes_key_file, not both",
+                ))
+            }
+        };
         apps.push(checked_app(
             (
                 &format!("{key}.secret"),
                 &format!("{key}.alipay_public_key"),
+                &format!("{key}.alipay_aes_key"),
             ),
             AppCredentials {
                 platform,
                 appid,
                 secret: SecretString::from(secret),
                 alipay_public_key: public_key,
+                alipay_aes_key: aes_key.map(SecretString::from),
             },
         )?);
     }
@@ -481,14 +500,23 @@ fn apps(
                 Some(k) => Some(k),
                 None => from_file.and_then(|a| a.alipay_public_key.clone()),
             };
+            let aes_key = match secret_var(env, "WXLOGIN_ALIPAY_AES_KEY")? {
+                Some(k) => Some(SecretString::from(k)),
+                None => from_file.and_then(|a| a.alipay_aes_key.clone()),
+            };
             // The environment names the one app to serve, replacing the file's list.
             Ok(vec![checked_app(
-                ("WXLOGIN_SECRET", "WXLOGIN_ALIPAY_PUBLIC_KEY"),
+                (
+                    "WXLOGIN_SECRET",
+                    "WXLOGIN_ALIPAY_PUBLIC_KEY",
+                    "WXLOGIN_ALIPAY_AES_KEY",
+                ),
                 AppCredentials {
                     platform,
                     appid,
                     secret,
                     alipay_public_key: public_key,
+                    alipay_aes_key: aes_key,
                 },
             )?])
         }
@@ -502,10 +530,28 @@ fn apps(
 
 /// An Alipay app's keys must be usable (its secret is its RSA private key, and Alipay's public
 /// key verifies its replies); no other platform takes an Alipay public key.
-/// `keys`: the names of the secret's and the public key's settings, for the errors.
-fn checked_app(keys: (&str, &str), app: AppCredentials) -> Result<AppCredentials, ConfigError> {
+/// An Alipay AES key must be base64 of 16 bytes, and only an Alipay app takes one.
+/// `keys`: the names of the secret's, the public key's and the AES key's settings, for the
+/// errors.
+fn checked_app(
+    keys: (&str, &str, &str),
+    app: AppCredentials,
+) -> Result<AppCredentials, ConfigError> {
     use crate::wechat::alipay;
-    let (secret_key, public_key) = keys;
+    let (secret_key, public_key, aes_key) = keys;
+    if let Some(key) = &app.alipay_aes_key {
+        if app.platform != Platform::Alipay {
+            return Err(invalid(aes_key, "only an Alipay app takes an AES key"));
+        }
+        if crate::wechat::crypto::alipay::aes_key(secrecy::ExposeSecret::expose_secret(key))
+            .is_none()
+        {
+            return Err(invalid(
+                aes_key,
+                "must be the AES key from Alipay's console (接口内容加密方式): base64 of 16 bytes",
+            ));
+        }
+    }
     match (app.platform, &app.alipay_public_key) {
         (Platform::Alipay, Some(public)) => {
             alipay::private_key(secrecy::ExposeSecret::expose_secret(&app.secret))

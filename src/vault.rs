@@ -33,6 +33,8 @@ pub enum Field {
     AccessToken,
     /// An app's AppSecret in the app registry (`apps.secret`).
     AppSecret,
+    /// An Alipay app's content-encryption key in the app registry (`apps.alipay_aes_key`).
+    AlipayAesKey,
 }
 
 impl Field {
@@ -42,6 +44,7 @@ impl Field {
             Self::Phone => b"wxlogin/phone",
             Self::AccessToken => b"wxlogin/access_token",
             Self::AppSecret => b"wxlogin/app_secret",
+            Self::AlipayAesKey => b"wxlogin/alipay_aes_key",
         }
     }
 }

@@ -103,6 +103,10 @@ export interface Auth {
   getToken(): Promise<string>
   request<T = any>(options: Record<string, any>): Promise<RequestResult<T>>
   me(): Promise<User>
+  /**
+   * `code`: the getPhoneNumber button's `e.detail.code`; on Alipay, `my.getPhoneNumber`'s
+   * `res.response` string as it is (the app needs its AES key configured on the server).
+   */
   phone(code: string, options?: { refresh?: boolean }): Promise<PhoneInfo>
   decrypt<T = any>(encryptedData: string, iv: string): Promise<T>
   checkSession(): Promise<{ valid: boolean }>

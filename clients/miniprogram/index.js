@@ -314,8 +314,10 @@ function createAuth(options) {
     /**
      * `code` is the getPhoneNumber button's `e.detail.code`. Do not call wx.login around it.
      * A number bound recently is answered from the server's store; `{refresh: true}` asks WeChat.
+     * On Alipay, pass my.getPhoneNumber's `res.response` string as it is.
      */
     phone: function (code, opts) {
+      if (found.platform === 'alipay') return call('POST', 'phone', { response: code })
       return call('POST', 'phone', { code: code, refresh: !!(opts && opts.refresh) })
     },
     decrypt: function (encryptedData, iv) { return call('POST', 'decrypt', { encryptedData: encryptedData, iv: iv }) },

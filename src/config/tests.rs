@@ -161,10 +161,15 @@ fn an_alipay_app_takes_its_private_key_as_its_secret_and_alipays_public_key() {
         ("WXLOGIN_SECRET", ALIPAY_KEY),
         ("WXLOGIN_PLATFORM", "alipay"),
         ("WXLOGIN_ALIPAY_PUBLIC_KEY", ALIPAY_PUBLIC),
+        ("WXLOGIN_ALIPAY_AES_KEY", "AAECAwQFBgcICQoLDA0ODw=="),
     ])
     .unwrap();
     assert_eq!(c.apps[0].platform, crate::domain::Platform::Alipay);
     assert_eq!(c.apps[0].alipay_public_key.as_deref(), Some(ALIPAY_PUBLIC));
+    assert_eq!(
+        c.apps[0].alipay_aes_key.as_ref().map(|k| k.expose_secret()),
+        Some("AAECAwQFBgcICQoLDA0ODw==")
+    );
     assert!(
         !format!("{:?}", c.apps[0]).contains("PRIVATE"),
         "the key is never in Debug"
@@ -245,6 +250,24 @@ fn bad_values_name_the_key_to_fix() {
         (
             &[("WXLOGIN_SECRET", "x"), ("WXLOGIN_SECRET_FILE", "/f")],
             "WXLOGIN_SECRET",
+        ),
+        (
+            &[
+                ("WXLOGIN_APPID", "2021000000000001"),
+                ("WXLOGIN_SECRET", ALIPAY_KEY),
+                ("WXLOGIN_PLATFORM", "alipay"),
+                ("WXLOGIN_ALIPAY_PUBLIC_KEY", ALIPAY_PUBLIC),
+                ("WXLOGIN_ALIPAY_AES_KEY", "c2hvcnQ="),
+            ],
+            "WXLOGIN_ALIPAY_AES_KEY",
+        ),
+        (
+            &[
+                ("WXLOGIN_APPID", "wxa"),
+                ("WXLOGIN_SECRET", "x"),
+                ("WXLOGIN_ALIPAY_AES_KEY", "AAECAwQFBgcICQoLDA0ODw=="),
+            ],
+            "WXLOGIN_ALIPAY_AES_KEY",
         ),
     ];
     for (vars, key) in cases {

@@ -641,6 +641,11 @@ pub(super) struct NewAppBody {
     /// Alipay apps only (and required there): Alipay's public key, PEM or base64.
     #[schema(value_type = Option<String>, required = false, max_length = 8192)]
     alipay_public_key: Option<String>,
+    /// Alipay apps only (optional): the content-encryption key from Alipay's console
+    /// (接口内容加密方式, base64 of 16 bytes), which opens `my.getPhoneNumber`'s numbers
+    /// (`POST /phone`). Stored sealed, never returned.
+    #[schema(value_type = Option<String>, required = false, max_length = 64)]
+    alipay_aes_key: Option<SecretString>,
 }
 
 /// Adds an app: served by this instance on return, by every instance within 2 s.
@@ -663,6 +668,7 @@ pub(super) async fn add_app(
             .secret
             .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?,
         alipay_public_key: body.alipay_public_key,
+        alipay_aes_key: body.alipay_aes_key,
     };
     Ok(ok(state.registry.add(new).await?.into()))
 }
@@ -675,6 +681,9 @@ pub(super) struct RotateBody {
     /// Alipay apps only: Alipay's new public key (absent: kept).
     #[schema(value_type = Option<String>, required = false, max_length = 8192)]
     alipay_public_key: Option<String>,
+    /// Alipay apps only: the new content-encryption key (absent: kept).
+    #[schema(value_type = Option<String>, required = false, max_length = 64)]
+    alipay_aes_key: Option<SecretString>,
 }
 
 /// Sets a registry app's secret (after resetting it on the platform's console). Sessions stay.
@@ -696,7 +705,7 @@ pub(super) async fn rotate_app(
         .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?;
     state
         .registry
-        .rotate(&appid, secret, body.alipay_public_key)
+        .rotate(&appid, secret, body.alipay_public_key, body.alipay_aes_key)
         .await?;
     Ok(ok(Empty {}))
 }

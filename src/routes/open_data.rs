@@ -5,6 +5,7 @@
 use super::extract::{ApiBody, Authed, Client};
 use super::reply::{ok, Envelope, Reply, Valid};
 use crate::error::{responses, ApiError, ErrorBody};
+use crate::services::open_data::PhoneProof;
 use crate::state::AppState;
 use crate::wechat::PhoneInfo;
 use axum::extract::State;
@@ -30,9 +31,14 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
 
 #[derive(Deserialize, ToSchema)]
 pub(super) struct PhoneBody {
-    /// The code from the getPhoneNumber button's event (`e.detail.code`).
+    /// The code from the getPhoneNumber button's event (`e.detail.code`). Required, except for
+    /// an Alipay session, which sends `response` instead.
     #[schema(value_type = String, required = true, pattern = "^[!-~]{1,128}$")]
     code: Option<String>,
+    /// Alipay only: `my.getPhoneNumber`'s `res.response` string, as it is (signed by Alipay and
+    /// encrypted under the app's AES key).
+    #[schema(value_type = Option<String>, required = false, max_length = 32768)]
+    response: Option<String>,
     /// `true`: ask WeChat even when the user's bound number is fresh.
     #[schema(required = false)]
     refresh: Option<bool>,
@@ -57,15 +63,26 @@ pub(super) async fn phone(
 ) -> Reply<PhoneInfo> {
     // Checked before anything else, the limit and a fresh stored number included: bad input
     // is a 400 whatever the state of the account, and costs no allowance.
-    let code = required(&body.code, "code")?;
-    if code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::BadRequest("`code` is not a phone code".into()));
-    }
+    let proof = match body.response.as_deref().map(str::trim) {
+        Some(response) if !response.is_empty() => {
+            if response.len() > crate::wechat::crypto::MAX_ENCRYPTED_LEN {
+                return Err(ApiError::BadRequest("`response` is too large".into()));
+            }
+            PhoneProof::AlipayResponse(response)
+        }
+        _ => {
+            let code = required(&body.code, "code")?;
+            if code.len() > 128 || !code.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ApiError::BadRequest("`code` is not a phone code".into()));
+            }
+            PhoneProof::Code(code)
+        }
+    };
     state.limits.phone(authed.session.id).await?;
     let refresh = body.refresh.unwrap_or(false);
     let info = state
         .open_data
-        .phone(&authed.session, code, refresh, &client)
+        .phone(&authed.session, proof, refresh, &client)
         .await?;
     Ok(ok(info))
 }

@@ -11,8 +11,9 @@ use super::sessions::Sessions;
 use super::users::Users;
 use super::{ServiceError, ServiceResult};
 use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppCredentials, ClientInfo, OpenDataScheme, SessionToken};
+use crate::domain::{AppCredentials, ClientInfo, OpenDataScheme, Platform, SessionToken};
 use crate::store::SessionRecord;
+use crate::wechat::crypto::alipay::AlipayPhoneError;
 use crate::wechat::crypto::{self, OpenDataError};
 use crate::wechat::{PhoneInfo, WechatClient, WechatError};
 use lru::LruCache;
@@ -23,6 +24,14 @@ use std::sync::{Arc, Mutex};
 const CHECK_FRESH: Millis = 60_000;
 /// Sessions whose last checksession answer is kept.
 const CHECKS_KEPT: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
+
+/// What the client has to show for a phone number.
+pub enum PhoneProof<'a> {
+    /// WeChat: the getPhoneNumber button's `e.detail.code`.
+    Code(&'a str),
+    /// Alipay: `my.getPhoneNumber`'s `res.response`, as it is.
+    AlipayResponse(&'a str),
+}
 
 #[derive(Clone)]
 pub struct OpenData {
@@ -76,14 +85,24 @@ impl OpenData {
     /// Exchanges the getPhoneNumber button's code for the phone number and binds it to the user
     /// — unless the user's bound number is fresh (`WXLOGIN_PHONE_REUSE`) and `refresh` is not
     /// asked for: then the stored number is the answer, and WeChat's paid API is not called.
+    /// On Alipay: `my.getPhoneNumber`'s message, verified and opened with the app's keys (no
+    /// paid call, so always read), and bound.
     pub async fn phone(
         &self,
         s: &SessionRecord,
-        code: &str,
+        proof: PhoneProof<'_>,
         refresh: bool,
         client: &ClientInfo,
     ) -> ServiceResult<PhoneInfo> {
+        if self.app(s)?.platform == Platform::Alipay {
+            return self.alipay_phone(s, proof, client).await;
+        }
         let app = self.open_api_app(s)?;
+        let PhoneProof::Code(code) = proof else {
+            return Err(ServiceError::BadInput(
+                "`response` is Alipay's: send the getPhoneNumber button's `code`",
+            ));
+        };
         if !refresh {
             if let Some(stored) = self.users.fresh_phone(s.user_id).await? {
                 return Ok(stored);
@@ -101,6 +120,51 @@ impl OpenData {
                 WechatError::InvalidCode | WechatError::CodeUsed => ServiceError::InvalidPhoneCode,
                 other => other.into(),
             })?;
+        self.users.bind_phone(s.user_id, &info, client).await?;
+        Ok(info)
+    }
+
+    async fn alipay_phone(
+        &self,
+        s: &SessionRecord,
+        proof: PhoneProof<'_>,
+        client: &ClientInfo,
+    ) -> ServiceResult<PhoneInfo> {
+        let app = self.app(s)?;
+        let aes_key = app.alipay_aes_key.as_ref().ok_or(ServiceError::Unsupported(
+            "this Alipay app has no AES key: set its alipay_aes_key (接口内容加密方式) to take phone numbers",
+        ))?;
+        let PhoneProof::AlipayResponse(message) = proof else {
+            return Err(ServiceError::BadInput(
+                "an Alipay session sends `response`: my.getPhoneNumber's res.response, as it is",
+            ));
+        };
+        let public_key = app
+            .alipay_public_key
+            .as_deref()
+            .and_then(|k| crate::wechat::alipay::public_key(k).ok())
+            .ok_or_else(|| {
+                ServiceError::Internal("an Alipay app without Alipay's public key".into())
+            })?;
+        let mobile = crypto::alipay::open_phone(
+            message,
+            &public_key,
+            secrecy::ExposeSecret::expose_secret(aes_key),
+        )
+        .map_err(|e| match e {
+            AlipayPhoneError::Malformed(why) => ServiceError::BadInput(why),
+            AlipayPhoneError::Failed => ServiceError::DecryptFailed,
+            AlipayPhoneError::Refused(sub_code) => {
+                tracing::info!(appid = %s.appid, %sub_code, "Alipay gave no phone number");
+                ServiceError::InvalidPhoneCode
+            }
+        })?;
+        // Alipay's members are mainland numbers, and it sends no country code.
+        let info = PhoneInfo {
+            phone_number: mobile.clone(),
+            pure_phone_number: mobile,
+            country_code: "86".into(),
+        };
         self.users.bind_phone(s.user_id, &info, client).await?;
         Ok(info)
     }

@@ -9,7 +9,7 @@ use super::sessions::Sessions;
 use super::{ServiceError, ServiceResult};
 use crate::clock::SharedClock;
 use crate::domain::{AppId, ClientInfo, Platform};
-use crate::store::{AppStore, Audit, NewAppRecord};
+use crate::store::{AppRotation, AppStore, Audit, NewAppRecord};
 use crate::wechat::alipay;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -27,6 +27,8 @@ pub struct NewApp {
     pub secret: SecretString,
     /// Alipay apps only: Alipay's public key.
     pub alipay_public_key: Option<String>,
+    /// Alipay apps only: the content-encryption key (base64 of 16 bytes), for phone numbers.
+    pub alipay_aes_key: Option<SecretString>,
 }
 
 pub struct AppRegistry {
@@ -65,6 +67,7 @@ impl AppRegistry {
             ServiceError::BadInput("`appid` must be 1-64 ASCII letters, digits, '_' or '-'")
         })?;
         let (secret, public_key) = checked_keys(platform, new.secret, new.alipay_public_key)?;
+        let aes_key = checked_aes_key(platform, new.alipay_aes_key)?;
         if platform == Platform::Alipay && public_key.is_none() {
             return Err(ServiceError::BadInput(
                 "an Alipay app needs `alipay_public_key` (Alipay's public key, from its console)",
@@ -81,6 +84,7 @@ impl AppRegistry {
             appid: &appid,
             secret: &secret,
             alipay_public_key: public_key.as_deref(),
+            alipay_aes_key: aes_key.as_ref(),
         };
         if !self.store.add_app(&record, now).await? {
             return Err(ServiceError::BadInput("this appid is registered already"));
@@ -97,13 +101,14 @@ impl AppRegistry {
     }
 
     /// Replaces a registry app's secret (an Alipay app's private key, and Alipay's public key
-    /// when one is given): the next exchange uses it (its cached access_token is dropped here
-    /// and in Redis). Sessions stay.
+    /// and the AES key when given): the next exchange uses it (its cached access_token is
+    /// dropped here and in Redis). Sessions stay.
     pub async fn rotate(
         &self,
         appid: &str,
         secret: SecretString,
         alipay_public_key: Option<String>,
+        alipay_aes_key: Option<SecretString>,
     ) -> ServiceResult<()> {
         let appid = self.registered(appid)?;
         let platform = self
@@ -112,9 +117,16 @@ impl AppRegistry {
             .ok_or(ServiceError::NotFound)?
             .platform;
         let (secret, public_key) = checked_keys(platform, secret, alipay_public_key)?;
+        let aes_key = checked_aes_key(platform, alipay_aes_key)?;
+        let rotation = AppRotation {
+            appid: &appid,
+            secret: &secret,
+            alipay_public_key: public_key.as_deref(),
+            alipay_aes_key: aes_key.as_ref(),
+        };
         if !self
             .store
-            .rotate_app(&appid, &secret, public_key.as_deref(), self.clock.now_ms())
+            .rotate_app(&rotation, self.clock.now_ms())
             .await?
         {
             return Err(ServiceError::NotFound);
@@ -193,6 +205,24 @@ fn checked_keys(
         }
     }
     Ok((secret, alipay_public_key))
+}
+
+/// An Alipay app's content-encryption key: base64 of 16 bytes; no other platform takes one.
+fn checked_aes_key(
+    platform: Platform,
+    key: Option<SecretString>,
+) -> ServiceResult<Option<SecretString>> {
+    match key {
+        Some(_) if platform != Platform::Alipay => Err(ServiceError::BadInput(
+            "only an Alipay app takes `alipay_aes_key`",
+        )),
+        Some(key) if crate::wechat::crypto::alipay::aes_key(key.expose_secret()).is_none() => {
+            Err(ServiceError::BadInput(
+                "`alipay_aes_key` must be the AES key from Alipay's console (接口内容加密方式): base64 of 16 bytes",
+            ))
+        }
+        key => Ok(key),
+    }
 }
 
 fn checked_secret(secret: SecretString) -> ServiceResult<SecretString> {

@@ -34,6 +34,33 @@ pub fn alipay_public_key() -> String {
     alipay::public_key_of(alipay_key())
 }
 
+/// The content-encryption key of `serve --dev`'s Alipay test app: a public test key.
+pub const DEV_AES_KEY: &str = "d3hsb2dpbi1kZXYtYWVzIQ==";
+
+/// What `my.getPhoneNumber` gives the client (`res.response`): `mobile`, or Alipay's refusal
+/// `refuse` (a subCode), sealed under the app's AES key and signed by the simulated Alipay.
+pub(super) fn phone_response(
+    sim: &SimState,
+    appid: &str,
+    mobile: &str,
+    refuse: Option<&str>,
+) -> Result<String, String> {
+    let aes_key = sim.lock().aes_keys.get(appid).cloned().ok_or_else(|| {
+        format!("Alipay app {appid:?} has no AES key here: POST /_sim/apps with \"aes_key\"")
+    })?;
+    let plain = match refuse {
+        None => json!({ "code": "10000", "msg": "Success", "mobile": mobile }),
+        Some(sub_code) => json!({
+            "code": "40003",
+            "msg": "Insufficient Conditions",
+            "subCode": sub_code,
+            "subMsg": sub_code,
+        }),
+    };
+    crate::wechat::crypto::alipay::seal_phone(alipay_key(), &aes_key, &plain.to_string())
+        .ok_or_else(|| "the app's AES key is not base64 of 16 bytes".into())
+}
+
 /// A gateway reply: `member` (the method's `…_response` or `error_response`) and Alipay's
 /// signature over its exact text.
 fn signed(member: &str, value: Value) -> Response {

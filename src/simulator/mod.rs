@@ -17,7 +17,9 @@ mod faults;
 mod open_api;
 mod state;
 
-pub use alipay::{alipay_public_key, DEV_APP_KEY as DEV_ALIPAY_APP_KEY};
+pub use alipay::{
+    alipay_public_key, DEV_AES_KEY as DEV_ALIPAY_AES_KEY, DEV_APP_KEY as DEV_ALIPAY_APP_KEY,
+};
 pub use state::{SimApp, SimState};
 
 use crate::domain::Platform;
@@ -410,9 +412,11 @@ struct AppBody {
     platform: Option<String>,
     appid: String,
     secret: String,
+    /// Alipay: the app's content-encryption key (base64 of 16 bytes), for phone numbers.
+    aes_key: Option<String>,
 }
 
-/// `POST /_sim/apps {"platform"?, "appid", "secret"}`: a new app the simulated platform knows
+/// `POST /_sim/apps {"platform"?, "appid", "secret", "aes_key"?}`: a new app the simulated platform knows
 /// (as registering one on its console), or an existing one's secret reset (the old secret is
 /// refused from then on).
 async fn upsert_app(State(sim): State<Arc<SimState>>, body: Option<Json<AppBody>>) -> Response {
@@ -428,6 +432,12 @@ async fn upsert_app(State(sim): State<Arc<SimState>>, body: Option<Json<AppBody>
     };
     if body.appid.is_empty() || body.secret.is_empty() {
         return bad_request("appid and secret must not be empty");
+    }
+    if let Some(key) = &body.aes_key {
+        if platform != Platform::Alipay || crate::wechat::crypto::alipay::aes_key(key).is_none() {
+            return bad_request("aes_key is an Alipay app's, base64 of 16 bytes");
+        }
+        sim.set_aes_key(&body.appid, key);
     }
     sim.upsert_app(SimApp {
         platform,

@@ -206,6 +206,8 @@ pub(super) struct PhoneCodeRequest {
     /// `"86"` or `86`: WeChat has sent both; echoed back as given.
     #[serde(default = "default_country")]
     country_code: Value,
+    /// Alipay: the subCode of a refusal (`isv.invalid-auth-relations`) instead of a number.
+    refuse: Option<String>,
 }
 
 fn default_phone() -> String {
@@ -216,7 +218,8 @@ fn default_country() -> Value {
     json!("86")
 }
 
-/// What the getPhoneNumber button's `e.detail.code` would be.
+/// What the getPhoneNumber button's `e.detail.code` would be; for an Alipay app, what
+/// `my.getPhoneNumber` gives instead: `{"response"}`, sealed and signed.
 pub(super) async fn issue_phone_code(
     State(sim): State<Arc<SimState>>,
     body: Option<Json<PhoneCodeRequest>>,
@@ -225,6 +228,17 @@ pub(super) async fn issue_phone_code(
         return bad_request("send JSON {\"appid\"?, \"phone\"?, \"country_code\"?}");
     };
     let appid = match sim.resolve_app(None, req.appid.as_deref()) {
+        Ok(a) if a.platform == Platform::Alipay => {
+            return match super::alipay::phone_response(
+                &sim,
+                &a.appid,
+                &req.phone,
+                req.refuse.as_deref(),
+            ) {
+                Ok(response) => Json(json!({ "response": response })).into_response(),
+                Err(why) => bad_request(&why),
+            }
+        }
         Ok(a) => a.appid.clone(),
         Err(why) => return bad_request(&why),
     };

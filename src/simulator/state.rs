@@ -68,6 +68,8 @@ pub(super) struct Inner {
     pub(super) openids: HashMap<String, (String, String)>,
     /// Apps not bound to the Open Platform account: their replies carry no unionid.
     pub(super) unbound: std::collections::HashSet<String>,
+    /// Alipay apps' content-encryption (AES) keys, which phone numbers are sealed under.
+    pub(super) aes_keys: HashMap<String, String>,
 }
 
 pub(super) struct PhoneCode {
@@ -404,6 +406,13 @@ impl SimState {
         } else {
             inner.unbound.insert(appid.to_owned());
         }
+    }
+
+    /// Gives an Alipay app its content-encryption key, as setting it on Alipay's console does.
+    pub fn set_aes_key(&self, appid: &str, key: &str) {
+        self.lock()
+            .aes_keys
+            .insert(appid.to_owned(), key.to_owned());
     }
 
     /// The session_key WeChat currently holds for a test user, if any.

@@ -21,16 +21,15 @@
 
 use super::used_codes::{Known, UsedCodes, MAX_CODES, WINDOW};
 use super::{
-    AccountChange, Adoption, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
-    LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
-    SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreError, StoreResult,
-    UserFilter, UserRecord, UserStore,
+    AccountChange, Adoption, AppRecord, AppRotation, AppStore, Audit, Avatar, Cleanup, EventFilter,
+    EventRecord, LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding,
+    ProfileChange, SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreError,
+    StoreResult, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::{Millis, SharedClock};
 use crate::domain::{AppId, CodeHash, OpenId, Platform, TokenHash, UnionId, UserId};
 use async_trait::async_trait;
 use lru::LruCache;
-use secrecy::SecretString;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
@@ -561,16 +560,8 @@ impl AppStore for CachedStore {
     async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool> {
         self.inner.add_app(app, now).await
     }
-    async fn rotate_app(
-        &self,
-        appid: &AppId,
-        secret: &SecretString,
-        alipay_public_key: Option<&str>,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        self.inner
-            .rotate_app(appid, secret, alipay_public_key, now)
-            .await
+    async fn rotate_app(&self, rotation: &AppRotation<'_>, now: Millis) -> StoreResult<bool> {
+        self.inner.rotate_app(rotation, now).await
     }
     async fn remove_app(
         &self,

@@ -2,15 +2,14 @@
 //! backend, below the in-memory cache, so the histogram shows the database's own latency.
 
 use super::{
-    AccountChange, Adoption, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
-    LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
-    SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreResult, UserFilter,
-    UserRecord, UserStore,
+    AccountChange, Adoption, AppRecord, AppRotation, AppStore, Audit, Avatar, Cleanup, EventFilter,
+    EventRecord, LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding,
+    ProfileChange, SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreResult,
+    UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, OpenId, Platform, TokenHash, UnionId, UserId};
 use async_trait::async_trait;
-use secrecy::SecretString;
 use std::future::Future;
 use std::time::Instant;
 
@@ -271,18 +270,8 @@ impl AppStore for MeteredStore {
     async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool> {
         timed("add_app", self.0.add_app(app, now)).await
     }
-    async fn rotate_app(
-        &self,
-        appid: &AppId,
-        secret: &SecretString,
-        alipay_public_key: Option<&str>,
-        now: Millis,
-    ) -> StoreResult<bool> {
-        timed(
-            "rotate_app",
-            self.0.rotate_app(appid, secret, alipay_public_key, now),
-        )
-        .await
+    async fn rotate_app(&self, rotation: &AppRotation<'_>, now: Millis) -> StoreResult<bool> {
+        timed("rotate_app", self.0.rotate_app(rotation, now)).await
     }
     async fn remove_app(
         &self,

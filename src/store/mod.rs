@@ -517,6 +517,8 @@ pub struct AppRecord {
     pub secret: SecretString,
     /// Alipay apps: Alipay's public key.
     pub alipay_public_key: Option<String>,
+    /// Alipay apps: the content-encryption key, when given.
+    pub alipay_aes_key: Option<SecretString>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -537,6 +539,16 @@ pub struct NewAppRecord<'a> {
     pub appid: &'a AppId,
     pub secret: &'a SecretString,
     pub alipay_public_key: Option<&'a str>,
+    pub alipay_aes_key: Option<&'a SecretString>,
+}
+
+/// An app's new keys: the secret, and Alipay's public key and the AES key when given (an
+/// absent one is kept).
+pub struct AppRotation<'a> {
+    pub appid: &'a AppId,
+    pub secret: &'a SecretString,
+    pub alipay_public_key: Option<&'a str>,
+    pub alipay_aes_key: Option<&'a SecretString>,
 }
 
 /// The app registry: mini programs added, rotated and removed at run time. Secrets are sealed
@@ -548,15 +560,9 @@ pub trait AppStore: Send + Sync + 'static {
     async fn apps(&self) -> StoreResult<Vec<AppRecord>>;
     /// Adds an app; `false` (nothing stored) if the appid is registered already.
     async fn add_app(&self, app: &NewAppRecord<'_>, now: Millis) -> StoreResult<bool>;
-    /// Replaces an app's secret (and Alipay's public key, when one is given); `false` if there
-    /// is no such app.
-    async fn rotate_app(
-        &self,
-        appid: &AppId,
-        secret: &SecretString,
-        alipay_public_key: Option<&str>,
-        now: Millis,
-    ) -> StoreResult<bool>;
+    /// Replaces an app's secret (and Alipay's public key and AES key, those given); `false` if
+    /// there is no such app.
+    async fn rotate_app(&self, rotation: &AppRotation<'_>, now: Millis) -> StoreResult<bool>;
     /// Deletes an app and, in the same transaction, every session of it (event
     /// `session_revoked`, reason `app_removed`, each); `None` if there is no such app.
     async fn remove_app(
@@ -702,6 +708,7 @@ pub enum SealedColumn {
     SessionKey,
     Phone,
     AppSecret,
+    AlipayAesKey,
 }
 
 /// Which values [`reseal`] seals.
@@ -738,11 +745,13 @@ pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<
         SealedColumn::SessionKey,
         SealedColumn::Phone,
         SealedColumn::AppSecret,
+        SealedColumn::AlipayAesKey,
     ] {
         let field = match kind {
             SealedColumn::SessionKey => crate::vault::Field::SessionKey,
             SealedColumn::Phone => crate::vault::Field::Phone,
             SealedColumn::AppSecret => crate::vault::Field::AppSecret,
+            SealedColumn::AlipayAesKey => crate::vault::Field::AlipayAesKey,
         };
         let mut after = 0;
         loop {
@@ -755,13 +764,17 @@ pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<
                 let new = vault.seal(field, &plain);
                 let hash = match kind {
                     SealedColumn::Phone => vault.phone_hash(&plain),
-                    SealedColumn::SessionKey | SealedColumn::AppSecret => String::new(),
+                    SealedColumn::SessionKey
+                    | SealedColumn::AppSecret
+                    | SealedColumn::AlipayAesKey => String::new(),
                 };
                 if store.replace_sealed(kind, *id, stored, &new, &hash).await? {
                     match kind {
                         SealedColumn::SessionKey => done.session_keys += 1,
                         SealedColumn::Phone => done.phones += 1,
-                        SealedColumn::AppSecret => done.app_secrets += 1,
+                        SealedColumn::AppSecret | SealedColumn::AlipayAesKey => {
+                            done.app_secrets += 1
+                        }
                     }
                 }
             }

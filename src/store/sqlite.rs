@@ -12,17 +12,17 @@ mod writer;
 
 use super::sql::{self, Ended, NewEvent};
 use super::{
-    AccountChange, Adoption, AppRecord, AppStore, Audit, Avatar, Cleanup, EventFilter, EventRecord,
-    LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding, ProfileChange,
-    SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions, StoreResult,
-    UserFilter, UserRecord, UserStore,
+    AccountChange, Adoption, AppRecord, AppRotation, AppStore, Audit, Avatar, Cleanup, EventFilter,
+    EventRecord, LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding,
+    ProfileChange, SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions,
+    StoreResult, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
 use crate::domain::{AppId, CodeHash, EventType, OpenId, Platform, TokenHash, UnionId, UserId};
 use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 use std::str::FromStr;
@@ -731,24 +731,26 @@ impl AppStore for SqliteStore {
             )
             .bind(app.alipay_public_key)
             .bind(now)
+            .bind(
+                app.alipay_aes_key
+                    .map(|k| self.vault.seal(Field::AlipayAesKey, k.expose_secret())),
+            )
             .execute(&self.writer)
             .await
             .map_err(unavailable)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn rotate_app(
-        &self,
-        appid: &AppId,
-        secret: &SecretString,
-        alipay_public_key: Option<&str>,
-        now: Millis,
-    ) -> StoreResult<bool> {
+    async fn rotate_app(&self, r: &AppRotation<'_>, now: Millis) -> StoreResult<bool> {
         let done = sqlx::query(sql::ROTATE_APP)
-            .bind(self.vault.seal(Field::AppSecret, secret.expose_secret()))
-            .bind(alipay_public_key)
+            .bind(self.vault.seal(Field::AppSecret, r.secret.expose_secret()))
+            .bind(r.alipay_public_key)
             .bind(now)
-            .bind(appid.as_str())
+            .bind(r.appid.as_str())
+            .bind(
+                r.alipay_aes_key
+                    .map(|k| self.vault.seal(Field::AlipayAesKey, k.expose_secret())),
+            )
             .execute(&self.writer)
             .await
             .map_err(unavailable)?;
@@ -796,6 +798,7 @@ impl MaintenanceStore for SqliteStore {
             super::SealedColumn::SessionKey => sql::UNSEALED_SESSIONS,
             super::SealedColumn::Phone => sql::UNSEALED_PHONES,
             super::SealedColumn::AppSecret => sql::UNSEALED_APP_SECRETS,
+            super::SealedColumn::AlipayAesKey => sql::UNSEALED_ALIPAY_AES_KEYS,
         };
         sqlx::query_as(query)
             .bind(format!("{skip_prefix}%"))
@@ -815,9 +818,12 @@ impl MaintenanceStore for SqliteStore {
         phone_hash: &str,
     ) -> StoreResult<bool> {
         let done = match kind {
-            super::SealedColumn::SessionKey | super::SealedColumn::AppSecret => {
+            super::SealedColumn::SessionKey
+            | super::SealedColumn::AppSecret
+            | super::SealedColumn::AlipayAesKey => {
                 let statement = match kind {
                     super::SealedColumn::AppSecret => sql::RESEAL_APP_SECRET,
+                    super::SealedColumn::AlipayAesKey => sql::RESEAL_ALIPAY_AES_KEY,
                     _ => sql::RESEAL_SESSION,
                 };
                 sqlx::query(statement)

@@ -10,6 +10,7 @@
 //! Shared openly with the simulator (which encrypts and signs with it), and pinned to WeChat's
 //! published samples by the known-answer tests in `crypto/tests.rs`.
 
+pub mod alipay;
 pub mod baidu;
 
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};

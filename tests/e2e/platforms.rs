@@ -827,3 +827,169 @@ async fn alipay_replies_not_signed_by_alipays_key_and_requests_not_signed_by_the
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_alipay_phone_number_is_verified_with_alipays_key_and_opened_with_the_apps_aes_key() {
+    const ADMIN: &str = "alipay-admin-token-0123456789";
+    const APP: &str = "2021000000000005";
+    const AES_KEY: &str = "AAECAwQFBgcICQoLDA0ODw==";
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_ADMIN_TOKEN", ADMIN.into())],
+        ..Options::default()
+    })
+    .await;
+    let alipay_public = wxlogin::simulator::alipay_public_key();
+    let register = |appid: &'static str, aes_key: Option<&'static str>| {
+        let mut body = json!({ "platform": "alipay", "appid": appid, "secret": ALIPAY_APP_KEY });
+        let mut sim = body.clone();
+        body["alipay_public_key"] = json!(alipay_public);
+        if let Some(k) = aes_key {
+            body["alipay_aes_key"] = json!(k);
+            sim["aes_key"] = json!(k);
+        }
+        (body, sim)
+    };
+    // An AES key that is not base64 of 16 bytes, or on another platform: 400, nothing stored.
+    let (mut bad, _) = register(APP, Some(AES_KEY));
+    bad["alipay_aes_key"] = json!("c2hvcnQ=");
+    let (status, reply) = app
+        .call("POST", "/admin/apps", Some(ADMIN), Some(bad))
+        .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (400, Some("bad_request")),
+        "{reply}"
+    );
+    let qq = json!({ "platform": "qq", "appid": "q1", "secret": "s", "alipay_aes_key": AES_KEY });
+    let (status, _) = app.call("POST", "/admin/apps", Some(ADMIN), Some(qq)).await;
+    assert_eq!(status, 400);
+    assert_eq!(app.count_rows("apps").await, 0);
+
+    let (body, sim) = register(APP, Some(AES_KEY));
+    app.sim("/_sim/apps", sim).await;
+    let (status, reply) = app
+        .call("POST", "/admin/apps", Some(ADMIN), Some(body))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(!reply.to_string().contains(AES_KEY));
+    // Sealed at rest, never in plain text.
+    let sealed = app
+        .count("SELECT COUNT(*) FROM apps WHERE alipay_aes_key LIKE 'enc1:%'")
+        .await;
+    assert_eq!(sealed, 1);
+
+    let issued = code_for(&app, "alipay", APP, "hua").await;
+    let (status, body) = login_to(&app, APP, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let phone = |extra: Value| {
+        let mut req = json!({ "appid": APP, "phone": "15900001111" });
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        app.sim("/_sim/phone_codes", req)
+    };
+    let message = phone(json!({})).await["response"].clone();
+    assert!(message.is_string(), "{message}");
+    let (status, body) = app
+        .post("/phone", json!({ "response": message }), Some(&token))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(body["data"]["phoneNumber"], "15900001111");
+    assert_eq!(body["data"]["countryCode"], "86");
+    let (_, me) = app.me(&token).await;
+    assert_eq!(me["data"]["phone"], "15900001111", "{me}");
+
+    // Tampered with (the signature no longer Alipay's): the one generic error, nothing bound.
+    let fresh = phone(json!({ "phone": "15900002222" })).await["response"].clone();
+    let mut m: Value = serde_json::from_str(fresh.as_str().unwrap()).unwrap();
+    let sign = m["sign"].as_str().unwrap().to_owned();
+    m["sign"] = json!(format!(
+        "{}{}",
+        if sign.starts_with('A') { "B" } else { "A" },
+        &sign[1..]
+    ));
+    let (status, body) = app
+        .post("/phone", json!({ "response": m.to_string() }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("decrypt_failed")),
+        "{body}"
+    );
+    // Alipay's refusal; a WeChat-style code from an Alipay session; nonsense.
+    let refused =
+        phone(json!({ "refuse": "isv.invalid-auth-relations" })).await["response"].clone();
+    let (status, body) = app
+        .post("/phone", json!({ "response": refused }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_phone_code")),
+        "{body}"
+    );
+    for bad in [json!({ "code": "abc" }), json!({ "response": "not json" })] {
+        let (status, body) = app.post("/phone", bad.clone(), Some(&token)).await;
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {body}"
+        );
+    }
+    let (_, me) = app.me(&token).await;
+    assert_eq!(me["data"]["phone"], "15900001111");
+
+    // A rotated AES key is the one used from then on.
+    const NEW_KEY: &str = "EBESExQVFhcYGRobHB0eHw==";
+    let (_, sim) = register(APP, Some(NEW_KEY));
+    app.sim("/_sim/apps", sim).await;
+    let (status, reply) = app
+        .call(
+            "PUT",
+            &format!("/admin/apps/{APP}"),
+            Some(ADMIN),
+            Some(json!({ "secret": ALIPAY_APP_KEY, "alipay_aes_key": NEW_KEY })),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let message = phone(json!({ "phone": "15900003333" })).await["response"].clone();
+    let (status, body) = app
+        .post("/phone", json!({ "response": message }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["data"]["phoneNumber"].as_str()),
+        (200, Some("15900003333")),
+        "{body}"
+    );
+
+    // An Alipay app without an AES key takes no phone numbers: 404 unsupported.
+    const PLAIN: &str = "2021000000000006";
+    let (body, sim) = register(PLAIN, None);
+    app.sim("/_sim/apps", sim).await;
+    let (status, _) = app
+        .call("POST", "/admin/apps", Some(ADMIN), Some(body))
+        .await;
+    assert_eq!(status, 200);
+    let issued = code_for(&app, "alipay", PLAIN, "hua").await;
+    let (_, body) = login_to(&app, PLAIN, &issued["code"]).await;
+    let plain_token = body["data"]["token"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .post("/phone", json!({ "response": message }), Some(&plain_token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (404, Some("unsupported")),
+        "{body}"
+    );
+    // And a WeChat session's `response` is a 400.
+    let wx_token = app.token_for("hua-wx").await;
+    let (status, body) = app
+        .post("/phone", json!({ "response": message }), Some(&wx_token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    app.shutdown().await;
+}

@@ -20,6 +20,7 @@ const APPS = [
 
 const ROOT = path.resolve(__dirname, '../../..')
 const ALIPAY_APPID = '2021000000000001'
+const ALIPAY_AES_KEY = 'AAECAwQFBgcICQoLDA0ODw=='
 
 /** The simulated Alipay's public key, from its (public, test) key pair in src/simulator/. */
 function simulatedAlipayPublicKey() {
@@ -34,7 +35,7 @@ test.before(async () => {
   const toml = APPS.map((a) => `[[apps]]\nplatform = "${a.platform}"\nappid = "${a.appid}"\nsecret = "${a.platform}-secret"\n`).join('\n') +
     // Alipay's "secret" is the app's RSA private key; the simulated Alipay signs with its own.
     `\n[[apps]]\nplatform = "alipay"\nappid = "${ALIPAY_APPID}"\nsecret = '''${fs.readFileSync(path.join(ROOT, 'tests/fixtures/alipay/app_private_pkcs8.pem'), 'utf8')}'''\n` +
-    `alipay_public_key = "${simulatedAlipayPublicKey()}"\n`
+    `alipay_public_key = "${simulatedAlipayPublicKey()}"\nalipay_aes_key = "${ALIPAY_AES_KEY}"\n`
   fs.writeFileSync(path.join(dir, 'wxlogin.toml'), toml)
   server = await startServer({ env: { WXLOGIN_CONFIG: path.join(dir, 'wxlogin.toml') } })
 })
@@ -95,6 +96,15 @@ test('on Alipay, the global my is found: my.getAuthCode, my.request and its stor
     assert.equal(revoked.status, 200)
     assert.equal((await auth.me()).id, me.id)
     assert.equal(my.stats.loginPosts, 2)
+    // my.getPhoneNumber's res.response, as it is: verified and opened on the server.
+    const sim = await fetch(server.url + '/_sim/phone_codes', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ appid: ALIPAY_APPID, phone: '15900004444' }),
+    }).then((r) => r.json())
+    const phone = await auth.phone(sim.response)
+    assert.equal(phone.phoneNumber, '15900004444')
+    assert.equal((await auth.me()).phone, '15900004444')
   } finally {
     delete globalThis.my
   }
