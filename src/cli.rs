@@ -200,7 +200,7 @@ pub enum AppsCommand {
         #[arg(long)]
         secret_file: Option<std::path::PathBuf>,
         #[command(flatten)]
-        alipay: AlipayKeyFiles,
+        keys: KeyFiles,
     },
     /// Set a registry app's new secret (after resetting it on the platform's console).
     Rotate {
@@ -209,29 +209,33 @@ pub enum AppsCommand {
         #[arg(long)]
         secret_file: Option<std::path::PathBuf>,
         #[command(flatten)]
-        alipay: AlipayKeyFiles,
+        keys: KeyFiles,
     },
     /// Remove a registry app and revoke its sessions.
     Remove { appid: String },
 }
 
-/// An Alipay app's other keys, each from a file.
+/// An app's other keys, each from a file.
 #[derive(clap::Args)]
-pub struct AlipayKeyFiles {
+pub struct KeyFiles {
     /// Alipay apps: a file holding Alipay's public key (支付宝公钥).
     #[arg(long)]
     alipay_public_key_file: Option<std::path::PathBuf>,
     /// Alipay apps: a file holding the content-encryption (AES) key, for phone numbers.
     #[arg(long)]
     alipay_aes_key_file: Option<std::path::PathBuf>,
+    /// Douyin apps: a file holding the app's RSA private key, for phone numbers.
+    #[arg(long)]
+    douyin_private_key_file: Option<std::path::PathBuf>,
 }
 
-impl AlipayKeyFiles {
+impl KeyFiles {
     /// Adds the keys given to a request body.
     fn add_to(&self, body: &mut serde_json::Value) -> anyhow::Result<()> {
         for (name, file) in [
             ("alipay_public_key", &self.alipay_public_key_file),
             ("alipay_aes_key", &self.alipay_aes_key_file),
+            ("douyin_private_key", &self.douyin_private_key_file),
         ] {
             if let Some(path) = file {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -444,8 +448,15 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
                         secret: SecretString::from(*secret),
                         alipay_public_key: (*platform == Platform::Alipay)
                             .then(simulator::alipay_public_key),
-                        alipay_aes_key: (*platform == Platform::Alipay)
-                            .then(|| SecretString::from(simulator::DEV_ALIPAY_AES_KEY)),
+                        phone_key: match platform {
+                            Platform::Alipay => {
+                                Some(SecretString::from(simulator::DEV_ALIPAY_AES_KEY))
+                            }
+                            Platform::Douyin => {
+                                Some(SecretString::from(simulator::DEV_DOUYIN_PRIVATE_KEY))
+                            }
+                            _ => None,
+                        },
                     })
                 })
                 .collect::<anyhow::Result<_>>()?;
@@ -464,10 +475,12 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
             })
             .collect();
         let sim = Arc::new(SimState::new(sim_apps, clock.clone()));
-        // Alipay's side of each app's content-encryption key, as set on its console.
+        // The platforms' side of each app's phone key, as set on their consoles: Alipay's AES
+        // key, the public half of a Douyin app's private key.
         for app in &config.apps {
-            if let Some(key) = &app.alipay_aes_key {
-                sim.set_aes_key(app.appid.as_str(), key.expose_secret());
+            if let Some(key) = &app.phone_key {
+                sim.set_phone_key(app.platform, app.appid.as_str(), key.expose_secret())
+                    .map_err(|why| anyhow::anyhow!("{}: {why}", app.appid))?;
             }
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -475,6 +488,7 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
         config.wechat_api_base = format!("http://{sim_addr}").parse()?;
         config.qq_api_base = format!("http://{sim_addr}/qq").parse()?;
         config.douyin_api_base = format!("http://{sim_addr}/douyin").parse()?;
+        config.douyin_open_api_base = format!("http://{sim_addr}/douyin-open").parse()?;
         config.baidu_api_base = format!("http://{sim_addr}/baidu").parse()?;
         config.kuaishou_api_base = format!("http://{sim_addr}/kuaishou").parse()?;
         config.alipay_api_base = format!("http://{sim_addr}/alipay").parse()?;
@@ -590,24 +604,24 @@ async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
                 platform,
                 appid,
                 secret_file,
-                alipay,
+                keys,
             } => {
                 let mut body = serde_json::json!({
                     "platform": platform,
                     "appid": appid,
                     "secret": read_secret(secret_file.as_deref())?,
                 });
-                alipay.add_to(&mut body)?;
+                keys.add_to(&mut body)?;
                 http.post(format!("{base}/admin/apps")).json(&body)
             }
             AppsCommand::Rotate {
                 appid,
                 secret_file,
-                alipay,
+                keys,
             } => {
                 let mut body =
                     serde_json::json!({ "secret": read_secret(secret_file.as_deref())? });
-                alipay.add_to(&mut body)?;
+                keys.add_to(&mut body)?;
                 http.put(format!("{base}/admin/apps/{appid}")).json(&body)
             }
             AppsCommand::Remove { appid } => http.delete(format!("{base}/admin/apps/{appid}")),

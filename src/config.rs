@@ -22,6 +22,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./wxlogin-data/wxlogin.db";
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_QQ_API_BASE: &str = "https://api.q.qq.com";
 pub const DEFAULT_DOUYIN_API_BASE: &str = "https://developer.toutiao.com";
+pub const DEFAULT_DOUYIN_OPEN_API_BASE: &str = "https://open.douyin.com";
 pub const DEFAULT_BAIDU_API_BASE: &str = "https://spapi.baidu.com";
 pub const DEFAULT_KUAISHOU_API_BASE: &str = "https://open.kuaishou.com";
 /// Alipay's gateway (`/gateway.do` under it).
@@ -40,6 +41,8 @@ const OTHER_VARS: &[&str] = &[
     "WXLOGIN_ALIPAY_PUBLIC_KEY_FILE",
     "WXLOGIN_ALIPAY_AES_KEY",
     "WXLOGIN_ALIPAY_AES_KEY_FILE",
+    "WXLOGIN_DOUYIN_PRIVATE_KEY",
+    "WXLOGIN_DOUYIN_PRIVATE_KEY_FILE",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,8 @@ pub struct Config {
     pub qq_api_base: url::Url,
     /// Douyin's (its `jscode2session`), for `platform = "douyin"` apps.
     pub douyin_api_base: url::Url,
+    /// Douyin's open API (`open.douyin.com`: its client_token and phone numbers).
+    pub douyin_open_api_base: url::Url,
     /// Baidu's (its `jscode2sessionkey`), for `platform = "baidu"` apps.
     pub baidu_api_base: url::Url,
     /// Kuaishou's (its `code2session`), for `platform = "kuaishou"` apps.
@@ -160,6 +165,8 @@ impl Config {
             wechat_api_base: url::Url::parse(DEFAULT_WECHAT_API_BASE).expect("the default parses"),
             qq_api_base: url::Url::parse(DEFAULT_QQ_API_BASE).expect("the default parses"),
             douyin_api_base: url::Url::parse(DEFAULT_DOUYIN_API_BASE).expect("the default parses"),
+            douyin_open_api_base: url::Url::parse(DEFAULT_DOUYIN_OPEN_API_BASE)
+                .expect("the default parses"),
             baidu_api_base: url::Url::parse(DEFAULT_BAIDU_API_BASE).expect("the default parses"),
             kuaishou_api_base: url::Url::parse(DEFAULT_KUAISHOU_API_BASE)
                 .expect("the default parses"),
@@ -281,6 +288,9 @@ struct FileApp {
     /// Alipay apps: the content-encryption (AES) key, for phone numbers.
     alipay_aes_key: Option<String>,
     alipay_aes_key_file: Option<PathBuf>,
+    /// Douyin apps: the app's RSA private key, for phone numbers.
+    douyin_private_key: Option<String>,
+    douyin_private_key_file: Option<PathBuf>,
 }
 
 /// The file as flat `key → text` pairs (`section.name` inside a section; a list joined with
@@ -333,7 +343,7 @@ fn read_file(
                         file_error(
                             "each [[apps]] takes appid, secret or secret_file, optionally platform, and for \
                              Alipay alipay_public_key or alipay_public_key_file and alipay_aes_key or \
-                             alipay_aes_key_file"
+                             alipay_aes_key_file, for Douyin douyin_private_key or douyin_private_key_file"
                                 .into(),
                         )
                     })?);
@@ -394,6 +404,24 @@ fn secret_var(env: &HashMap<String, String>, var: &str) -> Result<Option<String>
     }
 }
 
+/// `[[apps]]`'s `name` or `name_file` (read), or neither; both is an error naming `name`.
+fn value_or_file(
+    app: &str,
+    name: &str,
+    value: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<String>, ConfigError> {
+    match (value, file) {
+        (Some(v), None) => Ok(Some(v.clone())),
+        (None, Some(p)) => read_secret(&format!("{app}.{name}_file"), p).map(Some),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(invalid(
+            &format!("{app}.{name}"),
+            format!("set {name} or {name}_file, not both"),
+        )),
+    }
+}
+
 fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
@@ -434,40 +462,46 @@ fn apps(
         if apps.iter().any(|x: &AppCredentials| x.appid == appid) {
             return Err(invalid(&format!("{key}.appid"), "appears twice"));
         }
-        let public_key = match (&a.alipay_public_key, &a.alipay_public_key_file) {
-            (Some(k), None) => Some(k.clone()),
-            (None, Some(p)) => Some(read_secret(&format!("{key}.alipay_public_key_file"), p)?),
-            (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    &format!("{key}.alipay_public_key"),
-                    "set alipay_public_key or alipay_public_key_file, not both",
-                ))
-            }
-        };
-        let aes_key = match (&a.alipay_aes_key, &a.alipay_aes_key_file) {
-            (Some(k), None) => Some(k.clone()),
-            (None, Some(p)) => Some(read_secret(&format!("{key}.alipay_aes_key_file"), p)?),
-            (None, None) => None,
+        let public_key = value_or_file(
+            &key,
+            "alipay_public_key",
+            &a.alipay_public_key,
+            &a.alipay_public_key_file,
+        )?;
+        let aes_key = value_or_file(
+            &key,
+            "alipay_aes_key",
+            &a.alipay_aes_key,
+            &a.alipay_aes_key_file,
+        )?;
+        let douyin_key = value_or_file(
+            &key,
+            "douyin_private_key",
+            &a.douyin_private_key,
+            &a.douyin_private_key_file,
+        )?;
+        let (phone_key_name, phone_key) = match (aes_key, douyin_key) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     &format!("{key}.alipay_aes_key"),
-                    "set alipay_aes_key or alipay_aes_key_file, not both",
+                    "set alipay_aes_key (Alipay) or douyin_private_key (Douyin), not both",
                 ))
             }
+            (None, Some(k)) => ("douyin_private_key", Some(k)),
+            (aes, None) => ("alipay_aes_key", aes),
         };
         apps.push(checked_app(
             (
                 &format!("{key}.secret"),
                 &format!("{key}.alipay_public_key"),
-                &format!("{key}.alipay_aes_key"),
+                &format!("{key}.{phone_key_name}"),
             ),
             AppCredentials {
                 platform,
                 appid,
                 secret: SecretString::from(secret),
                 alipay_public_key: public_key,
-                alipay_aes_key: aes_key.map(SecretString::from),
+                phone_key: phone_key.map(SecretString::from),
             },
         )?);
     }
@@ -500,23 +534,36 @@ fn apps(
                 Some(k) => Some(k),
                 None => from_file.and_then(|a| a.alipay_public_key.clone()),
             };
-            let aes_key = match secret_var(env, "WXLOGIN_ALIPAY_AES_KEY")? {
-                Some(k) => Some(SecretString::from(k)),
-                None => from_file.and_then(|a| a.alipay_aes_key.clone()),
+            let (phone_key_name, phone_key) = match (
+                secret_var(env, "WXLOGIN_ALIPAY_AES_KEY")?,
+                secret_var(env, "WXLOGIN_DOUYIN_PRIVATE_KEY")?,
+            ) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "WXLOGIN_ALIPAY_AES_KEY",
+                        "set WXLOGIN_ALIPAY_AES_KEY (Alipay) or WXLOGIN_DOUYIN_PRIVATE_KEY (Douyin), not both",
+                    ))
+                }
+                (None, Some(k)) => ("WXLOGIN_DOUYIN_PRIVATE_KEY", Some(SecretString::from(k))),
+                (Some(k), None) => ("WXLOGIN_ALIPAY_AES_KEY", Some(SecretString::from(k))),
+                (None, None) => (
+                    "WXLOGIN_ALIPAY_AES_KEY",
+                    from_file.and_then(|a| a.phone_key.clone()),
+                ),
             };
             // The environment names the one app to serve, replacing the file's list.
             Ok(vec![checked_app(
                 (
                     "WXLOGIN_SECRET",
                     "WXLOGIN_ALIPAY_PUBLIC_KEY",
-                    "WXLOGIN_ALIPAY_AES_KEY",
+                    phone_key_name,
                 ),
                 AppCredentials {
                     platform,
                     appid,
                     secret,
                     alipay_public_key: public_key,
-                    alipay_aes_key: aes_key,
+                    phone_key,
                 },
             )?])
         }
@@ -530,27 +577,21 @@ fn apps(
 
 /// An Alipay app's keys must be usable (its secret is its RSA private key, and Alipay's public
 /// key verifies its replies); no other platform takes an Alipay public key.
-/// An Alipay AES key must be base64 of 16 bytes, and only an Alipay app takes one.
-/// `keys`: the names of the secret's, the public key's and the AES key's settings, for the
+/// A phone key must be usable by the app's platform (an Alipay AES key, a Douyin private key).
+/// `keys`: the names of the secret's, the public key's and the phone key's settings, for the
 /// errors.
 fn checked_app(
     keys: (&str, &str, &str),
     app: AppCredentials,
 ) -> Result<AppCredentials, ConfigError> {
     use crate::wechat::alipay;
-    let (secret_key, public_key, aes_key) = keys;
-    if let Some(key) = &app.alipay_aes_key {
-        if app.platform != Platform::Alipay {
-            return Err(invalid(aes_key, "only an Alipay app takes an AES key"));
-        }
-        if crate::wechat::crypto::alipay::aes_key(secrecy::ExposeSecret::expose_secret(key))
-            .is_none()
-        {
-            return Err(invalid(
-                aes_key,
-                "must be the AES key from Alipay's console (接口内容加密方式): base64 of 16 bytes",
-            ));
-        }
+    let (secret_key, public_key, phone_key) = keys;
+    if let Some(key) = &app.phone_key {
+        crate::wechat::crypto::check_phone_key(
+            app.platform,
+            secrecy::ExposeSecret::expose_secret(key),
+        )
+        .map_err(|why| invalid(phone_key, why))?;
     }
     match (app.platform, &app.alipay_public_key) {
         (Platform::Alipay, Some(public)) => {

@@ -264,9 +264,10 @@ pub struct AppCredentials {
     /// Alipay's public key (base64 or PEM SubjectPublicKeyInfo), which its replies are verified
     /// with; `None` on the other platforms.
     pub alipay_public_key: Option<String>,
-    /// Alipay: the app's content-encryption key (接口内容加密方式, base64 of 16 bytes), which
-    /// opens `my.getPhoneNumber`'s number; `None` elsewhere, or when not configured.
-    pub alipay_aes_key: Option<SecretString>,
+    /// The key phone numbers are opened with, when configured: an Alipay app's
+    /// content-encryption key (接口内容加密方式, base64 of 16 bytes), or a Douyin app's RSA private
+    /// key (whose public half is on Douyin's console). `None` on the other platforms.
+    pub phone_key: Option<SecretString>,
 }
 
 impl fmt::Debug for AppCredentials {

@@ -66,6 +66,7 @@ impl AppState {
                 wechat: config.wechat_api_base.clone(),
                 qq: config.qq_api_base.clone(),
                 douyin: config.douyin_api_base.clone(),
+                douyin_open: config.douyin_open_api_base.clone(),
                 baidu: config.baidu_api_base.clone(),
                 kuaishou: config.kuaishou_api_base.clone(),
                 alipay: config.alipay_api_base.clone(),

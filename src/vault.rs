@@ -33,8 +33,9 @@ pub enum Field {
     AccessToken,
     /// An app's AppSecret in the app registry (`apps.secret`).
     AppSecret,
-    /// An Alipay app's content-encryption key in the app registry (`apps.alipay_aes_key`).
-    AlipayAesKey,
+    /// An app's key for phone numbers in the app registry (`apps.phone_key`): Alipay's AES
+    /// key, or a Douyin app's RSA private key.
+    PhoneKey,
 }
 
 impl Field {
@@ -44,7 +45,7 @@ impl Field {
             Self::Phone => b"wxlogin/phone",
             Self::AccessToken => b"wxlogin/access_token",
             Self::AppSecret => b"wxlogin/app_secret",
-            Self::AlipayAesKey => b"wxlogin/alipay_aes_key",
+            Self::PhoneKey => b"wxlogin/phone_key",
         }
     }
 }

@@ -1,6 +1,6 @@
-//! WeChat's, QQ's, Douyin's, Baidu's, Kuaishou's and Alipay's login replies: any body → a
-//! session or a typed error, never a panic, and never a session without an openid (on Alipay,
-//! never one without Alipay's signature).
+//! WeChat's, QQ's, Douyin's, Baidu's, Kuaishou's and Alipay's login replies (and Douyin's token
+//! and phone replies): any body → a session or a typed error, never a panic, and never a session
+//! without an openid (on Alipay, never one without Alipay's signature).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -18,5 +18,11 @@ fuzz_target!(|body: &[u8]| {
         if let Ok(session) = parsed {
             assert!(!session.openid.0.is_empty());
         }
+    }
+    if let Ok(data) = wxlogin::wechat::parse_douyin_phone(body) {
+        assert!(!data.is_empty());
+    }
+    if let Ok(token) = wxlogin::wechat::parse_douyin_token(body) {
+        assert!(!token.token.is_empty());
     }
 });

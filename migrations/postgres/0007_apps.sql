@@ -5,8 +5,9 @@
 -- `secret` holds the AppSecret sealed with the data key (`enc1:<key id>:…`, field app_secret; `wxlogin rotate-key`
 -- reseals it with the other sealed columns); no route ever returns it. On Alipay the secret is the app's RSA private
 -- key, and `alipay_public_key` (not a secret) is Alipay's public key, which verifies its replies; NULL elsewhere.
--- `alipay_aes_key`, sealed as the secret is (field alipay_aes_key), is an Alipay app's content-encryption key, which
--- opens my.getPhoneNumber's numbers; NULL when not given and on other platforms.
+-- `phone_key`, sealed as the secret is (field phone_key), is the app's key for phone numbers: an Alipay app's
+-- content-encryption (AES) key, which opens my.getPhoneNumber's messages, or a Douyin app's RSA private key, which
+-- opens get_phonenumber_info's; NULL when not given and on other platforms.
 -- Times are Unix milliseconds.
 -- No index on sessions.appid for removing an app's sessions: a removal is rare, and an index would be one more
 -- write on every login.
@@ -16,7 +17,7 @@ CREATE TABLE apps (
     appid      TEXT   NOT NULL UNIQUE,
     secret     TEXT   NOT NULL,
     alipay_public_key TEXT,
-    alipay_aes_key TEXT,
+    phone_key TEXT,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );

@@ -167,13 +167,26 @@ fn an_alipay_app_takes_its_private_key_as_its_secret_and_alipays_public_key() {
     assert_eq!(c.apps[0].platform, crate::domain::Platform::Alipay);
     assert_eq!(c.apps[0].alipay_public_key.as_deref(), Some(ALIPAY_PUBLIC));
     assert_eq!(
-        c.apps[0].alipay_aes_key.as_ref().map(|k| k.expose_secret()),
+        c.apps[0].phone_key.as_ref().map(|k| k.expose_secret()),
         Some("AAECAwQFBgcICQoLDA0ODw==")
     );
     assert!(
         !format!("{:?}", c.apps[0]).contains("PRIVATE"),
         "the key is never in Debug"
     );
+}
+
+#[test]
+fn a_douyin_app_takes_its_private_key_for_phone_numbers() {
+    let c = load_without_file(&[
+        ("WXLOGIN_APPID", "tt0123456789abcdef"),
+        ("WXLOGIN_SECRET", "dy-secret"),
+        ("WXLOGIN_PLATFORM", "douyin"),
+        ("WXLOGIN_DOUYIN_PRIVATE_KEY", ALIPAY_KEY),
+    ])
+    .unwrap();
+    assert!(c.apps[0].phone_key.is_some());
+    assert!(!format!("{:?}", c.apps[0]).contains("PRIVATE"));
 }
 
 #[test]
@@ -268,6 +281,15 @@ fn bad_values_name_the_key_to_fix() {
                 ("WXLOGIN_ALIPAY_AES_KEY", "AAECAwQFBgcICQoLDA0ODw=="),
             ],
             "WXLOGIN_ALIPAY_AES_KEY",
+        ),
+        (
+            &[
+                ("WXLOGIN_APPID", "tt0123456789abcdef"),
+                ("WXLOGIN_SECRET", "x"),
+                ("WXLOGIN_PLATFORM", "douyin"),
+                ("WXLOGIN_DOUYIN_PRIVATE_KEY", ALIPAY_PUBLIC),
+            ],
+            "WXLOGIN_DOUYIN_PRIVATE_KEY",
         ),
     ];
     for (vars, key) in cases {

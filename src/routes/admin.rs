@@ -13,7 +13,7 @@ use crate::domain::AdminTokens;
 use crate::domain::EventType;
 use crate::error::{responses, ApiError, ErrorBody};
 use crate::services::apps::AppView;
-use crate::services::registry::NewApp;
+use crate::services::registry::{NewApp, PhoneKey};
 use crate::state::AppState;
 use crate::store::OutboxState;
 use crate::store::{EventFilter, SessionSummary, Stats, UserFilter, UserRecord};
@@ -646,6 +646,11 @@ pub(super) struct NewAppBody {
     /// (`POST /phone`). Stored sealed, never returned.
     #[schema(value_type = Option<String>, required = false, max_length = 64)]
     alipay_aes_key: Option<SecretString>,
+    /// Douyin apps only (optional): the app's RSA private key (PEM or base64, PKCS#8 or
+    /// PKCS#1) whose public half is on Douyin's console; it opens phone numbers (`POST
+    /// /phone`). Stored sealed, never returned.
+    #[schema(value_type = Option<String>, required = false, max_length = 8192)]
+    douyin_private_key: Option<SecretString>,
 }
 
 /// Adds an app: served by this instance on return, by every instance within 2 s.
@@ -668,7 +673,10 @@ pub(super) async fn add_app(
             .secret
             .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?,
         alipay_public_key: body.alipay_public_key,
-        alipay_aes_key: body.alipay_aes_key,
+        phone_key: PhoneKey {
+            alipay_aes_key: body.alipay_aes_key,
+            douyin_private_key: body.douyin_private_key,
+        },
     };
     Ok(ok(state.registry.add(new).await?.into()))
 }
@@ -684,6 +692,9 @@ pub(super) struct RotateBody {
     /// Alipay apps only: the new content-encryption key (absent: kept).
     #[schema(value_type = Option<String>, required = false, max_length = 64)]
     alipay_aes_key: Option<SecretString>,
+    /// Douyin apps only: the app's new RSA private key for phone numbers (absent: kept).
+    #[schema(value_type = Option<String>, required = false, max_length = 8192)]
+    douyin_private_key: Option<SecretString>,
 }
 
 /// Sets a registry app's secret (after resetting it on the platform's console). Sessions stay.
@@ -705,7 +716,15 @@ pub(super) async fn rotate_app(
         .ok_or_else(|| ApiError::BadRequest("`secret` is required".into()))?;
     state
         .registry
-        .rotate(&appid, secret, body.alipay_public_key, body.alipay_aes_key)
+        .rotate(
+            &appid,
+            secret,
+            body.alipay_public_key,
+            PhoneKey {
+                alipay_aes_key: body.alipay_aes_key,
+                douyin_private_key: body.douyin_private_key,
+            },
+        )
         .await?;
     Ok(ok(Empty {}))
 }

@@ -118,7 +118,7 @@ impl AccessTokens {
     }
 
     async fn fetch(&self, app: &AppCredentials) -> Result<Cached, WechatError> {
-        let fetched = self.client.stable_token(app).await?;
+        let fetched = self.client.app_token(app).await?;
         tracing::info!(appid = %app.appid, expires_in = fetched.expires_in, "access_token refreshed");
         Ok(Cached {
             token: fetched.token,

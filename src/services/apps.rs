@@ -93,7 +93,7 @@ impl Served {
                 appid: r.appid,
                 secret: r.secret,
                 alipay_public_key: r.alipay_public_key,
-                alipay_aes_key: r.alipay_aes_key,
+                phone_key: r.phone_key,
             };
             served.by_appid.insert(app.appid.clone(), Arc::new(app));
         }

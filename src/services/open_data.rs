@@ -94,8 +94,10 @@ impl OpenData {
         refresh: bool,
         client: &ClientInfo,
     ) -> ServiceResult<PhoneInfo> {
-        if self.app(s)?.platform == Platform::Alipay {
-            return self.alipay_phone(s, proof, client).await;
+        match self.app(s)?.platform {
+            Platform::Alipay => return self.alipay_phone(s, proof, client).await,
+            Platform::Douyin => return self.douyin_phone(s, proof, refresh, client).await,
+            _ => {}
         }
         let app = self.open_api_app(s)?;
         let PhoneProof::Code(code) = proof else {
@@ -124,6 +126,53 @@ impl OpenData {
         Ok(info)
     }
 
+    /// Douyin: the button's code exchanged with the app's client_token (refreshed as WeChat's
+    /// access_token is), the answer opened with the app's private key.
+    async fn douyin_phone(
+        &self,
+        s: &SessionRecord,
+        proof: PhoneProof<'_>,
+        refresh: bool,
+        client: &ClientInfo,
+    ) -> ServiceResult<PhoneInfo> {
+        let app = self.app(s)?;
+        let private_key = app.phone_key.as_ref().ok_or(ServiceError::Unsupported(
+            "this Douyin app has no private key: set its douyin_private_key to take phone numbers",
+        ))?;
+        let PhoneProof::Code(code) = proof else {
+            return Err(ServiceError::BadInput(
+                "`response` is Alipay's: send the getPhoneNumber button's `code`",
+            ));
+        };
+        if !refresh {
+            if let Some(stored) = self.users.fresh_phone(s.user_id).await? {
+                return Ok(stored);
+            }
+        }
+        let data = self
+            .tokens
+            .with_token(&app, |token| {
+                let wechat = self.wechat.clone();
+                let code = code.to_owned();
+                async move { wechat.douyin_phone_data(&token, &code).await }
+            })
+            .await
+            .map_err(|e| match e {
+                WechatError::InvalidCode | WechatError::CodeUsed => ServiceError::InvalidPhoneCode,
+                other => other.into(),
+            })?;
+        // Douyin's answer that our key cannot open: the key is not the one whose public half
+        // is on Douyin's console (or the answer is damaged). Ours to fix, never the client's.
+        let key = crypto::douyin::private_key(secrecy::ExposeSecret::expose_secret(private_key))
+            .map_err(|_| ServiceError::Wechat(WechatError::BadCredentials(0)))?;
+        let info = crypto::douyin::open_phone(&data, &key, s.appid.as_str()).map_err(|e| {
+            tracing::error!(appid = %s.appid, error = %e, "Douyin's phone number does not open with the app's douyin_private_key");
+            ServiceError::Wechat(WechatError::BadCredentials(0))
+        })?;
+        self.users.bind_phone(s.user_id, &info, client).await?;
+        Ok(info)
+    }
+
     async fn alipay_phone(
         &self,
         s: &SessionRecord,
@@ -131,7 +180,7 @@ impl OpenData {
         client: &ClientInfo,
     ) -> ServiceResult<PhoneInfo> {
         let app = self.app(s)?;
-        let aes_key = app.alipay_aes_key.as_ref().ok_or(ServiceError::Unsupported(
+        let aes_key = app.phone_key.as_ref().ok_or(ServiceError::Unsupported(
             "this Alipay app has no AES key: set its alipay_aes_key (接口内容加密方式) to take phone numbers",
         ))?;
         let PhoneProof::AlipayResponse(message) = proof else {

@@ -27,8 +27,16 @@ pub struct NewApp {
     pub secret: SecretString,
     /// Alipay apps only: Alipay's public key.
     pub alipay_public_key: Option<String>,
-    /// Alipay apps only: the content-encryption key (base64 of 16 bytes), for phone numbers.
+    /// The key for phone numbers, if any: an Alipay app's content-encryption key, a Douyin
+    /// app's RSA private key.
+    pub phone_key: PhoneKey,
+}
+
+/// A phone key as the admin API names it: each platform's under its own name.
+#[derive(Default)]
+pub struct PhoneKey {
     pub alipay_aes_key: Option<SecretString>,
+    pub douyin_private_key: Option<SecretString>,
 }
 
 pub struct AppRegistry {
@@ -67,7 +75,7 @@ impl AppRegistry {
             ServiceError::BadInput("`appid` must be 1-64 ASCII letters, digits, '_' or '-'")
         })?;
         let (secret, public_key) = checked_keys(platform, new.secret, new.alipay_public_key)?;
-        let aes_key = checked_aes_key(platform, new.alipay_aes_key)?;
+        let phone_key = checked_phone_key(platform, new.phone_key)?;
         if platform == Platform::Alipay && public_key.is_none() {
             return Err(ServiceError::BadInput(
                 "an Alipay app needs `alipay_public_key` (Alipay's public key, from its console)",
@@ -84,7 +92,7 @@ impl AppRegistry {
             appid: &appid,
             secret: &secret,
             alipay_public_key: public_key.as_deref(),
-            alipay_aes_key: aes_key.as_ref(),
+            phone_key: phone_key.as_ref(),
         };
         if !self.store.add_app(&record, now).await? {
             return Err(ServiceError::BadInput("this appid is registered already"));
@@ -108,7 +116,7 @@ impl AppRegistry {
         appid: &str,
         secret: SecretString,
         alipay_public_key: Option<String>,
-        alipay_aes_key: Option<SecretString>,
+        phone_key: PhoneKey,
     ) -> ServiceResult<()> {
         let appid = self.registered(appid)?;
         let platform = self
@@ -117,12 +125,12 @@ impl AppRegistry {
             .ok_or(ServiceError::NotFound)?
             .platform;
         let (secret, public_key) = checked_keys(platform, secret, alipay_public_key)?;
-        let aes_key = checked_aes_key(platform, alipay_aes_key)?;
+        let phone_key = checked_phone_key(platform, phone_key)?;
         let rotation = AppRotation {
             appid: &appid,
             secret: &secret,
             alipay_public_key: public_key.as_deref(),
-            alipay_aes_key: aes_key.as_ref(),
+            phone_key: phone_key.as_ref(),
         };
         if !self
             .store
@@ -207,22 +215,29 @@ fn checked_keys(
     Ok((secret, alipay_public_key))
 }
 
-/// An Alipay app's content-encryption key: base64 of 16 bytes; no other platform takes one.
-fn checked_aes_key(
-    platform: Platform,
-    key: Option<SecretString>,
-) -> ServiceResult<Option<SecretString>> {
-    match key {
-        Some(_) if platform != Platform::Alipay => Err(ServiceError::BadInput(
-            "only an Alipay app takes `alipay_aes_key`",
-        )),
-        Some(key) if crate::wechat::crypto::alipay::aes_key(key.expose_secret()).is_none() => {
-            Err(ServiceError::BadInput(
-                "`alipay_aes_key` must be the AES key from Alipay's console (接口内容加密方式): base64 of 16 bytes",
+/// The platform's own phone key: `alipay_aes_key` on Alipay, `douyin_private_key` on Douyin,
+/// usable (checked as the config file's are); none elsewhere.
+fn checked_phone_key(platform: Platform, key: PhoneKey) -> ServiceResult<Option<SecretString>> {
+    let key = match (platform, key.alipay_aes_key, key.douyin_private_key) {
+        (_, None, None) => return Ok(None),
+        (Platform::Alipay, Some(k), None) | (Platform::Douyin, None, Some(k)) => k,
+        (_, Some(_), _) => {
+            return Err(ServiceError::BadInput(
+                "only an Alipay app takes `alipay_aes_key`",
             ))
         }
-        key => Ok(key),
+        (_, None, Some(_)) => {
+            return Err(ServiceError::BadInput(
+                "only a Douyin app takes `douyin_private_key`",
+            ))
+        }
+    };
+    if key.expose_secret().len() > MAX_KEY {
+        return Err(ServiceError::BadInput("the phone key is too long"));
     }
+    crate::wechat::crypto::check_phone_key(platform, key.expose_secret())
+        .map_err(ServiceError::BadInput)?;
+    Ok(Some(key))
 }
 
 fn checked_secret(secret: SecretString) -> ServiceResult<SecretString> {

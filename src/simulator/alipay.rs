@@ -46,7 +46,7 @@ pub(super) fn phone_response(
     refuse: Option<&str>,
 ) -> Result<String, String> {
     let aes_key = sim.lock().aes_keys.get(appid).cloned().ok_or_else(|| {
-        format!("Alipay app {appid:?} has no AES key here: POST /_sim/apps with \"aes_key\"")
+        format!("Alipay app {appid:?} has no AES key here: POST /_sim/apps with \"phone_key\"")
     })?;
     let plain = match refuse {
         None => json!({ "code": "10000", "msg": "Success", "mobile": mobile }),

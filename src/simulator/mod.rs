@@ -13,6 +13,7 @@
 //! the errcode table), so a mistake in one of those is not mirrored in the other.
 
 mod alipay;
+mod douyin;
 mod faults;
 mod open_api;
 mod state;
@@ -20,6 +21,7 @@ mod state;
 pub use alipay::{
     alipay_public_key, DEV_AES_KEY as DEV_ALIPAY_AES_KEY, DEV_APP_KEY as DEV_ALIPAY_APP_KEY,
 };
+pub use douyin::DEV_APP_KEY as DEV_DOUYIN_PRIVATE_KEY;
 pub use state::{SimApp, SimState};
 
 use crate::domain::Platform;
@@ -53,6 +55,9 @@ pub fn router(state: Arc<SimState>) -> Router {
             "/kuaishou/oauth2/mp/code2session",
             post(kuaishou_code2session),
         )
+        // Douyin's open API host (open.douyin.com): its client_token and phone numbers.
+        .route(douyin::CLIENT_TOKEN, post(douyin::client_token))
+        .route(douyin::PHONE, post(douyin::phone_number))
         // Alipay's gateway (openapi.alipay.com), RSA2-signed both ways.
         .route(alipay::GATEWAY, post(alipay::gateway))
         .route("/cgi-bin/stable_token", post(open_api::stable_token))
@@ -111,7 +116,9 @@ pub(super) fn error_reply(path: &str, code: i64, msg: &str) -> Response {
         // `errmsg` names the sub_code when it looks like one (`isv.code-invalid`).
         let sub_code = if msg.contains('.') { msg } else { "" };
         alipay::error(&code.to_string(), msg, sub_code, msg)
-    } else if path.starts_with("/douyin/") {
+    } else if path.starts_with("/douyin-open/oauth/") {
+        douyin::token_error(code, msg)
+    } else if path.starts_with("/douyin/") || path.starts_with("/douyin-open/") {
         Json(json!({ "err_no": code, "err_tips": msg })).into_response()
     } else if path.starts_with("/kuaishou/") {
         Json(json!({ "result": code, "error_msg": msg })).into_response()
@@ -412,11 +419,12 @@ struct AppBody {
     platform: Option<String>,
     appid: String,
     secret: String,
-    /// Alipay: the app's content-encryption key (base64 of 16 bytes), for phone numbers.
-    aes_key: Option<String>,
+    /// The platform's side of the app's phone key: an Alipay app's AES key (base64 of 16
+    /// bytes), a Douyin app's RSA public (or private) key.
+    phone_key: Option<String>,
 }
 
-/// `POST /_sim/apps {"platform"?, "appid", "secret", "aes_key"?}`: a new app the simulated platform knows
+/// `POST /_sim/apps {"platform"?, "appid", "secret", "phone_key"?}`: a new app the simulated platform knows
 /// (as registering one on its console), or an existing one's secret reset (the old secret is
 /// refused from then on).
 async fn upsert_app(State(sim): State<Arc<SimState>>, body: Option<Json<AppBody>>) -> Response {
@@ -433,11 +441,10 @@ async fn upsert_app(State(sim): State<Arc<SimState>>, body: Option<Json<AppBody>
     if body.appid.is_empty() || body.secret.is_empty() {
         return bad_request("appid and secret must not be empty");
     }
-    if let Some(key) = &body.aes_key {
-        if platform != Platform::Alipay || crate::wechat::crypto::alipay::aes_key(key).is_none() {
-            return bad_request("aes_key is an Alipay app's, base64 of 16 bytes");
+    if let Some(key) = &body.phone_key {
+        if let Err(why) = sim.set_phone_key(platform, &body.appid, key) {
+            return bad_request(&why);
         }
-        sim.set_aes_key(&body.appid, key);
     }
     sim.upsert_app(SimApp {
         platform,

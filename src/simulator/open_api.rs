@@ -26,7 +26,7 @@ fn ok_reply(mut body: Value) -> Response {
 
 impl SimState {
     /// The app's current token if still valid, else a new one (normal-mode stable_token).
-    fn stable_token(&self, appid: &str, force: bool) -> (String, Millis) {
+    pub(super) fn stable_token(&self, appid: &str, force: bool) -> (String, Millis) {
         let now = self.now();
         let mut inner = self.lock();
         match inner.access_tokens.get(appid) {
@@ -42,7 +42,7 @@ impl SimState {
     }
 
     /// Which app a token belongs to, or WeChat's errcode for it.
-    fn check_token(&self, token: &str) -> Result<String, (i64, &'static str)> {
+    pub(super) fn check_token(&self, token: &str) -> Result<String, (i64, &'static str)> {
         let now = self.now();
         let inner = self.lock();
         for (appid, (current, exp)) in &inner.access_tokens {
@@ -112,6 +112,17 @@ pub(super) async fn token(
     Json(json!({ "access_token": token, "expires_in": expires_in })).into_response()
 }
 
+/// `phoneNumber` as WeChat and Douyin give it: the bare number in mainland China, else with
+/// its country code.
+pub(super) fn full_number(country: &Value, phone: &str) -> String {
+    match country {
+        Value::String(c) if c == "86" => phone.to_owned(),
+        Value::Number(n) if n.as_u64() == Some(86) => phone.to_owned(),
+        Value::String(c) => format!("+{c} {phone}"),
+        other => format!("+{other} {phone}"),
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct PhoneBody {
     code: Option<String>,
@@ -147,15 +158,7 @@ pub(super) async fn phone_number(
     }
     pc.used = true;
     let country = pc.country_code.clone();
-    let country_text = match &country {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let phone_number = if country_text == "86" {
-        pc.phone.clone()
-    } else {
-        format!("+{country_text} {}", pc.phone)
-    };
+    let phone_number = full_number(&country, &pc.phone);
     ok_reply(json!({
         "phone_info": {
             "phoneNumber": phone_number,

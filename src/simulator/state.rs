@@ -70,6 +70,8 @@ pub(super) struct Inner {
     pub(super) unbound: std::collections::HashSet<String>,
     /// Alipay apps' content-encryption (AES) keys, which phone numbers are sealed under.
     pub(super) aes_keys: HashMap<String, String>,
+    /// Douyin apps' public keys (uploaded to its console), which phone numbers are sealed under.
+    pub(super) douyin_keys: HashMap<String, aws_lc_rs::rsa::PublicEncryptingKey>,
 }
 
 pub(super) struct PhoneCode {
@@ -408,11 +410,31 @@ impl SimState {
         }
     }
 
-    /// Gives an Alipay app its content-encryption key, as setting it on Alipay's console does.
-    pub fn set_aes_key(&self, appid: &str, key: &str) {
-        self.lock()
-            .aes_keys
-            .insert(appid.to_owned(), key.to_owned());
+    /// The platform's side of an app's phone key, as set on its console: an Alipay app's AES
+    /// key, a Douyin app's public key (given as the app's private or public key).
+    pub fn set_phone_key(&self, platform: Platform, appid: &str, key: &str) -> Result<(), String> {
+        use crate::wechat::crypto::{alipay, douyin};
+        match platform {
+            Platform::Alipay if alipay::aes_key(key).is_some() => {
+                self.lock()
+                    .aes_keys
+                    .insert(appid.to_owned(), key.to_owned());
+            }
+            Platform::Douyin => {
+                let public = douyin::public_key_of(key)
+                    .or_else(|| {
+                        let der = crate::wechat::alipay::pem_or_base64(key)?;
+                        aws_lc_rs::rsa::PublicEncryptingKey::from_der(&der).ok()
+                    })
+                    .ok_or("a Douyin phone key is the app's RSA private or public key")?;
+                self.lock().douyin_keys.insert(appid.to_owned(), public);
+            }
+            _ => return Err(
+                "phone_key: an Alipay app's AES key (base64 of 16 bytes) or a Douyin app's RSA key"
+                    .into(),
+            ),
+        }
+        Ok(())
     }
 
     /// The session_key WeChat currently holds for a test user, if any.

@@ -517,8 +517,8 @@ pub struct AppRecord {
     pub secret: SecretString,
     /// Alipay apps: Alipay's public key.
     pub alipay_public_key: Option<String>,
-    /// Alipay apps: the content-encryption key, when given.
-    pub alipay_aes_key: Option<SecretString>,
+    /// The key for phone numbers, when given: Alipay's AES key, Douyin's RSA private key.
+    pub phone_key: Option<SecretString>,
     pub created_at: Millis,
     pub updated_at: Millis,
 }
@@ -539,16 +539,16 @@ pub struct NewAppRecord<'a> {
     pub appid: &'a AppId,
     pub secret: &'a SecretString,
     pub alipay_public_key: Option<&'a str>,
-    pub alipay_aes_key: Option<&'a SecretString>,
+    pub phone_key: Option<&'a SecretString>,
 }
 
-/// An app's new keys: the secret, and Alipay's public key and the AES key when given (an
+/// An app's new keys: the secret, and Alipay's public key and the phone key when given (an
 /// absent one is kept).
 pub struct AppRotation<'a> {
     pub appid: &'a AppId,
     pub secret: &'a SecretString,
     pub alipay_public_key: Option<&'a str>,
-    pub alipay_aes_key: Option<&'a SecretString>,
+    pub phone_key: Option<&'a SecretString>,
 }
 
 /// The app registry: mini programs added, rotated and removed at run time. Secrets are sealed
@@ -708,7 +708,7 @@ pub enum SealedColumn {
     SessionKey,
     Phone,
     AppSecret,
-    AlipayAesKey,
+    PhoneKey,
 }
 
 /// Which values [`reseal`] seals.
@@ -745,13 +745,13 @@ pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<
         SealedColumn::SessionKey,
         SealedColumn::Phone,
         SealedColumn::AppSecret,
-        SealedColumn::AlipayAesKey,
+        SealedColumn::PhoneKey,
     ] {
         let field = match kind {
             SealedColumn::SessionKey => crate::vault::Field::SessionKey,
             SealedColumn::Phone => crate::vault::Field::Phone,
             SealedColumn::AppSecret => crate::vault::Field::AppSecret,
-            SealedColumn::AlipayAesKey => crate::vault::Field::AlipayAesKey,
+            SealedColumn::PhoneKey => crate::vault::Field::PhoneKey,
         };
         let mut after = 0;
         loop {
@@ -764,17 +764,15 @@ pub async fn reseal(store: &dyn MaintenanceStore, scope: Reseal) -> StoreResult<
                 let new = vault.seal(field, &plain);
                 let hash = match kind {
                     SealedColumn::Phone => vault.phone_hash(&plain),
-                    SealedColumn::SessionKey
-                    | SealedColumn::AppSecret
-                    | SealedColumn::AlipayAesKey => String::new(),
+                    SealedColumn::SessionKey | SealedColumn::AppSecret | SealedColumn::PhoneKey => {
+                        String::new()
+                    }
                 };
                 if store.replace_sealed(kind, *id, stored, &new, &hash).await? {
                     match kind {
                         SealedColumn::SessionKey => done.session_keys += 1,
                         SealedColumn::Phone => done.phones += 1,
-                        SealedColumn::AppSecret | SealedColumn::AlipayAesKey => {
-                            done.app_secrets += 1
-                        }
+                        SealedColumn::AppSecret | SealedColumn::PhoneKey => done.app_secrets += 1,
                     }
                 }
             }

@@ -730,8 +730,8 @@ impl AppStore for PgStore {
             .bind(app.alipay_public_key)
             .bind(now)
             .bind(
-                app.alipay_aes_key
-                    .map(|k| self.vault.seal(Field::AlipayAesKey, k.expose_secret())),
+                app.phone_key
+                    .map(|k| self.vault.seal(Field::PhoneKey, k.expose_secret())),
             )
             .execute(&self.pool)
             .await
@@ -746,8 +746,8 @@ impl AppStore for PgStore {
             .bind(now)
             .bind(r.appid.as_str())
             .bind(
-                r.alipay_aes_key
-                    .map(|k| self.vault.seal(Field::AlipayAesKey, k.expose_secret())),
+                r.phone_key
+                    .map(|k| self.vault.seal(Field::PhoneKey, k.expose_secret())),
             )
             .execute(&self.pool)
             .await
@@ -796,7 +796,7 @@ impl MaintenanceStore for PgStore {
             super::SealedColumn::SessionKey => sql::UNSEALED_SESSIONS,
             super::SealedColumn::Phone => sql::UNSEALED_PHONES,
             super::SealedColumn::AppSecret => sql::UNSEALED_APP_SECRETS,
-            super::SealedColumn::AlipayAesKey => sql::UNSEALED_ALIPAY_AES_KEYS,
+            super::SealedColumn::PhoneKey => sql::UNSEALED_PHONE_KEYS,
         };
         sqlx::query_as(query)
             .bind(format!("{skip_prefix}%"))
@@ -818,10 +818,10 @@ impl MaintenanceStore for PgStore {
         let done = match kind {
             super::SealedColumn::SessionKey
             | super::SealedColumn::AppSecret
-            | super::SealedColumn::AlipayAesKey => {
+            | super::SealedColumn::PhoneKey => {
                 let statement = match kind {
                     super::SealedColumn::AppSecret => sql::RESEAL_APP_SECRET,
-                    super::SealedColumn::AlipayAesKey => sql::RESEAL_ALIPAY_AES_KEY,
+                    super::SealedColumn::PhoneKey => sql::RESEAL_PHONE_KEY,
                     _ => sql::RESEAL_SESSION,
                 };
                 sqlx::query(statement)

@@ -218,25 +218,25 @@ pub(crate) const UNSEALED_APP_SECRETS: &str = "SELECT id, secret FROM apps \
 pub(crate) const RESEAL_APP_SECRET: &str =
     "UPDATE apps SET secret = $1 WHERE id = $2 AND secret = $3";
 
-/// Alipay apps whose AES key is not sealed under the current key, by id.
-pub(crate) const UNSEALED_ALIPAY_AES_KEYS: &str = "SELECT id, alipay_aes_key FROM apps \
-     WHERE alipay_aes_key IS NOT NULL AND alipay_aes_key NOT LIKE $1 AND id > $2 ORDER BY id LIMIT $3";
+/// Apps whose phone key is not sealed under the current key, by id.
+pub(crate) const UNSEALED_PHONE_KEYS: &str = "SELECT id, phone_key FROM apps \
+     WHERE phone_key IS NOT NULL AND phone_key NOT LIKE $1 AND id > $2 ORDER BY id LIMIT $3";
 
-pub(crate) const RESEAL_ALIPAY_AES_KEY: &str =
-    "UPDATE apps SET alipay_aes_key = $1 WHERE id = $2 AND alipay_aes_key = $3";
+pub(crate) const RESEAL_PHONE_KEY: &str =
+    "UPDATE apps SET phone_key = $1 WHERE id = $2 AND phone_key = $3";
 
 pub(crate) const LIST_APPS: &str = "SELECT platform, appid, secret, alipay_public_key, \
-     alipay_aes_key, created_at, updated_at FROM apps ORDER BY appid";
+     phone_key, created_at, updated_at FROM apps ORDER BY appid";
 
 /// Adds an app unless its appid is taken (no row inserted then).
 pub(crate) const INSERT_APP: &str =
-    "INSERT INTO apps (platform, appid, secret, alipay_public_key, alipay_aes_key, created_at, \
+    "INSERT INTO apps (platform, appid, secret, alipay_public_key, phone_key, created_at, \
      updated_at) VALUES ($1, $2, $3, $4, $6, $5, $5) ON CONFLICT (appid) DO NOTHING";
 
-/// A new secret; Alipay's public key and AES key too when given (`$2`, `$5` NULL: kept).
+/// A new secret; Alipay's public key and the phone key too when given (`$2`, `$5` NULL: kept).
 pub(crate) const ROTATE_APP: &str = "UPDATE apps SET secret = $1, \
      alipay_public_key = COALESCE($2, alipay_public_key), \
-     alipay_aes_key = COALESCE($5, alipay_aes_key), updated_at = $3 WHERE appid = $4";
+     phone_key = COALESCE($5, phone_key), updated_at = $3 WHERE appid = $4";
 
 pub(crate) const DELETE_APP: &str = "DELETE FROM apps WHERE appid = $1";
 
@@ -401,12 +401,12 @@ where
             return Ok(None);
         }
     };
-    let alipay_aes_key = match get::<R, Option<String>>(row, "alipay_aes_key")? {
+    let phone_key = match get::<R, Option<String>>(row, "phone_key")? {
         None => None,
-        Some(sealed) => match vault.open(Field::AlipayAesKey, &sealed) {
+        Some(sealed) => match vault.open(Field::PhoneKey, &sealed) {
             Ok(plain) => Some(SecretString::from(plain)),
             Err(e) => {
-                tracing::error!(%appid, error = %e, "a registered app's AES key cannot be opened; skipped");
+                tracing::error!(%appid, error = %e, "a registered app's phone key cannot be opened; skipped");
                 return Ok(None);
             }
         },
@@ -416,7 +416,7 @@ where
         appid,
         secret,
         alipay_public_key: get(row, "alipay_public_key")?,
-        alipay_aes_key,
+        phone_key,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     }))

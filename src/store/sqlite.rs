@@ -732,8 +732,8 @@ impl AppStore for SqliteStore {
             .bind(app.alipay_public_key)
             .bind(now)
             .bind(
-                app.alipay_aes_key
-                    .map(|k| self.vault.seal(Field::AlipayAesKey, k.expose_secret())),
+                app.phone_key
+                    .map(|k| self.vault.seal(Field::PhoneKey, k.expose_secret())),
             )
             .execute(&self.writer)
             .await
@@ -748,8 +748,8 @@ impl AppStore for SqliteStore {
             .bind(now)
             .bind(r.appid.as_str())
             .bind(
-                r.alipay_aes_key
-                    .map(|k| self.vault.seal(Field::AlipayAesKey, k.expose_secret())),
+                r.phone_key
+                    .map(|k| self.vault.seal(Field::PhoneKey, k.expose_secret())),
             )
             .execute(&self.writer)
             .await
@@ -798,7 +798,7 @@ impl MaintenanceStore for SqliteStore {
             super::SealedColumn::SessionKey => sql::UNSEALED_SESSIONS,
             super::SealedColumn::Phone => sql::UNSEALED_PHONES,
             super::SealedColumn::AppSecret => sql::UNSEALED_APP_SECRETS,
-            super::SealedColumn::AlipayAesKey => sql::UNSEALED_ALIPAY_AES_KEYS,
+            super::SealedColumn::PhoneKey => sql::UNSEALED_PHONE_KEYS,
         };
         sqlx::query_as(query)
             .bind(format!("{skip_prefix}%"))
@@ -820,10 +820,10 @@ impl MaintenanceStore for SqliteStore {
         let done = match kind {
             super::SealedColumn::SessionKey
             | super::SealedColumn::AppSecret
-            | super::SealedColumn::AlipayAesKey => {
+            | super::SealedColumn::PhoneKey => {
                 let statement = match kind {
                     super::SealedColumn::AppSecret => sql::RESEAL_APP_SECRET,
-                    super::SealedColumn::AlipayAesKey => sql::RESEAL_ALIPAY_AES_KEY,
+                    super::SealedColumn::PhoneKey => sql::RESEAL_PHONE_KEY,
                     _ => sql::RESEAL_SESSION,
                 };
                 sqlx::query(statement)

@@ -78,7 +78,7 @@ pub fn public_key_of(key: &RsaKeyPair) -> String {
     STANDARD.encode(der_item(0x30, &body))
 }
 
-fn der_item(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn der_item(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
     if len < 0x80 {
@@ -96,7 +96,7 @@ fn der_item(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-fn pem_or_base64(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn pem_or_base64(text: &str) -> Option<Vec<u8>> {
     let body: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("-----"))

@@ -10,8 +10,8 @@
 use super::alipay;
 use super::replies::{
     alipay_login, AccessToken, AlipayGatewayReply, BaiduCode2SessionReply, CheckSessionReply,
-    Code2Session, Code2SessionReply, DouyinCode2SessionReply, KuaishouCode2SessionReply, PhoneInfo,
-    PhoneReply, QqCode2SessionReply, Reply, TokenReply,
+    Code2Session, Code2SessionReply, DouyinCode2SessionReply, DouyinPhoneReply, DouyinTokenReply,
+    KuaishouCode2SessionReply, PhoneInfo, PhoneReply, QqCode2SessionReply, Reply, TokenReply,
 };
 use super::WechatError;
 use crate::domain::{AppCredentials, JsCode, LoginCode, Platform};
@@ -35,6 +35,10 @@ enum Api {
     KuaishouCode2Session,
     /// Alipay's gateway, method `alipay.system.oauth.token` (an RSA2-signed form POST).
     AlipayOauthToken,
+    /// Douyin's `stable_client_token` on its open API host (a JSON POST).
+    DouyinClientToken,
+    /// Douyin's `get_phonenumber_info` on its open API host (JSON, `access-token` header).
+    DouyinPhoneNumber,
 }
 
 impl Api {
@@ -45,6 +49,8 @@ impl Api {
             Self::BaiduCode2Session => "oauth/jscode2sessionkey",
             Self::KuaishouCode2Session => "oauth2/mp/code2session",
             Self::AlipayOauthToken => "gateway.do",
+            Self::DouyinClientToken => "oauth/stable_client_token/",
+            Self::DouyinPhoneNumber => "api/apps/v1/get_phonenumber_info/",
             Self::StableToken => "cgi-bin/stable_token",
             Self::PhoneNumber => "wxa/business/getuserphonenumber",
             Self::CheckSession => "wxa/checksession",
@@ -63,6 +69,8 @@ impl Api {
             Self::BaiduCode2Session => "baidu_jscode2sessionkey",
             Self::KuaishouCode2Session => "kuaishou_code2session",
             Self::AlipayOauthToken => "alipay_oauth_token",
+            Self::DouyinClientToken => "douyin_client_token",
+            Self::DouyinPhoneNumber => "douyin_get_phonenumber_info",
         }
     }
 
@@ -87,6 +95,8 @@ pub struct ApiBases {
     pub wechat: url::Url,
     pub qq: url::Url,
     pub douyin: url::Url,
+    /// Douyin's open API host (`open.douyin.com`).
+    pub douyin_open: url::Url,
     pub baidu: url::Url,
     pub kuaishou: url::Url,
     pub alipay: url::Url,
@@ -97,6 +107,8 @@ pub struct ApiBases {
 enum Body {
     Get,
     Json(serde_json::Value),
+    /// JSON with the app's token in an `access-token` header (Douyin's open API).
+    JsonWithToken(serde_json::Value, String),
     Form(Vec<(&'static str, String)>),
 }
 
@@ -263,6 +275,35 @@ impl WechatClient {
             .await
     }
 
+    /// The app's token for the platform's open APIs: WeChat's `stable_token`, Douyin's
+    /// `stable_client_token` (both hand every caller the same token while it lives).
+    pub async fn app_token(&self, app: &AppCredentials) -> Result<AccessToken, WechatError> {
+        match app.platform {
+            Platform::Douyin => {
+                let body = serde_json::json!({
+                    "client_key": app.appid.as_str(),
+                    "client_secret": app.secret.expose_secret(),
+                    "grant_type": "client_credential",
+                });
+                self.call::<DouyinTokenReply>(Api::DouyinClientToken, &[], Body::Json(body))
+                    .await
+            }
+            _ => self.stable_token(app).await,
+        }
+    }
+
+    /// Douyin's `get_phonenumber_info`: the getPhoneNumber button's code → the number,
+    /// RSA-encrypted under the app's public key (base64; `crypto::douyin` opens it).
+    pub async fn douyin_phone_data(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> Result<String, WechatError> {
+        let body = Body::JsonWithToken(serde_json::json!({ "code": code }), access_token.into());
+        self.call::<DouyinPhoneReply>(Api::DouyinPhoneNumber, &[], body)
+            .await
+    }
+
     /// `POST /wxa/business/getuserphonenumber`: a phone code from the getPhoneNumber button.
     pub async fn phone_number(
         &self,
@@ -340,6 +381,7 @@ impl WechatClient {
             Api::BaiduCode2Session => &self.bases.baidu,
             Api::KuaishouCode2Session => &self.bases.kuaishou,
             Api::AlipayOauthToken => &self.bases.alipay,
+            Api::DouyinClientToken | Api::DouyinPhoneNumber => &self.bases.douyin_open,
             Api::Code2Session | Api::StableToken | Api::PhoneNumber | Api::CheckSession => {
                 &self.bases.wechat
             }
@@ -348,6 +390,9 @@ impl WechatClient {
         let request = match body {
             Body::Get => self.http.get(url),
             Body::Json(json) => self.http.post(url).json(json),
+            Body::JsonWithToken(json, token) => {
+                self.http.post(url).json(json).header("access-token", token)
+            }
             Body::Form(form) => self.http.post(url).form(form),
         };
         let response = request

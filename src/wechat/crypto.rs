@@ -12,6 +12,7 @@
 
 pub mod alipay;
 pub mod baidu;
+pub mod douyin;
 
 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use base64::engine::general_purpose::STANDARD;
@@ -19,6 +20,20 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
+
+/// Whether `key` is a usable phone key for an app of `platform` (an Alipay app's AES key, a
+/// Douyin app's RSA private key); what is wrong if not, naming no part of the key.
+pub fn check_phone_key(platform: crate::domain::Platform, key: &str) -> Result<(), &'static str> {
+    use crate::domain::Platform;
+    match platform {
+        Platform::Alipay if alipay::aes_key(key).is_some() => Ok(()),
+        Platform::Alipay => Err(
+            "the Alipay AES key must be the one on Alipay's console (接口内容加密方式): base64 of 16 bytes",
+        ),
+        Platform::Douyin => douyin::private_key(key).map(|_| ()).map_err(|e| e.0),
+        _ => Err("only Alipay (an AES key) and Douyin (a private key) apps take a phone key"),
+    }
+}
 
 type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
 type Aes128CbcEnc = cbc::Encryptor<aes::Aes128>;

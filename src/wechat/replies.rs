@@ -323,6 +323,84 @@ impl Reply for TokenReply {
     }
 }
 
+/// Douyin's `stable_client_token` reply: `{data: {access_token, description, error_code,
+/// expires_in}, message}`; `error_code` 10002 (bad parameters), 10003 (unknown client_key) and
+/// 10013 (wrong client_key or secret) are ours to fix, 10020 is its rate limit.
+#[derive(Deserialize)]
+pub(super) struct DouyinTokenReply {
+    data: Option<DouyinTokenData>,
+}
+
+#[derive(Deserialize)]
+struct DouyinTokenData {
+    access_token: Option<String>,
+    #[serde(default)]
+    error_code: i64,
+    expires_in: Option<u64>,
+}
+
+impl Reply for DouyinTokenReply {
+    type Output = AccessToken;
+    fn errcode(&self) -> i64 {
+        self.data.as_ref().map_or(0, |d| d.error_code)
+    }
+    fn into_result(self) -> Result<AccessToken, WechatError> {
+        let data = self.data.ok_or(WechatError::BadReply)?;
+        match data.error_code {
+            0 => match data.access_token.filter(|t| !t.is_empty()) {
+                Some(token) => Ok(AccessToken {
+                    token,
+                    expires_in: data.expires_in.unwrap_or(7200),
+                }),
+                None => Err(WechatError::BadReply),
+            },
+            10002 | 10003 | 10013 => Err(WechatError::BadCredentials(data.error_code)),
+            10020 => Err(WechatError::RateLimited),
+            other => Err(WechatError::Other(other)),
+        }
+    }
+}
+
+/// Douyin's `get_phonenumber_info` reply: `{err_no, err_tips, log_id, data: "<base64>"}`, with
+/// the open API's codes: 28001003 and 28001008 an invalid or expired token, 28001007 a bad
+/// parameter and 28005187 an expired code (both the client's code: a new tap gives a new
+/// one), 28001005 busy, 28003018 its rate limit.
+#[derive(Deserialize)]
+pub(super) struct DouyinPhoneReply {
+    #[serde(default)]
+    err_no: i64,
+    data: Option<String>,
+}
+
+impl Reply for DouyinPhoneReply {
+    type Output = String;
+    fn errcode(&self) -> i64 {
+        self.err_no
+    }
+    fn into_result(self) -> Result<String, WechatError> {
+        match self.err_no {
+            0 => self
+                .data
+                .filter(|d| !d.is_empty())
+                .ok_or(WechatError::BadReply),
+            28001003 | 28001008 => Err(WechatError::AccessTokenInvalid(self.err_no)),
+            28001007 | 28005187 => Err(WechatError::InvalidCode),
+            28001005 => Err(WechatError::Busy),
+            28003018 => Err(WechatError::RateLimited),
+            other => Err(WechatError::Other(other)),
+        }
+    }
+}
+
+/// Reads Douyin's `get_phonenumber_info` and token replies as the client does.
+pub fn parse_douyin_phone(body: &[u8]) -> Result<String, WechatError> {
+    parse::<DouyinPhoneReply>(body)
+}
+
+pub fn parse_douyin_token(body: &[u8]) -> Result<AccessToken, WechatError> {
+    parse::<DouyinTokenReply>(body)
+}
+
 #[derive(Deserialize)]
 pub(super) struct PhoneReply {
     #[serde(default)]

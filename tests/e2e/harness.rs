@@ -233,6 +233,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             format!("http://{sim_addr}/douyin"),
         ),
         (
+            "WXLOGIN_DOUYIN_OPEN_API_BASE".into(),
+            format!("http://{sim_addr}/douyin-open"),
+        ),
+        (
             "WXLOGIN_BAIDU_API_BASE".into(),
             format!("http://{sim_addr}/baidu"),
         ),

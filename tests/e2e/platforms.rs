@@ -845,7 +845,7 @@ async fn an_alipay_phone_number_is_verified_with_alipays_key_and_opened_with_the
         body["alipay_public_key"] = json!(alipay_public);
         if let Some(k) = aes_key {
             body["alipay_aes_key"] = json!(k);
-            sim["aes_key"] = json!(k);
+            sim["phone_key"] = json!(k);
         }
         (body, sim)
     };
@@ -874,7 +874,7 @@ async fn an_alipay_phone_number_is_verified_with_alipays_key_and_opened_with_the
     assert!(!reply.to_string().contains(AES_KEY));
     // Sealed at rest, never in plain text.
     let sealed = app
-        .count("SELECT COUNT(*) FROM apps WHERE alipay_aes_key LIKE 'enc1:%'")
+        .count("SELECT COUNT(*) FROM apps WHERE phone_key LIKE 'enc1:%'")
         .await;
     assert_eq!(sealed, 1);
 
@@ -989,6 +989,163 @@ async fn an_alipay_phone_number_is_verified_with_alipays_key_and_opened_with_the
     assert_eq!(
         (status.as_u16(), body["error"].as_str()),
         (400, Some("bad_request")),
+        "{body}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_douyin_phone_number_comes_through_the_client_token_and_opens_with_the_apps_private_key()
+{
+    const ADMIN: &str = "douyin-admin-token-0123456789";
+    const APP: &str = "tt00000000000000a1";
+    let private_key = include_str!("../fixtures/alipay/app_private_pkcs8.pem");
+    let app = spawn_with(Options {
+        env: vec![("WXLOGIN_ADMIN_TOKEN", ADMIN.into())],
+        ..Options::default()
+    })
+    .await;
+    // Douyin holds the public half (uploaded on its console); we hold the private key.
+    app.sim(
+        "/_sim/apps",
+        json!({ "platform": "douyin", "appid": APP, "secret": "dy-secret",
+                "phone_key": include_str!("../fixtures/alipay/app_public.pem") }),
+    )
+    .await;
+    // A key that is not an RSA private key, or on another platform's app: 400, nothing stored.
+    for body in [
+        json!({ "platform": "douyin", "appid": APP, "secret": "dy-secret", "douyin_private_key": "nope" }),
+        json!({ "platform": "qq", "appid": "q1", "secret": "s", "douyin_private_key": private_key }),
+        json!({ "platform": "douyin", "appid": APP, "secret": "dy-secret", "alipay_aes_key": "AAECAwQFBgcICQoLDA0ODw==" }),
+    ] {
+        let (status, reply) = app
+            .call("POST", "/admin/apps", Some(ADMIN), Some(body.clone()))
+            .await;
+        assert_eq!(
+            (status, reply["error"].as_str()),
+            (400, Some("bad_request")),
+            "{body}: {reply}"
+        );
+        assert!(!reply.to_string().contains("MII"), "{reply}");
+    }
+    assert_eq!(app.count_rows("apps").await, 0);
+    let (status, reply) = app
+        .call(
+            "POST",
+            "/admin/apps",
+            Some(ADMIN),
+            Some(json!({ "platform": "douyin", "appid": APP, "secret": "dy-secret", "douyin_private_key": private_key })),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM apps WHERE phone_key LIKE 'enc1:%'")
+            .await,
+        1
+    );
+
+    let issued = code_for(&app, "douyin", APP, "ling").await;
+    let (status, body) = login_to(&app, APP, &issued["code"]).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["data"]["token"].as_str().unwrap().to_owned();
+    let phone_code =
+        |phone: &'static str| app.sim("/_sim/phone_codes", json!({ "appid": APP, "phone": phone }));
+    let code = phone_code("13900001111").await["code"].clone();
+    let (status, body) = app
+        .post("/phone", json!({ "code": code }), Some(&token))
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert_eq!(body["data"]["purePhoneNumber"], "13900001111");
+    assert_eq!(body["data"]["countryCode"], "86");
+    let (_, me) = app.me(&token).await;
+    assert_eq!(me["data"]["phone"], "13900001111", "{me}");
+    // One client_token for both exchanges (stable while it lives).
+    let second = phone_code("13900002222").await["code"].clone();
+    let (status, _) = app
+        .post("/phone", json!({ "code": second }), Some(&token))
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(app.calls("/douyin-open/oauth/stable_client_token").await, 1);
+    assert_eq!(
+        app.calls("/douyin-open/api/apps/v1/get_phonenumber_info")
+            .await,
+        2
+    );
+
+    // A used code, and Alipay's `response`: the client's mistakes.
+    let (status, body) = app
+        .post("/phone", json!({ "code": second }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_phone_code")),
+        "{body}"
+    );
+    let (status, body) = app
+        .post("/phone", json!({ "response": "{}" }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    // Douyin busy twice: 503 with Retry-After, nothing bound; a rejected token: one refresh.
+    let code = phone_code("13900003333").await["code"].clone();
+    app.fault(
+        json!({ "api": "/douyin-open/api/apps/v1/get_phonenumber_info", "errcode": 28001003 }),
+    )
+    .await;
+    let (status, body) = app
+        .post("/phone", json!({ "code": code }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["data"]["purePhoneNumber"].as_str()),
+        (200, Some("13900003333")),
+        "{body}"
+    );
+    assert_eq!(
+        app.calls("/douyin-open/oauth/stable_client_token").await,
+        2,
+        "refreshed once"
+    );
+    let code = phone_code("13900004444").await["code"].clone();
+    app.fault(
+        json!({ "api": "/douyin-open/api/apps/v1/get_phonenumber_info", "errcode": 28001005 }),
+    )
+    .await;
+    let (status, body) = app
+        .post("/phone", json!({ "code": code }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (503, Some("wechat_unavailable")),
+        "{body}"
+    );
+    let (_, me) = app.me(&token).await;
+    assert_eq!(me["data"]["phone"], "13900003333");
+
+    // Our key is not the one Douyin has: 503 misconfigured, never the client's fault.
+    let other = include_str!("../../src/simulator/douyin_dev_app_key.pem");
+    let (status, _) = app
+        .call(
+            "PUT",
+            &format!("/admin/apps/{APP}"),
+            Some(ADMIN),
+            Some(json!({ "secret": "dy-secret", "douyin_private_key": other })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let code = phone_code("13900005555").await["code"].clone();
+    let (status, body) = app
+        .post(
+            "/phone",
+            json!({ "code": code, "refresh": true }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (503, Some("wechat_misconfigured")),
         "{body}"
     );
     app.shutdown().await;

@@ -32,7 +32,10 @@ let server
 let dir
 test.before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wxlogin-sdk-platforms-'))
-  const toml = APPS.map((a) => `[[apps]]\nplatform = "${a.platform}"\nappid = "${a.appid}"\nsecret = "${a.platform}-secret"\n`).join('\n') +
+  // Douyin's phone numbers are opened with the app's private key (its public half is Douyin's).
+  const douyinKey = fs.readFileSync(path.join(ROOT, 'tests/fixtures/alipay/app_private_pkcs8.pem'), 'utf8')
+  const toml = APPS.map((a) => `[[apps]]\nplatform = "${a.platform}"\nappid = "${a.appid}"\nsecret = "${a.platform}-secret"\n` +
+    (a.platform === 'douyin' ? `douyin_private_key = '''${douyinKey}'''\n` : '')).join('\n') +
     // Alipay's "secret" is the app's RSA private key; the simulated Alipay signs with its own.
     `\n[[apps]]\nplatform = "alipay"\nappid = "${ALIPAY_APPID}"\nsecret = '''${fs.readFileSync(path.join(ROOT, 'tests/fixtures/alipay/app_private_pkcs8.pem'), 'utf8')}'''\n` +
     `alipay_public_key = "${simulatedAlipayPublicKey()}"\nalipay_aes_key = "${ALIPAY_AES_KEY}"\n`
@@ -115,6 +118,14 @@ test('a platform named with its API object needs no global', async () => {
   const auth = createAuth({ baseUrl: server.url + '/', appid: app.appid, platform: 'douyin', api: fakeGlobal(app, 'named') })
   assert.equal(auth.platform, 'douyin')
   assert.match(await auth.login(), /^wxl_/)
+  // The getPhoneNumber button's code, as on WeChat: Douyin's answer is opened on the server.
+  const sim = await fetch(server.url + '/_sim/phone_codes', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ appid: app.appid, phone: '13900006666' }),
+  }).then((r) => r.json())
+  const phone = await auth.phone(sim.code)
+  assert.equal(phone.purePhoneNumber, '13900006666')
 })
 
 test('on Douyin, a device not signed in logs in as a guest with anonymous: true, and keeps it on signing in', async () => {
