@@ -213,6 +213,13 @@ pub enum AppsCommand {
     },
     /// Remove a registry app and revoke its sessions.
     Remove { appid: String },
+    /// Print the app's current access_token (wxlogin refreshes it for every backend).
+    Token {
+        appid: String,
+        /// A token the platform just refused: dropped before a fresh one is fetched.
+        #[arg(long)]
+        failed: Option<String>,
+    },
 }
 
 /// An app's other keys, each from a file.
@@ -489,6 +496,7 @@ async fn serve(dev: bool, force: bool) -> anyhow::Result<()> {
         config.qq_api_base = format!("http://{sim_addr}/qq").parse()?;
         config.douyin_api_base = format!("http://{sim_addr}/douyin").parse()?;
         config.douyin_open_api_base = format!("http://{sim_addr}/douyin-open").parse()?;
+        config.baidu_open_api_base = format!("http://{sim_addr}/baidu-open").parse()?;
         config.baidu_api_base = format!("http://{sim_addr}/baidu").parse()?;
         config.kuaishou_api_base = format!("http://{sim_addr}/kuaishou").parse()?;
         config.alipay_api_base = format!("http://{sim_addr}/alipay").parse()?;
@@ -625,6 +633,9 @@ async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
                 http.put(format!("{base}/admin/apps/{appid}")).json(&body)
             }
             AppsCommand::Remove { appid } => http.delete(format!("{base}/admin/apps/{appid}")),
+            AppsCommand::Token { appid, failed } => http
+                .get(format!("{base}/admin/apps/{appid}/access_token"))
+                .query(&[("failed", failed.unwrap_or_default())]),
         },
     };
     let response = request

@@ -23,6 +23,7 @@ pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_QQ_API_BASE: &str = "https://api.q.qq.com";
 pub const DEFAULT_DOUYIN_API_BASE: &str = "https://developer.toutiao.com";
 pub const DEFAULT_DOUYIN_OPEN_API_BASE: &str = "https://open.douyin.com";
+pub const DEFAULT_BAIDU_OPEN_API_BASE: &str = "https://openapi.baidu.com";
 pub const DEFAULT_BAIDU_API_BASE: &str = "https://spapi.baidu.com";
 pub const DEFAULT_KUAISHOU_API_BASE: &str = "https://open.kuaishou.com";
 /// Alipay's gateway (`/gateway.do` under it).
@@ -95,6 +96,8 @@ pub struct Config {
     pub douyin_open_api_base: url::Url,
     /// Baidu's (its `jscode2sessionkey`), for `platform = "baidu"` apps.
     pub baidu_api_base: url::Url,
+    /// Baidu's open API (`openapi.baidu.com`: its OAuth token).
+    pub baidu_open_api_base: url::Url,
     /// Kuaishou's (its `code2session`), for `platform = "kuaishou"` apps.
     pub kuaishou_api_base: url::Url,
     /// Alipay's gateway, for `platform = "alipay"` apps.
@@ -166,6 +169,8 @@ impl Config {
             qq_api_base: url::Url::parse(DEFAULT_QQ_API_BASE).expect("the default parses"),
             douyin_api_base: url::Url::parse(DEFAULT_DOUYIN_API_BASE).expect("the default parses"),
             douyin_open_api_base: url::Url::parse(DEFAULT_DOUYIN_OPEN_API_BASE)
+                .expect("the default parses"),
+            baidu_open_api_base: url::Url::parse(DEFAULT_BAIDU_OPEN_API_BASE)
                 .expect("the default parses"),
             baidu_api_base: url::Url::parse(DEFAULT_BAIDU_API_BASE).expect("the default parses"),
             kuaishou_api_base: url::Url::parse(DEFAULT_KUAISHOU_API_BASE)

@@ -68,6 +68,7 @@ impl AppState {
                 douyin: config.douyin_api_base.clone(),
                 douyin_open: config.douyin_open_api_base.clone(),
                 baidu: config.baidu_api_base.clone(),
+                baidu_open: config.baidu_open_api_base.clone(),
                 kuaishou: config.kuaishou_api_base.clone(),
                 alipay: config.alipay_api_base.clone(),
             },

@@ -1,6 +1,7 @@
-//! WeChat's, QQ's, Douyin's, Baidu's, Kuaishou's and Alipay's login replies (and Douyin's token
-//! and phone replies): any body → a session or a typed error, never a panic, and never a session
-//! without an openid (on Alipay, never one without Alipay's signature).
+//! WeChat's, QQ's, Douyin's, Baidu's, Kuaishou's and Alipay's login replies, the platforms'
+//! token replies and Douyin's phone reply: any body → a session, a token or a typed error,
+//! never a panic, and never a session without an openid (on Alipay, never one without
+//! Alipay's signature) or an empty token.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -22,7 +23,10 @@ fuzz_target!(|body: &[u8]| {
     if let Ok(data) = wxlogin::wechat::parse_douyin_phone(body) {
         assert!(!data.is_empty());
     }
-    if let Ok(token) = wxlogin::wechat::parse_douyin_token(body) {
-        assert!(!token.token.is_empty());
+    let platform_tokens = wxlogin::wechat::parse_platform_token(body);
+    for token in std::iter::once(wxlogin::wechat::parse_douyin_token(body)).chain(platform_tokens) {
+        if let Ok(token) = token {
+            assert!(!token.token.is_empty());
+        }
     }
 });

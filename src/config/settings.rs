@@ -249,6 +249,17 @@ pub(super) const SETTINGS: &[Setting] = &[
         show: |c| c.douyin_open_api_base.to_string(),
     },
     Setting {
+        key: "baidu_open_api_base",
+        env: "WXLOGIN_BAIDU_OPEN_API_BASE",
+        default: Some(super::DEFAULT_BAIDU_OPEN_API_BASE),
+        secret: false,
+        set: |c, v| {
+            c.baidu_open_api_base = api_base(v)?;
+            Ok(())
+        },
+        show: |c| c.baidu_open_api_base.to_string(),
+    },
+    Setting {
         key: "baidu_api_base",
         env: "WXLOGIN_BAIDU_API_BASE",
         default: Some(super::DEFAULT_BAIDU_API_BASE),

@@ -47,6 +47,7 @@ pub(super) fn router(tokens: AdminTokens) -> OpenApiRouter<AppState> {
         .routes(routes!(dashboard))
         .routes(routes!(list_apps, add_app))
         .routes(routes!(rotate_app, remove_app))
+        .routes(routes!(app_access_token))
         .route_layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
                 let tokens = tokens.clone();
@@ -727,6 +728,48 @@ pub(super) async fn rotate_app(
         )
         .await?;
     Ok(ok(Empty {}))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct AccessTokenQuery {
+    /// A token the platform just refused (errcode 40001, 42001, …): dropped, if still the
+    /// current one, before a fresh one is fetched for everyone.
+    #[param(max_length = 1024)]
+    failed: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct AccessTokenData {
+    /// The app's token for its platform's server APIs (WeChat's, QQ's, Douyin's client token,
+    /// Kuaishou's, Baidu's).
+    access_token: String,
+    /// Seconds it is good for (at least 300: it is refreshed that long before expiry).
+    expires_in: u64,
+}
+
+/// The app's current access_token, for a business backend that calls the platform's other
+/// server APIs: wxlogin is the one refresher (per app, across instances through Redis), so no
+/// backend's own fetch replaces the token under the others. Config-file and registry apps.
+#[utoipa::path(get, path = "/admin/apps/{appid}/access_token", tag = "admin", security(("admin_token" = [])),
+    params(("appid" = String, Path, description = "an appid this deployment serves"), AccessTokenQuery),
+    responses((status = 200, body = Envelope<AccessTokenData>),
+        responses::BadRequest, responses::Unauthorized,
+        (status = 404, description = "not_found: no such app (or the admin API is off); unsupported: an Alipay app (no access_token)", body = ErrorBody),
+        responses::Unavailable))]
+pub(super) async fn app_access_token(
+    State(state): State<AppState>,
+    ApiPath(appid): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AccessTokenQuery>,
+) -> Reply<AccessTokenData> {
+    let (access_token, expires_in) = state
+        .registry
+        .access_token(&appid, query.failed.as_deref())
+        .await?;
+    Ok(ok(AccessTokenData {
+        access_token,
+        expires_in,
+    }))
 }
 
 /// Removes a registry app and revokes its sessions on every instance before answering; later

@@ -55,12 +55,9 @@ struct Entry {
 }
 
 impl Entry {
-    fn fresh(&self, now: Millis) -> Option<String> {
+    fn fresh(&self, now: Millis) -> Option<Cached> {
         let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        current
-            .as_ref()
-            .filter(|c| c.fresh(now))
-            .map(|c| c.token.clone())
+        current.as_ref().filter(|c| c.fresh(now)).cloned()
     }
 
     fn set(&self, cached: Cached) {
@@ -99,22 +96,27 @@ impl AccessTokens {
 
     /// A valid token for `app`, from the cache or from one shared refresh.
     pub async fn get(&self, app: &AppCredentials) -> Result<String, WechatError> {
+        self.current(app).await.map(|(token, _)| token)
+    }
+
+    /// [`get`](Self::get), with when the token expires (Unix ms): it is good for at least
+    /// [`REFRESH_MARGIN_MS`] more.
+    pub async fn current(&self, app: &AppCredentials) -> Result<(String, Millis), WechatError> {
         let entry = self.entry(&app.appid);
-        if let Some(token) = entry.fresh(self.clock.now_ms()) {
-            return Ok(token);
+        if let Some(c) = entry.fresh(self.clock.now_ms()) {
+            return Ok((c.token, c.expires_at));
         }
         let _refreshing = entry.refreshing.lock().await;
         // Whoever held the lock before us may have refreshed it already.
-        if let Some(token) = entry.fresh(self.clock.now_ms()) {
-            return Ok(token);
+        if let Some(c) = entry.fresh(self.clock.now_ms()) {
+            return Ok((c.token, c.expires_at));
         }
         let cached = match &self.coord {
             Some(coord) => self.shared_refresh(coord, app).await?,
             None => self.fetch(app).await?,
         };
-        let token = cached.token.clone();
-        entry.set(cached);
-        Ok(token)
+        entry.set(cached.clone());
+        Ok((cached.token, cached.expires_at))
     }
 
     async fn fetch(&self, app: &AppCredentials) -> Result<Cached, WechatError> {

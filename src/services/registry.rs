@@ -171,6 +171,31 @@ impl AppRegistry {
         Ok(ended.len())
     }
 
+    /// The app's current token for its platform's server APIs, for a business backend that
+    /// calls them (WeChat's recommended 中控服务器: one refresher, here across every instance,
+    /// so no backend's own fetch replaces the token under the others). `failed`: a token the
+    /// platform just refused, dropped (if still current) before answering. Config-file and
+    /// registry apps alike; Alipay has none (404 `unsupported`).
+    pub async fn access_token(
+        &self,
+        appid: &str,
+        failed: Option<&str>,
+    ) -> ServiceResult<(String, u64)> {
+        let appid = AppId::parse(appid).map_err(|_| ServiceError::NotFound)?;
+        let app = self.apps.get(&appid).ok_or(ServiceError::NotFound)?;
+        if app.platform == Platform::Alipay {
+            return Err(ServiceError::Unsupported(
+                "Alipay signs each request with the app's key: there is no access_token",
+            ));
+        }
+        if let Some(failed) = failed.filter(|f| !f.is_empty()) {
+            self.tokens.invalidate(&appid, failed).await;
+        }
+        let (token, expires_at) = self.tokens.current(&app).await?;
+        let expires_in = (expires_at - self.clock.now_ms()).max(0) as u64 / 1000;
+        Ok((token, expires_in))
+    }
+
     /// A registry appid: a config-file app is not the registry's to change.
     fn registered(&self, appid: &str) -> ServiceResult<AppId> {
         let appid = AppId::parse(appid).map_err(|_| ServiceError::NotFound)?;

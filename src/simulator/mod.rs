@@ -17,6 +17,7 @@ mod douyin;
 mod faults;
 mod open_api;
 mod state;
+mod tokens;
 
 pub use alipay::{
     alipay_public_key, DEV_AES_KEY as DEV_ALIPAY_AES_KEY, DEV_APP_KEY as DEV_ALIPAY_APP_KEY,
@@ -55,6 +56,10 @@ pub fn router(state: Arc<SimState>) -> Router {
             "/kuaishou/oauth2/mp/code2session",
             post(kuaishou_code2session),
         )
+        // QQ's, Kuaishou's and Baidu's app tokens (Baidu's on openapi.baidu.com).
+        .route(tokens::QQ, get(tokens::qq))
+        .route(tokens::KUAISHOU, post(tokens::kuaishou))
+        .route(tokens::BAIDU, post(tokens::baidu))
         // Douyin's open API host (open.douyin.com): its client_token and phone numbers.
         .route(douyin::CLIENT_TOKEN, post(douyin::client_token))
         .route(douyin::PHONE, post(douyin::phone_number))
@@ -122,7 +127,7 @@ pub(super) fn error_reply(path: &str, code: i64, msg: &str) -> Response {
         Json(json!({ "err_no": code, "err_tips": msg })).into_response()
     } else if path.starts_with("/kuaishou/") {
         Json(json!({ "result": code, "error_msg": msg })).into_response()
-    } else if path.starts_with("/baidu/") {
+    } else if path.starts_with("/baidu/") || path.starts_with("/baidu-open/") {
         Json(json!({ "errno": code, "error": msg, "error_description": msg })).into_response()
     } else {
         wechat_error(code, msg)

@@ -9,9 +9,10 @@
 
 use super::alipay;
 use super::replies::{
-    alipay_login, AccessToken, AlipayGatewayReply, BaiduCode2SessionReply, CheckSessionReply,
-    Code2Session, Code2SessionReply, DouyinCode2SessionReply, DouyinPhoneReply, DouyinTokenReply,
-    KuaishouCode2SessionReply, PhoneInfo, PhoneReply, QqCode2SessionReply, Reply, TokenReply,
+    alipay_login, AccessToken, AlipayGatewayReply, BaiduCode2SessionReply, BaiduTokenReply,
+    CheckSessionReply, Code2Session, Code2SessionReply, DouyinCode2SessionReply, DouyinPhoneReply,
+    DouyinTokenReply, KuaishouCode2SessionReply, KuaishouTokenReply, PhoneInfo, PhoneReply,
+    QqCode2SessionReply, QqTokenReply, Reply, TokenReply,
 };
 use super::WechatError;
 use crate::domain::{AppCredentials, JsCode, LoginCode, Platform};
@@ -39,6 +40,12 @@ enum Api {
     DouyinClientToken,
     /// Douyin's `get_phonenumber_info` on its open API host (JSON, `access-token` header).
     DouyinPhoneNumber,
+    /// QQ's `getToken` (a GET with the secret in the query, as its jscode2session).
+    QqToken,
+    /// Kuaishou's client-credentials `access_token` (a form POST).
+    KuaishouToken,
+    /// Baidu's OAuth `token` on its open API host (a form POST).
+    BaiduToken,
 }
 
 impl Api {
@@ -51,6 +58,9 @@ impl Api {
             Self::AlipayOauthToken => "gateway.do",
             Self::DouyinClientToken => "oauth/stable_client_token/",
             Self::DouyinPhoneNumber => "api/apps/v1/get_phonenumber_info/",
+            Self::QqToken => "api/getToken",
+            Self::KuaishouToken => "oauth2/access_token",
+            Self::BaiduToken => "oauth/2.0/token",
             Self::StableToken => "cgi-bin/stable_token",
             Self::PhoneNumber => "wxa/business/getuserphonenumber",
             Self::CheckSession => "wxa/checksession",
@@ -71,6 +81,9 @@ impl Api {
             Self::AlipayOauthToken => "alipay_oauth_token",
             Self::DouyinClientToken => "douyin_client_token",
             Self::DouyinPhoneNumber => "douyin_get_phonenumber_info",
+            Self::QqToken => "qq_token",
+            Self::KuaishouToken => "kuaishou_token",
+            Self::BaiduToken => "baidu_token",
         }
     }
 
@@ -98,6 +111,8 @@ pub struct ApiBases {
     /// Douyin's open API host (`open.douyin.com`).
     pub douyin_open: url::Url,
     pub baidu: url::Url,
+    /// Baidu's open API host (`openapi.baidu.com`: its OAuth token).
+    pub baidu_open: url::Url,
     pub kuaishou: url::Url,
     pub alipay: url::Url,
 }
@@ -275,20 +290,52 @@ impl WechatClient {
             .await
     }
 
-    /// The app's token for the platform's open APIs: WeChat's `stable_token`, Douyin's
-    /// `stable_client_token` (both hand every caller the same token while it lives).
+    /// The app's token for the platform's server APIs: WeChat's `stable_token` and Douyin's
+    /// `stable_client_token` (both hand every caller the same token while it lives), QQ's
+    /// `getToken`, Kuaishou's and Baidu's client-credentials tokens. Alipay has none (each of
+    /// its requests is signed): `Other(0)`, which callers check for before.
     pub async fn app_token(&self, app: &AppCredentials) -> Result<AccessToken, WechatError> {
+        let secret = app.secret.expose_secret();
         match app.platform {
+            Platform::Qq => {
+                let query = [
+                    ("grant_type", "client_credential"),
+                    ("appid", app.appid.as_str()),
+                    ("secret", secret),
+                ];
+                self.call::<QqTokenReply>(Api::QqToken, &query, Body::Get)
+                    .await
+            }
+            Platform::Kuaishou => {
+                let form = vec![
+                    ("app_id", app.appid.to_string()),
+                    ("app_secret", secret.to_owned()),
+                    ("grant_type", "client_credentials".to_owned()),
+                ];
+                self.call::<KuaishouTokenReply>(Api::KuaishouToken, &[], Body::Form(form))
+                    .await
+            }
+            Platform::Baidu => {
+                let form = vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("client_id", app.appid.to_string()),
+                    ("client_secret", secret.to_owned()),
+                    ("scope", "smartapp_snsapi_base".to_owned()),
+                ];
+                self.call::<BaiduTokenReply>(Api::BaiduToken, &[], Body::Form(form))
+                    .await
+            }
+            Platform::Alipay => Err(WechatError::Other(0)),
             Platform::Douyin => {
                 let body = serde_json::json!({
                     "client_key": app.appid.as_str(),
-                    "client_secret": app.secret.expose_secret(),
+                    "client_secret": secret,
                     "grant_type": "client_credential",
                 });
                 self.call::<DouyinTokenReply>(Api::DouyinClientToken, &[], Body::Json(body))
                     .await
             }
-            _ => self.stable_token(app).await,
+            Platform::Weixin => self.stable_token(app).await,
         }
     }
 
@@ -376,10 +423,11 @@ impl WechatClient {
         body: &Body,
     ) -> Result<(i64, R::Output), WechatError> {
         let base = match api {
-            Api::QqCode2Session => &self.bases.qq,
+            Api::QqCode2Session | Api::QqToken => &self.bases.qq,
             Api::DouyinCode2Session => &self.bases.douyin,
             Api::BaiduCode2Session => &self.bases.baidu,
-            Api::KuaishouCode2Session => &self.bases.kuaishou,
+            Api::KuaishouCode2Session | Api::KuaishouToken => &self.bases.kuaishou,
+            Api::BaiduToken => &self.bases.baidu_open,
             Api::AlipayOauthToken => &self.bases.alipay,
             Api::DouyinClientToken | Api::DouyinPhoneNumber => &self.bases.douyin_open,
             Api::Code2Session | Api::StableToken | Api::PhoneNumber | Api::CheckSession => {

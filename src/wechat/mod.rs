@@ -15,5 +15,5 @@ pub use errors::WechatError;
 pub use replies::{
     parse_alipay_oauth_token, parse_baidu_code2session, parse_code2session,
     parse_douyin_code2session, parse_douyin_phone, parse_douyin_token, parse_kuaishou_code2session,
-    parse_qq_code2session, AccessToken, Code2Session, PhoneInfo,
+    parse_platform_token, parse_qq_code2session, AccessToken, Code2Session, PhoneInfo,
 };

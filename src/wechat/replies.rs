@@ -323,6 +323,102 @@ impl Reply for TokenReply {
     }
 }
 
+/// A token from a platform's reply fields: present and not empty, or a reply we cannot use.
+fn token_of(token: Option<String>, expires_in: Option<u64>) -> Result<AccessToken, WechatError> {
+    match token.filter(|t| !t.is_empty()) {
+        Some(token) => Ok(AccessToken {
+            token,
+            expires_in: expires_in.unwrap_or(7200),
+        }),
+        None => Err(WechatError::BadReply),
+    }
+}
+
+/// QQ's `getToken` reply: WeChat's shape (`{access_token, expires_in}` or `{errcode, errmsg}`)
+/// with QQ's codes (-1 busy; 40001 bad AppSecret, 40002 bad grant_type, 40013 bad AppID).
+#[derive(Deserialize)]
+pub(super) struct QqTokenReply {
+    #[serde(default)]
+    errcode: i64,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Reply for QqTokenReply {
+    type Output = AccessToken;
+    fn errcode(&self) -> i64 {
+        self.errcode
+    }
+    fn into_result(self) -> Result<AccessToken, WechatError> {
+        match self.errcode {
+            0 => token_of(self.access_token, self.expires_in),
+            code => Err(WechatError::from_qq_errcode(code)),
+        }
+    }
+}
+
+/// Kuaishou's `oauth2/access_token` (client_credentials) reply: `{result: 1, access_token,
+/// expires_in, token_type}`, or `result` one of its code2session's error numbers.
+#[derive(Deserialize)]
+pub(super) struct KuaishouTokenReply {
+    result: i64,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+impl Reply for KuaishouTokenReply {
+    type Output = AccessToken;
+    fn errcode(&self) -> i64 {
+        if self.result == 1 {
+            0
+        } else {
+            self.result
+        }
+    }
+    fn into_result(self) -> Result<AccessToken, WechatError> {
+        match self.result {
+            1 => token_of(self.access_token, self.expires_in),
+            100200100 | 100200101 => Err(WechatError::BadCredentials(self.result)),
+            100200500 => Err(WechatError::Busy),
+            other => Err(WechatError::Other(other)),
+        }
+    }
+}
+
+/// Baidu's OAuth `token` (client_credentials, scope `smartapp_snsapi_base`) reply:
+/// `{access_token, expires_in, …}` (a month), or `{error, error_description}`.
+#[derive(Deserialize)]
+pub(super) struct BaiduTokenReply {
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+    error: Option<String>,
+}
+
+impl Reply for BaiduTokenReply {
+    type Output = AccessToken;
+    fn errcode(&self) -> i64 {
+        i64::from(self.error.is_some())
+    }
+    fn into_result(self) -> Result<AccessToken, WechatError> {
+        match self.error.as_deref().filter(|e| !e.is_empty()) {
+            None => token_of(self.access_token, self.expires_in),
+            Some("invalid_client" | "unauthorized_client" | "invalid_scope") => {
+                Err(WechatError::BadCredentials(0))
+            }
+            Some(_) => Err(WechatError::Other(0)),
+        }
+    }
+}
+
+/// Reads QQ's, Kuaishou's and Baidu's token replies as the client does.
+pub fn parse_platform_token(body: &[u8]) -> [Result<AccessToken, WechatError>; 3] {
+    [
+        parse::<QqTokenReply>(body),
+        parse::<KuaishouTokenReply>(body),
+        parse::<BaiduTokenReply>(body),
+    ]
+}
+
 /// Douyin's `stable_client_token` reply: `{data: {access_token, description, error_code,
 /// expires_in}, message}`; `error_code` 10002 (bad parameters), 10003 (unknown client_key) and
 /// 10013 (wrong client_key or secret) are ours to fix, 10020 is its rate limit.
@@ -347,13 +443,7 @@ impl Reply for DouyinTokenReply {
     fn into_result(self) -> Result<AccessToken, WechatError> {
         let data = self.data.ok_or(WechatError::BadReply)?;
         match data.error_code {
-            0 => match data.access_token.filter(|t| !t.is_empty()) {
-                Some(token) => Ok(AccessToken {
-                    token,
-                    expires_in: data.expires_in.unwrap_or(7200),
-                }),
-                None => Err(WechatError::BadReply),
-            },
+            0 => token_of(data.access_token, data.expires_in),
             10002 | 10003 | 10013 => Err(WechatError::BadCredentials(data.error_code)),
             10020 => Err(WechatError::RateLimited),
             other => Err(WechatError::Other(other)),

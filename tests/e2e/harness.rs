@@ -237,6 +237,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             format!("http://{sim_addr}/douyin-open"),
         ),
         (
+            "WXLOGIN_BAIDU_OPEN_API_BASE".into(),
+            format!("http://{sim_addr}/baidu-open"),
+        ),
+        (
             "WXLOGIN_BAIDU_API_BASE".into(),
             format!("http://{sim_addr}/baidu"),
         ),

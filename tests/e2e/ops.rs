@@ -497,6 +497,7 @@ async fn the_openapi_document_covers_every_route_and_matches_real_replies() {
         "/admin/stats",
         "/admin/apps",
         "/admin/apps/{appid}",
+        "/admin/apps/{appid}/access_token",
     ] {
         assert!(paths.contains_key(route), "{route} is not documented");
     }

@@ -1150,3 +1150,101 @@ async fn a_douyin_phone_number_comes_through_the_client_token_and_opens_with_the
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_backend_gets_each_platforms_access_token_from_the_one_refresher() {
+    const ADMIN: &str = "token-admin-token-0123456789";
+    let app = spawn_with(Options {
+        apps: vec![
+            (APPID, SECRET),
+            ("qq/1109000001", "qq-secret"),
+            ("douyin/tt0123456789abcdef", "douyin-secret"),
+            ("baidu/baiduappkey0001", "baidu-secret"),
+            ("kuaishou/ks671234567890", "kuaishou-secret"),
+            ("alipay/2021000000000001", ALIPAY_APP_KEY),
+        ],
+        env: vec![("WXLOGIN_ADMIN_TOKEN", ADMIN.into())],
+        ..Options::default()
+    })
+    .await;
+    let token_of = |appid: &str, failed: Option<&str>| {
+        let path = match failed {
+            Some(f) => format!("/admin/apps/{appid}/access_token?failed={f}"),
+            None => format!("/admin/apps/{appid}/access_token"),
+        };
+        let app = &app;
+        async move { app.call("GET", &path, Some(ADMIN), None).await }
+    };
+    for (appid, api) in [
+        (APPID, "/cgi-bin/stable_token"),
+        (QQ_APPID, "/qq/api/getToken"),
+        (DOUYIN_APPID, "/douyin-open/oauth/stable_client_token"),
+        (BAIDU_APPKEY, "/baidu-open/oauth/2.0/token"),
+        (KUAISHOU_APPID, "/kuaishou/oauth2/access_token"),
+    ] {
+        let (status, body) = token_of(appid, None).await;
+        assert_eq!(status, 200, "{appid}: {body}");
+        let token = body["data"]["access_token"].as_str().unwrap().to_owned();
+        assert!(!token.is_empty());
+        assert!(body["data"]["expires_in"].as_u64().unwrap() > 300, "{body}");
+        // Asked again: the same token, no second fetch.
+        let (_, again) = token_of(appid, None).await;
+        assert_eq!(again["data"]["access_token"], token.as_str());
+        assert_eq!(app.calls(api).await, 1, "{appid}");
+        // A token the platform refused is dropped and fetched once more; a stale one is not.
+        let (status, _) = token_of(appid, Some(&token)).await;
+        assert_eq!(status, 200);
+        assert_eq!(app.calls(api).await, 2, "{appid}");
+        let (status, _) = token_of(appid, Some("an-older-token")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            app.calls(api).await,
+            2,
+            "{appid}: not the current token, kept"
+        );
+    }
+    // QQ's getToken replaces the last token with each fetch: the refused one is gone.
+    let (_, qq) = token_of(QQ_APPID, None).await;
+    let current = qq["data"]["access_token"].as_str().unwrap().to_owned();
+    let (_, refreshed) = token_of(QQ_APPID, Some(&current)).await;
+    assert_ne!(refreshed["data"]["access_token"], current.as_str());
+
+    // Credentials the platform refuses: ours to fix, 503; a busy platform: 503 too.
+    app.fault(
+        json!({ "api": "/baidu-open/oauth/2.0/token", "errcode": 1, "errmsg": "invalid_client" }),
+    )
+    .await;
+    let (_, baidu) = token_of(BAIDU_APPKEY, None).await;
+    let baidu_token = baidu["data"]["access_token"].as_str().unwrap().to_owned();
+    let (status, body) = token_of(BAIDU_APPKEY, Some(&baidu_token)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("wechat_misconfigured")),
+        "{body}"
+    );
+    app.fault(json!({ "api": "/kuaishou/oauth2/access_token", "errcode": 100200500 }))
+        .await;
+    let (_, ks) = token_of(KUAISHOU_APPID, None).await;
+    let ks_token = ks["data"]["access_token"].as_str().unwrap().to_owned();
+    let (status, body) = token_of(KUAISHOU_APPID, Some(&ks_token)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("wechat_unavailable")),
+        "{body}"
+    );
+
+    // Alipay has none; an appid this deployment does not serve is not found.
+    let (status, body) = token_of(ALIPAY_APPID, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unsupported")),
+        "{body}"
+    );
+    let (status, body) = token_of("wxnobody", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    app.shutdown().await;
+}
