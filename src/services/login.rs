@@ -15,10 +15,10 @@ use super::{ServiceError, ServiceResult};
 use crate::clock::SharedClock;
 use crate::coord::{Coord, Lock};
 use crate::domain::{
-    AppCredentials, ClientInfo, CodeHash, LoginCode, OpenId, SessionToken, TokenHash, UnionId,
-    UserId,
+    AppCredentials, ClientInfo, CodeHash, LoginCode, OpenId, Platform, SessionToken, TokenHash,
+    UnionId, UserId,
 };
-use crate::store::{Audit, LoginStore, NewLogin};
+use crate::store::{Audit, LoginStore, NewLogin, TakeOver};
 use crate::wechat::{WechatClient, WechatError};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
@@ -223,9 +223,19 @@ impl LoginService {
             }
             Err(e) => return Err(ServiceError::Wechat(e)),
         };
-        if let Some(anonymous) = &wx.anonymous_openid {
-            self.adopt(app, anonymous, &wx.openid, wx.unionid.as_ref(), client)
-                .await?;
+        if let Some(from) = &wx.takes_over {
+            let take = TakeOver {
+                platform: app.platform,
+                appid: &app.appid,
+                from,
+                to: &wx.openid,
+                unionid: wx.unionid.as_ref(),
+                reason: match app.platform {
+                    Platform::Alipay => "open_id",
+                    _ => "signed_in",
+                },
+            };
+            self.take_over(&take, client).await?;
         }
         let token = SessionToken::generate();
         let now = self.clock.now_ms();
@@ -269,37 +279,32 @@ impl LoginService {
         })
     }
 
-    /// Douyin: a user who used the app signed out of Douyin on this device and now signs in
-    /// keeps that account. Its anonymous identity becomes the signed-in one, unless the
-    /// signed-in identity already has an account, which then logs in as it is (the anonymous
-    /// account is left; an operator may merge it). Once adopted, the device's next signed-out
-    /// use starts a new anonymous account: the signed-in person's is never handed to it.
-    async fn adopt(
-        &self,
-        app: &AppCredentials,
-        anonymous: &OpenId,
-        openid: &OpenId,
-        unionid: Option<&UnionId>,
-        client: &ClientInfo,
-    ) -> ServiceResult<()> {
+    /// An identity the platform says this one replaces keeps its user:
+    /// - Douyin: a user who used the app signed out of Douyin on this device and now signs in
+    ///   keeps that account (its anonymous identity becomes the signed-in one). Once taken
+    ///   over, the device's next signed-out use starts a new anonymous account: the signed-in
+    ///   person's is never handed to it.
+    /// - Alipay: an app moving from user_id to open_id mode keeps its users (their user_id
+    ///   identity becomes the open_id one on their first login that brings both).
+    ///
+    /// If the new identity already has an account, the login is into that one and the old
+    /// account is left as it is (an operator may merge it).
+    async fn take_over(&self, take: &TakeOver<'_>, client: &ClientInfo) -> ServiceResult<()> {
         let audit = Audit {
             now: self.clock.now_ms(),
             client,
         };
         let adopted = self
             .sessions
-            .invalidating(
-                self.store
-                    .adopt_anonymous(&app.appid, anonymous, openid, unionid, audit),
-            )
+            .invalidating(self.store.take_over(take, audit))
             .await?;
         if let Some(adoption) = adopted {
-            // The device gets this login's token; its guest tokens end.
+            // The client gets this login's token; the old identity's tokens end.
             self.sessions.ended(&adoption.tokens).await;
             if let Some(cache) = &self.user_cache {
                 cache.changed(adoption.user_id).await;
             }
-            tracing::info!(appid = %app.appid, user_id = adoption.user_id, "anonymous identity signed in");
+            tracing::info!(appid = %take.appid, user_id = adoption.user_id, reason = take.reason, "an identity was taken over");
         }
         Ok(())
     }

@@ -61,6 +61,41 @@ pub(super) fn phone_response(
         .ok_or_else(|| "the app's AES key is not base64 of 16 bytes".into())
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct ModeBody {
+    appid: Option<String>,
+    mode: String,
+}
+
+/// `POST /_sim/alipay_mode {"appid"?, "mode": "open_id" | "user_id" | "both"}`: which id the
+/// app's logins carry — open_id (the default, Alipay's newer mode), user_id (the older one), or
+/// both (an app Alipay is moving to open_id).
+pub(super) async fn set_mode(
+    State(sim): State<Arc<SimState>>,
+    body: Option<axum::Json<ModeBody>>,
+) -> Response {
+    let Some(axum::Json(body)) = body else {
+        return super::bad_request("send JSON {\"appid\"?, \"mode\": \"open_id|user_id|both\"}");
+    };
+    let app = match sim.resolve_app(Some(Platform::Alipay), body.appid.as_deref()) {
+        Ok(app) => app,
+        Err(why) => return super::bad_request(&why),
+    };
+    let mut inner = sim.lock();
+    match body.mode.as_str() {
+        "open_id" => {
+            inner.alipay_modes.remove(&app.appid);
+        }
+        "user_id" | "both" => {
+            inner
+                .alipay_modes
+                .insert(app.appid.clone(), body.mode.clone());
+        }
+        _ => return super::bad_request("mode is open_id, user_id or both"),
+    }
+    axum::http::StatusCode::NO_CONTENT.into_response()
+}
+
 /// A gateway reply: `member` (the method's `…_response` or `error_response`) and Alipay's
 /// signature over its exact text.
 fn signed(member: &str, value: Value) -> Response {
@@ -142,6 +177,7 @@ pub(super) async fn gateway(
     }
     match sim.redeem_code(&app.appid, field("code")) {
         Ok(user) => {
+            let mode = sim.lock().alipay_modes.get(&app.appid).cloned();
             let mut token = json!({
                 "open_id": user.openid,
                 "access_token": format!("authusrB{}", &user.openid[1..]),
@@ -152,6 +188,17 @@ pub(super) async fn gateway(
             });
             if let Some(unionid) = user.unionid {
                 token["union_id"] = Value::from(unionid);
+            }
+            // The older mode gives the member's user_id instead; an app moving gives both.
+            match mode.as_deref() {
+                Some("user_id") => {
+                    token["user_id"] = Value::from(SimState::alipay_user_id(&user.user));
+                    token.as_object_mut().map(|t| t.remove("open_id"));
+                }
+                Some("both") => {
+                    token["user_id"] = Value::from(SimState::alipay_user_id(&user.user))
+                }
+                _ => {}
             }
             signed(alipay::OAUTH_TOKEN_RESPONSE, token)
         }

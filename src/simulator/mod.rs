@@ -89,6 +89,7 @@ pub fn control_router() -> Router<Arc<SimState>> {
         .route("/_sim/encrypt", post(open_api::encrypt))
         .route("/_sim/expire_token", post(open_api::expire_token))
         .route("/_sim/open_platform", post(open_platform))
+        .route("/_sim/alipay_mode", post(alipay::set_mode))
         .route("/_sim/apps", get(list_apps).post(upsert_app))
         .route("/_sim/calls", get(calls).delete(reset_calls))
         .route(
@@ -167,6 +168,7 @@ async fn douyin_jscode2session(
     match sim.redeem_douyin(field("appid"), code, anonymous_code) {
         Ok((user, anonymous_openid)) => {
             let user = user.unwrap_or(state::SimUser {
+                user: String::new(),
                 openid: String::new(),
                 unionid: None,
                 session_key: String::new(),

@@ -72,6 +72,8 @@ pub(super) struct Inner {
     pub(super) aes_keys: HashMap<String, String>,
     /// Douyin apps' public keys (uploaded to its console), which phone numbers are sealed under.
     pub(super) douyin_keys: HashMap<String, aws_lc_rs::rsa::PublicEncryptingKey>,
+    /// Alipay apps not in open_id mode: `user_id` (the older mode) or `both` (moving to it).
+    pub(super) alipay_modes: HashMap<String, String>,
 }
 
 pub(super) struct PhoneCode {
@@ -100,6 +102,8 @@ pub struct IssuedLogin {
 }
 
 pub(super) struct SimUser {
+    /// The test user's name.
+    pub user: String,
     pub openid: String,
     pub unionid: Option<String>,
     pub session_key: String,
@@ -142,6 +146,18 @@ impl SimState {
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An Alipay member's `user_id`: `2088` and 12 digits, the same for every app.
+    pub fn alipay_user_id(user: &str) -> String {
+        let digest = Sha256::digest(format!("alipay-user\0{user}").as_bytes());
+        let mut n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        let mut digits = String::with_capacity(12);
+        for _ in 0..12 {
+            digits.push(char::from(b'0' + (n % 10) as u8));
+            n /= 10;
+        }
+        format!("2088{digits}")
     }
 
     pub fn openid(appid: &str, user: &str) -> String {
@@ -354,6 +370,7 @@ impl SimState {
         let platform = self.platform_of(appid);
         let bound = !inner.unbound.contains(appid) && has_unionid(platform);
         SimUser {
+            user: user.to_owned(),
             openid: Self::openid(appid, user),
             unionid: bound.then(|| Self::unionid(platform, user)),
             session_key,

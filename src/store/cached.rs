@@ -24,10 +24,10 @@ use super::{
     AccountChange, Adoption, AppRecord, AppRotation, AppStore, Audit, Avatar, Cleanup, EventFilter,
     EventRecord, LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding,
     ProfileChange, SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreError,
-    StoreResult, UserFilter, UserRecord, UserStore,
+    StoreResult, TakeOver, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::{Millis, SharedClock};
-use crate::domain::{AppId, CodeHash, OpenId, Platform, TokenHash, UnionId, UserId};
+use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
 use async_trait::async_trait;
 use lru::LruCache;
 use std::collections::HashMap;
@@ -247,17 +247,12 @@ impl LoginStore for CachedStore {
         .await
     }
 
-    async fn adopt_anonymous(
+    async fn take_over(
         &self,
-        appid: &AppId,
-        anonymous: &OpenId,
-        openid: &OpenId,
-        unionid: Option<&UnionId>,
+        take: &TakeOver<'_>,
         audit: Audit<'_>,
     ) -> StoreResult<Option<Adoption>> {
-        let write = self
-            .inner
-            .adopt_anonymous(appid, anonymous, openid, unionid, audit);
+        let write = self.inner.take_over(take, audit);
         self.write(write, |cache, result| {
             if let Ok(Some(adoption)) = result {
                 cache.drop_user(adoption.user_id);

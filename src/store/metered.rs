@@ -5,10 +5,10 @@ use super::{
     AccountChange, Adoption, AppRecord, AppRotation, AppStore, Audit, Avatar, Cleanup, EventFilter,
     EventRecord, LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding,
     ProfileChange, SessionRecord, SessionStore, SessionSummary, SharedStore, Stats, StoreResult,
-    UserFilter, UserRecord, UserStore,
+    TakeOver, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, OpenId, Platform, TokenHash, UnionId, UserId};
+use crate::domain::{AppId, CodeHash, Platform, TokenHash, UserId};
 use async_trait::async_trait;
 use std::future::Future;
 use std::time::Instant;
@@ -40,20 +40,12 @@ impl LoginStore for MeteredStore {
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord> {
         timed("record_login", self.0.record_login(login)).await
     }
-    async fn adopt_anonymous(
+    async fn take_over(
         &self,
-        appid: &AppId,
-        anonymous: &OpenId,
-        openid: &OpenId,
-        unionid: Option<&UnionId>,
+        take: &TakeOver<'_>,
         audit: Audit<'_>,
     ) -> StoreResult<Option<Adoption>> {
-        timed(
-            "adopt_anonymous",
-            self.0
-                .adopt_anonymous(appid, anonymous, openid, unionid, audit),
-        )
-        .await
+        timed("take_over", self.0.take_over(take, audit)).await
     }
     async fn record_login_failure(
         &self,

@@ -345,11 +345,27 @@ pub struct AccountChange {
     pub tokens: Vec<TokenHash>,
 }
 
-/// An anonymous identity that became a signed-in one ([`LoginStore::adopt_anonymous`]).
+/// An identity that becomes another of the same app ([`LoginStore::take_over`]): Douyin's
+/// device-anonymous identity on signing in, Alipay's user_id identity on its app's move to
+/// open_id.
+#[derive(Debug, Clone, Copy)]
+pub struct TakeOver<'a> {
+    pub platform: Platform,
+    pub appid: &'a AppId,
+    /// The identity taken over.
+    pub from: &'a OpenId,
+    /// What it becomes, with this unionid.
+    pub to: &'a OpenId,
+    pub unionid: Option<&'a UnionId>,
+    /// The `session_revoked` reason of the sessions it ends.
+    pub reason: &'static str,
+}
+
+/// What a [`TakeOver`] changed.
 #[derive(Debug, Clone)]
 pub struct Adoption {
     pub user_id: UserId,
-    /// The anonymous identity's sessions, ended: caches must forget them.
+    /// The taken-over identity's sessions, ended: caches must forget them.
     pub tokens: Vec<TokenHash>,
 }
 
@@ -371,17 +387,13 @@ pub trait LoginStore: Send + Sync + 'static {
     /// was recorded meanwhile, and with [`StoreError::Banned`] (the code spent, a
     /// `login_failed` event written) if the user is banned.
     async fn record_login(&self, login: NewLogin<'_>) -> StoreResult<LoginRecord>;
-    /// Douyin, a login with both codes: the anonymous identity `anonymous` of `appid` becomes
-    /// the signed-in identity `openid` (with `unionid`), keeping its user, unless `openid`
-    /// already has an identity. The anonymous identity's sessions end (a `session_revoked`
-    /// event each, reason `signed_in`): the login that adopts it gives the device its token.
+    /// The identity `from` becomes `to` (with its unionid), keeping its user, unless `to`
+    /// already has an identity. `from`'s sessions end (a `session_revoked` event each, with
+    /// the take-over's reason): the login that takes it over gives the client its token.
     /// `None` when nothing changed.
-    async fn adopt_anonymous(
+    async fn take_over(
         &self,
-        appid: &AppId,
-        anonymous: &OpenId,
-        openid: &OpenId,
-        unionid: Option<&UnionId>,
+        take: &TakeOver<'_>,
         audit: Audit<'_>,
     ) -> StoreResult<Option<Adoption>>;
     /// A `login_failed` event for a login that changed nothing (a bad or used code, …).

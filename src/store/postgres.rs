@@ -7,10 +7,10 @@ use super::{
     AccountChange, Adoption, AppRecord, AppRotation, AppStore, Audit, Avatar, Cleanup, EventFilter,
     EventRecord, LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding,
     ProfileChange, SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions,
-    StoreResult, UserFilter, UserRecord, UserStore,
+    StoreResult, TakeOver, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, EventType, OpenId, Platform, TokenHash, UnionId, UserId};
+use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
 use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -191,21 +191,18 @@ impl LoginStore for PgStore {
         self.logins.record(&l, sealed, self.webhooks).await
     }
 
-    async fn adopt_anonymous(
+    async fn take_over(
         &self,
-        appid: &AppId,
-        anonymous: &OpenId,
-        openid: &OpenId,
-        unionid: Option<&UnionId>,
+        take: &TakeOver<'_>,
         audit: Audit<'_>,
     ) -> StoreResult<Option<Adoption>> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let adopted = sqlx::query_as::<_, (i64, i64)>(sql::ADOPT_ANONYMOUS)
-            .bind(&openid.0)
-            .bind(unionid.map(|u| u.0.as_str()))
-            .bind(Platform::Douyin.as_str())
-            .bind(appid.as_str())
-            .bind(&anonymous.0)
+        let adopted = sqlx::query_as::<_, (i64, i64)>(sql::TAKE_OVER_IDENTITY)
+            .bind(&take.to.0)
+            .bind(take.unionid.map(|u| u.0.as_str()))
+            .bind(take.platform.as_str())
+            .bind(take.appid.as_str())
+            .bind(&take.from.0)
             .fetch_optional(&mut *tx)
             .await;
         // The signed-in identity was made meanwhile by a login of its own: it stays as it is.
@@ -223,7 +220,7 @@ impl LoginStore for PgStore {
             &mut tx,
             query,
             EventType::SessionRevoked,
-            "signed_in",
+            take.reason,
             audit,
         )
         .await?;

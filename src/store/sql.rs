@@ -33,9 +33,9 @@ pub(crate) const FIND_IDENTITY: &str =
     "SELECT i.id, i.user_id, i.unionid, u.status FROM identities i \
      JOIN users u ON u.id = i.user_id WHERE i.platform = $1 AND i.appid = $2 AND i.openid = $3";
 
-/// Douyin: the device's anonymous identity becomes the signed-in identity its user now has
-/// (the same row, so the same user and sessions), unless that one already exists.
-pub(crate) const ADOPT_ANONYMOUS: &str =
+/// An identity becomes another of the same app (the same row, so the same user), unless that
+/// one already exists: Douyin's device-anonymous identity, Alipay's user_id one.
+pub(crate) const TAKE_OVER_IDENTITY: &str =
     "UPDATE identities SET openid = $1, unionid = $2 WHERE platform = $3 AND appid = $4 \
      AND openid = $5 AND NOT EXISTS (SELECT 1 FROM identities o WHERE o.platform = $3 \
      AND o.appid = $4 AND o.openid = $1) RETURNING id, user_id";
@@ -776,7 +776,7 @@ mod tests {
             CODES_USED_SINCE,
             FIND_IDENTITY,
             FIND_UNIONID_USER,
-            ADOPT_ANONYMOUS,
+            TAKE_OVER_IDENTITY,
             DELETE_IDENTITY_SESSIONS,
             INSERT_USER,
             INSERT_IDENTITY,

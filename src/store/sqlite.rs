@@ -15,10 +15,10 @@ use super::{
     AccountChange, Adoption, AppRecord, AppRotation, AppStore, Audit, Avatar, Cleanup, EventFilter,
     EventRecord, LoginRecord, LoginStore, MaintenanceStore, NewAppRecord, NewLogin, PhoneBinding,
     ProfileChange, SessionRecord, SessionStore, SessionSummary, Stats, StoreError, StoreOptions,
-    StoreResult, UserFilter, UserRecord, UserStore,
+    StoreResult, TakeOver, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, EventType, OpenId, Platform, TokenHash, UnionId, UserId};
+use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
 use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -220,21 +220,18 @@ impl LoginStore for SqliteStore {
         self.submit(|reply| Write::Login(login, reply)).await
     }
 
-    async fn adopt_anonymous(
+    async fn take_over(
         &self,
-        appid: &AppId,
-        anonymous: &OpenId,
-        openid: &OpenId,
-        unionid: Option<&UnionId>,
+        take: &TakeOver<'_>,
         audit: Audit<'_>,
     ) -> StoreResult<Option<Adoption>> {
         let mut tx = self.begin().await?;
-        let adopted: Option<(i64, i64)> = sqlx::query_as(sql::ADOPT_ANONYMOUS)
-            .bind(&openid.0)
-            .bind(unionid.map(|u| u.0.as_str()))
-            .bind(Platform::Douyin.as_str())
-            .bind(appid.as_str())
-            .bind(&anonymous.0)
+        let adopted: Option<(i64, i64)> = sqlx::query_as(sql::TAKE_OVER_IDENTITY)
+            .bind(&take.to.0)
+            .bind(take.unionid.map(|u| u.0.as_str()))
+            .bind(take.platform.as_str())
+            .bind(take.appid.as_str())
+            .bind(&take.from.0)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -248,7 +245,7 @@ impl LoginStore for SqliteStore {
             &mut tx,
             query,
             EventType::SessionRevoked,
-            "signed_in",
+            take.reason,
             audit,
         )
         .await?;

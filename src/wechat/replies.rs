@@ -20,9 +20,10 @@ pub struct Code2Session {
     pub openid: OpenId,
     pub session_key: SessionKey,
     pub unionid: Option<UnionId>,
-    /// Douyin, a login with both codes: the device's anonymous identity
-    /// ([`OpenId::anonymous`]), which this signed-in identity takes over.
-    pub anonymous_openid: Option<OpenId>,
+    /// An identity of the same app that this one takes over (same user, now this openid):
+    /// on Douyin, with both codes, the device's anonymous identity ([`OpenId::anonymous`]); on
+    /// Alipay, when an app moving to open_id mode gets both ids, its `user_id` identity.
+    pub takes_over: Option<OpenId>,
 }
 
 /// An access_token and how long WeChat says it lives.
@@ -87,7 +88,7 @@ impl Reply for Code2SessionReply {
                     openid: OpenId(openid),
                     session_key: SessionKey::new(key),
                     unionid: self.unionid.filter(|u| !u.is_empty()).map(UnionId),
-                    anonymous_openid: None,
+                    takes_over: None,
                 })
             }
             _ => Err(WechatError::BadReply),
@@ -130,7 +131,7 @@ fn session_of(
             openid: OpenId(openid),
             session_key: SessionKey::new(key),
             unionid: unionid.filter(|u| !u.is_empty()).map(UnionId),
-            anonymous_openid: None,
+            takes_over: None,
         }),
         _ => Err(WechatError::BadReply),
     }
@@ -168,10 +169,10 @@ impl DouyinSession {
                 openid: anonymous,
                 session_key: SessionKey::new(String::new()),
                 unionid: None,
-                anonymous_openid: None,
+                takes_over: None,
             }),
             anonymous => Ok(Code2Session {
-                anonymous_openid: anonymous,
+                takes_over: anonymous,
                 ..session_of(self.openid, self.session_key, self.unionid)?
             }),
         }
@@ -595,7 +596,7 @@ mod tests {
             (ok.openid.0.as_str(), ok.unionid.map(|u| u.0)),
             ("d1", Some("u1".into()))
         );
-        assert!(ok.anonymous_openid.is_none());
+        assert!(ok.takes_over.is_none());
         // An anonymous_code alone: the anonymous identity, no session_key, no unionid.
         let anonymous = parse_douyin_code2session(
             br#"{"err_no":0,"err_tips":"success","data":{"session_key":"","openid":"","anonymous_openid":"a1","unionid":""}}"#,
@@ -609,7 +610,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (both.openid.0.as_str(), both.anonymous_openid.map(|a| a.0)),
+            (both.openid.0.as_str(), both.takes_over.map(|a| a.0)),
             ("d1", Some("anon:a1".into()))
         );
         for (body, want) in [
@@ -736,8 +737,9 @@ struct AlipayOauthToken {
 }
 
 /// A verified `alipay.system.oauth.token` reply as a login: the app's `open_id` (an app in
-/// Alipay's open_id mode) or else its `user_id` (the older mode) is the openid; `union_id`
-/// (an app in an app group) the unionid. Alipay has no session_key: it is left empty.
+/// Alipay's open_id mode) or else its `user_id` (the older mode) is the openid, and with both
+/// the user_id identity is taken over; `union_id` (an app in an app group) the unionid. Alipay
+/// has no session_key: it is left empty.
 pub(super) fn alipay_login(
     signed: &AlipaySigned,
     alipay_public_key: &[u8],
@@ -752,14 +754,19 @@ pub(super) fn alipay_login(
     let token: AlipayOauthToken =
         serde_json::from_str(&signed.text).map_err(|_| WechatError::BadReply)?;
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let openid = non_empty(token.open_id)
-        .or(non_empty(token.user_id))
-        .ok_or(WechatError::BadReply)?;
+    let (open_id, user_id) = (non_empty(token.open_id), non_empty(token.user_id));
+    // Both: an app in Alipay's move from user_id to open_id; the user_id identity, if the
+    // app has one, becomes the open_id one.
+    let takes_over = match (&open_id, &user_id) {
+        (Some(open_id), Some(user_id)) if open_id != user_id => Some(OpenId(user_id.clone())),
+        _ => None,
+    };
+    let openid = open_id.or(user_id).ok_or(WechatError::BadReply)?;
     Ok(Code2Session {
         openid: OpenId(openid),
         session_key: SessionKey::new(String::new()),
         unionid: non_empty(token.union_id).map(UnionId),
-        anonymous_openid: None,
+        takes_over,
     })
 }
 

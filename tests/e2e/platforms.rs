@@ -1248,3 +1248,58 @@ async fn a_backend_gets_each_platforms_access_token_from_the_one_refresher() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_alipay_app_moving_from_user_id_to_open_id_keeps_its_users() {
+    let app = spawn_with(Options {
+        apps: vec![(APPID, SECRET), ("alipay/2021000000000001", ALIPAY_APP_KEY)],
+        ..Options::default()
+    })
+    .await;
+    let mode = |mode: &'static str| {
+        app.sim(
+            "/_sim/alipay_mode",
+            json!({ "appid": ALIPAY_APPID, "mode": mode }),
+        )
+    };
+    let app_ref = &app;
+    let login = |user: &'static str| async move {
+        let issued = code_for(app_ref, "alipay", ALIPAY_APPID, user).await;
+        let (status, body) = login_to(app_ref, ALIPAY_APPID, &issued["code"]).await;
+        assert_eq!(status, 200, "{body}");
+        (
+            body["data"]["token"].as_str().unwrap().to_owned(),
+            issued["openid"].as_str().unwrap().to_owned(),
+        )
+    };
+    // The older mode: the identity is the member's user_id.
+    mode("user_id").await;
+    let (old_token, _) = login("bai").await;
+    let (user, ids) = identities_of(&app, &old_token).await;
+    assert!(ids[0].1.starts_with("2088"), "{ids:?}");
+    // Alipay moves the app: both ids come back, and the user_id identity becomes the open_id one.
+    mode("both").await;
+    let (token, open_id) = login("bai").await;
+    let (same, ids) = identities_of(&app, &token).await;
+    assert_eq!(same, user, "the same account");
+    assert_eq!(ids, vec![("alipay".to_owned(), open_id.clone())]);
+    let (status, _) = app.me(&old_token).await;
+    assert_eq!(status, 401, "the user_id identity's sessions ended");
+    let ended = format!(
+        "SELECT COUNT(*) FROM events WHERE type = 'session_revoked' AND user_id = {user} \
+         AND detail LIKE '%open_id%'"
+    );
+    assert_eq!(app.count(&ended).await, 1);
+    // From then on, open_id alone: the same account.
+    mode("open_id").await;
+    let (token, _) = login("bai").await;
+    assert_eq!(identities_of(&app, &token).await.0, user);
+    // A member first seen in open_id mode, then in a "both" login: nothing to take over.
+    let (token, _) = login("lan").await;
+    let (lan, _) = identities_of(&app, &token).await;
+    mode("both").await;
+    let (token, _) = login("lan").await;
+    let (again, ids) = identities_of(&app, &token).await;
+    assert_eq!((again, ids.len()), (lan, 1));
+    app.shutdown().await;
+}
