@@ -104,6 +104,25 @@ pub enum Command {
         #[arg(long)]
         app_key: Option<String>,
     },
+    /// Open a phone-number message offline: Douyin's `get_phonenumber_info` data (RSA, the
+    /// app's private key) or Alipay's `my.getPhoneNumber` response (RSA2-verified, AES).
+    DecryptPhone {
+        /// douyin or alipay.
+        #[arg(long)]
+        platform: String,
+        /// Douyin: the reply's `data` (base64); Alipay: `res.response` as it is (JSON).
+        #[arg(long)]
+        data: String,
+        /// A file holding the app's key: Douyin's RSA private key, or Alipay's AES key.
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+        /// Douyin: the appid the watermark must name.
+        #[arg(long)]
+        appid: Option<String>,
+        /// Alipay: Alipay's public key (base64 or PEM), which the message must verify with.
+        #[arg(long)]
+        alipay_public_key: Option<String>,
+    },
     /// Ask a running server's admin API (needs WXLOGIN_ADMIN_TOKEN, the server's admin token).
     Admin {
         /// The server's base URL.
@@ -288,6 +307,13 @@ pub async fn run(cli: Cli) -> i32 {
             appid,
             app_key,
         } => decrypt_offline(&platform, &session_key, &iv, &data, appid, app_key),
+        Command::DecryptPhone {
+            platform,
+            data,
+            key_file,
+            appid,
+            alipay_public_key,
+        } => decrypt_phone_offline(&platform, &data, &key_file, appid, alipay_public_key),
         Command::Admin { url, command } => admin(&url, command).await,
         Command::Sign { session_key, body } => {
             println!(
@@ -409,6 +435,57 @@ fn decrypt_offline(
     };
     let v = opened.map_err(|why| anyhow::anyhow!("decrypt failed: {why}"))?;
     println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+/// `wxlogin decrypt-phone`: a phone-number message opened with the app's key, offline.
+fn decrypt_phone_offline(
+    platform: &str,
+    data: &str,
+    key_file: &std::path::Path,
+    appid: Option<String>,
+    alipay_public_key: Option<String>,
+) -> anyhow::Result<()> {
+    use crate::wechat::crypto::{alipay, douyin};
+    let key = std::fs::read_to_string(key_file)
+        .map_err(|e| anyhow::anyhow!("--key-file {}: {e}", key_file.display()))?;
+    let key = key.trim();
+    let phone = match Platform::parse(platform) {
+        Some(Platform::Douyin) => {
+            let Some(appid) = appid else {
+                anyhow::bail!("--platform douyin needs --appid (the watermark's)");
+            };
+            let key = douyin::private_key(key).map_err(|e| anyhow::anyhow!("--key-file: {e}"))?;
+            let info = douyin::open_phone(data, &key, &appid).map_err(|e| match e {
+                crate::wechat::crypto::OpenDataError::Malformed(why) => anyhow::anyhow!("{why}"),
+                crate::wechat::crypto::OpenDataError::DecryptFailed => anyhow::anyhow!(
+                    "decrypt failed: not this key's (is its public half the one on Douyin's \
+                     console?), corrupted, or another app's watermark"
+                ),
+            })?;
+            serde_json::to_value(info)?
+        }
+        Some(Platform::Alipay) => {
+            let Some(public) = alipay_public_key else {
+                anyhow::bail!("--platform alipay needs --alipay-public-key");
+            };
+            let public = crate::wechat::alipay::public_key(&public)
+                .map_err(|e| anyhow::anyhow!("--alipay-public-key: {e}"))?;
+            let mobile = alipay::open_phone(data, &public, key).map_err(|e| match e {
+                alipay::AlipayPhoneError::Failed => anyhow::anyhow!(
+                    "not verified or not decrypted: another Alipay key, another AES key, or a \
+                     changed message"
+                ),
+                other => anyhow::anyhow!("{other}"),
+            })?;
+            serde_json::json!({ "mobile": mobile })
+        }
+        _ => anyhow::bail!("--platform {platform}: douyin or alipay"),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&phone).unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -522,3 +522,91 @@ fn decrypt_offline_opens_baidus_documented_sample_and_says_what_it_needs() {
     let (code, text) = run("douyin");
     assert_ne!(code, 0, "Douyin's data carries a watermark: {text}");
 }
+
+#[test]
+fn decrypt_phone_opens_douyins_and_alipays_messages_with_the_apps_key() {
+    use wxlogin::wechat::crypto::{alipay, douyin};
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alipay");
+    let private = std::fs::read_to_string(fixtures.join("app_private_pkcs8.pem")).unwrap();
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, &private).unwrap();
+    let key_path = key_file.to_str().unwrap();
+    // Douyin: sealed under the key's public half, the watermark checked.
+    let plain = r#"{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":"86","watermark":{"appid":"tt01"}}"#;
+    let data =
+        douyin::seal_phone(&douyin::public_key_of(&private).unwrap(), plain.as_bytes()).unwrap();
+    let douyin_args = |appid: &'static str| {
+        wxlogin(
+            dir.path(),
+            &[
+                "decrypt-phone",
+                "--platform",
+                "douyin",
+                "--data",
+                &data,
+                "--key-file",
+                key_path,
+                "--appid",
+                appid,
+            ],
+            &[],
+        )
+    };
+    let (code, text) = douyin_args("tt01");
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("\"purePhoneNumber\": \"13800138000\""),
+        "{text}"
+    );
+    let (code, text) = douyin_args("tt02");
+    assert_ne!(code, 0);
+    assert!(text.contains("watermark"), "{text}");
+    // Alipay: signed by Alipay (here the fixture key plays Alipay), AES under the app's key.
+    let aes_file = dir.path().join("aes.txt");
+    std::fs::write(&aes_file, "AAECAwQFBgcICQoLDA0ODw==\n").unwrap();
+    let signer = wxlogin::wechat::alipay::private_key(&private).unwrap();
+    let message = alipay::seal_phone(
+        &signer,
+        "AAECAwQFBgcICQoLDA0ODw==",
+        r#"{"code":"10000","msg":"Success","mobile":"15900001111"}"#,
+    )
+    .unwrap();
+    let public = wxlogin::wechat::alipay::public_key_of(&signer);
+    let (code, text) = wxlogin(
+        dir.path(),
+        &[
+            "decrypt-phone",
+            "--platform",
+            "alipay",
+            "--data",
+            &message,
+            "--key-file",
+            aes_file.to_str().unwrap(),
+            "--alipay-public-key",
+            &public,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("15900001111"), "{text}");
+    // Alipay's message checked with another public key: said plainly.
+    let other = wxlogin::simulator::alipay_public_key();
+    let (code, text) = wxlogin(
+        dir.path(),
+        &[
+            "decrypt-phone",
+            "--platform",
+            "alipay",
+            "--data",
+            &message,
+            "--key-file",
+            aes_file.to_str().unwrap(),
+            "--alipay-public-key",
+            &other,
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(text.contains("another Alipay key"), "{text}");
+}
