@@ -473,8 +473,10 @@ fn decrypt_phone_offline(
                 .map_err(|e| anyhow::anyhow!("--alipay-public-key: {e}"))?;
             let mobile = alipay::open_phone(data, &public, key).map_err(|e| match e {
                 alipay::AlipayPhoneError::Failed => anyhow::anyhow!(
-                    "not verified or not decrypted: another Alipay key, another AES key, or a \
-                     changed message"
+                    "not signed by this Alipay key: another Alipay key, or a changed message"
+                ),
+                alipay::AlipayPhoneError::Unopened => anyhow::anyhow!(
+                    "signed by Alipay but does not open with this AES key: another app's key?"
                 ),
                 other => anyhow::anyhow!("{other}"),
             })?;

@@ -744,7 +744,8 @@ pub(super) struct AccessTokenData {
     /// The app's token for its platform's server APIs (WeChat's, QQ's, Douyin's client token,
     /// Kuaishou's, Baidu's).
     access_token: String,
-    /// Seconds it is good for (at least 300: it is refreshed that long before expiry).
+    /// Seconds left, as the platform stated them (a token within 300 s of its end is fetched
+    /// again before it is handed out).
     expires_in: u64,
 }
 

@@ -61,8 +61,9 @@ pub(super) async fn phone(
     Client(client): Client,
     ApiBody(body): ApiBody<PhoneBody>,
 ) -> Reply<PhoneInfo> {
-    // Checked before anything else, the limit and a fresh stored number included: bad input
-    // is a 400 whatever the state of the account, and costs no allowance.
+    // Checked before anything else, the limit and a fresh stored number included: malformed
+    // input is a 400 whatever the state of the account, and costs no allowance. (Which proof
+    // the session's platform takes — a code, or Alipay's response — the service says, after.)
     let proof = match body.response.as_deref().map(str::trim) {
         Some(response) if !response.is_empty() => {
             if response.len() > crate::wechat::crypto::MAX_ENCRYPTED_LEN {

@@ -234,6 +234,7 @@ impl LoginService {
                     Platform::Alipay => "open_id",
                     _ => "signed_in",
                 },
+                link_by_unionid: self.rules.link_by_unionid,
             };
             self.take_over(&take, client).await?;
         }

@@ -144,6 +144,9 @@ impl OpenData {
                 "`response` is Alipay's: send the getPhoneNumber button's `code`",
             ));
         };
+        // Checked when the app was configured; read before the code is spent at Douyin.
+        let key = crypto::douyin::private_key(secrecy::ExposeSecret::expose_secret(private_key))
+            .map_err(|_| ServiceError::Wechat(WechatError::BadCredentials(0)))?;
         if !refresh {
             if let Some(stored) = self.users.fresh_phone(s.user_id).await? {
                 return Ok(stored);
@@ -163,8 +166,6 @@ impl OpenData {
             })?;
         // Douyin's answer that our key cannot open: the key is not the one whose public half
         // is on Douyin's console (or the answer is damaged). Ours to fix, never the client's.
-        let key = crypto::douyin::private_key(secrecy::ExposeSecret::expose_secret(private_key))
-            .map_err(|_| ServiceError::Wechat(WechatError::BadCredentials(0)))?;
         let info = crypto::douyin::open_phone(&data, &key, s.appid.as_str()).map_err(|e| {
             tracing::error!(appid = %s.appid, error = %e, "Douyin's phone number does not open with the app's douyin_private_key");
             ServiceError::Wechat(WechatError::BadCredentials(0))
@@ -203,6 +204,12 @@ impl OpenData {
         .map_err(|e| match e {
             AlipayPhoneError::Malformed(why) => ServiceError::BadInput(why),
             AlipayPhoneError::Failed => ServiceError::DecryptFailed,
+            // Alipay's own message that our key cannot open: the configured key is not the one
+            // on Alipay's console. Ours to fix, never the client's.
+            AlipayPhoneError::Unopened => {
+                tracing::error!(appid = %s.appid, "Alipay's phone number does not open with the app's alipay_aes_key");
+                ServiceError::Wechat(WechatError::BadCredentials(0))
+            }
             AlipayPhoneError::Refused(sub_code) => {
                 tracing::info!(appid = %s.appid, %sub_code, "Alipay gave no phone number");
                 ServiceError::InvalidPhoneCode

@@ -359,6 +359,9 @@ pub struct TakeOver<'a> {
     pub unionid: Option<&'a UnionId>,
     /// The `session_revoked` reason of the sessions it ends.
     pub reason: &'static str,
+    /// `WXLOGIN_LINK_BY_UNIONID`: a unionid another user holds is that user's (a login would
+    /// join it), so the identity is not taken over.
+    pub link_by_unionid: bool,
 }
 
 /// What a [`TakeOver`] changed.

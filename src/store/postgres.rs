@@ -10,7 +10,7 @@ use super::{
     StoreResult, TakeOver, UserFilter, UserRecord, UserStore,
 };
 use crate::clock::Millis;
-use crate::domain::{AppId, CodeHash, EventType, Platform, TokenHash, UserId};
+use crate::domain::{AppId, CodeHash, EventType, OpenId, Platform, TokenHash, UnionId, UserId};
 use crate::vault::{Field, Vault};
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -70,22 +70,31 @@ impl PgStore {
 /// unionid), and its person's by unionid (two apps of one person). Taken in that order, the
 /// identity first, so two logins never wait on each other in a circle.
 fn person_lock_keys(l: &NewLogin<'_>) -> (i64, i64) {
-    use sha2::{Digest, Sha256};
-    let key = |text: String| {
-        let digest = Sha256::digest(text.as_bytes());
-        i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
-    };
-    let platform = l.platform.as_str();
-    let identity = key(format!(
-        "{platform}\0o\0{}\0{}",
-        l.appid.as_str(),
-        l.openid.0
-    ));
+    let identity = identity_lock_key(l.platform, l.appid, l.openid);
     let person = match l.unionid {
-        Some(u) => key(format!("{platform}\0u\0{}", u.0)),
+        Some(u) => person_lock_key(l.platform, u),
         None => identity,
     };
     (identity, person)
+}
+
+fn lock_key(text: String) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+fn identity_lock_key(platform: Platform, appid: &AppId, openid: &OpenId) -> i64 {
+    lock_key(format!(
+        "{}\0o\0{}\0{}",
+        platform.as_str(),
+        appid.as_str(),
+        openid.0
+    ))
+}
+
+fn person_lock_key(platform: Platform, unionid: &UnionId) -> i64 {
+    lock_key(format!("{}\0u\0{}", platform.as_str(), unionid.0))
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -196,13 +205,40 @@ impl LoginStore for PgStore {
         take: &TakeOver<'_>,
         audit: Audit<'_>,
     ) -> StoreResult<Option<Adoption>> {
+        // Most logins that could take one over have nothing to take: a read, not a write.
+        let exists = sqlx::query(sql::IDENTITY_EXISTS)
+            .bind(take.platform.as_str())
+            .bind(take.appid.as_str())
+            .bind(&take.from.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // The login function's locks for both identities and the person: a first login of `to`
+        // beside this waits for it (or it for that), instead of meeting it at the unique index.
+        let mut keys = vec![
+            identity_lock_key(take.platform, take.appid, take.from),
+            identity_lock_key(take.platform, take.appid, take.to),
+        ];
+        keys.extend(take.unionid.map(|u| person_lock_key(take.platform, u)));
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(k) FROM \
+             (SELECT DISTINCT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS keys",
+        )
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         let adopted = sqlx::query_as::<_, (i64, i64)>(sql::TAKE_OVER_IDENTITY)
             .bind(&take.to.0)
             .bind(take.unionid.map(|u| u.0.as_str()))
             .bind(take.platform.as_str())
             .bind(take.appid.as_str())
             .bind(&take.from.0)
+            .bind(i64::from(take.link_by_unionid))
             .fetch_optional(&mut *tx)
             .await;
         // The signed-in identity was made meanwhile by a login of its own: it stays as it is.

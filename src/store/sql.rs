@@ -34,11 +34,18 @@ pub(crate) const FIND_IDENTITY: &str =
      JOIN users u ON u.id = i.user_id WHERE i.platform = $1 AND i.appid = $2 AND i.openid = $3";
 
 /// An identity becomes another of the same app (the same row, so the same user), unless that
-/// one already exists: Douyin's device-anonymous identity, Alipay's user_id one.
+/// one already exists, or (`$6` = 1: unionid linking on) the unionid is another user's, whom a
+/// login would join: Douyin's device-anonymous identity, Alipay's user_id one.
 pub(crate) const TAKE_OVER_IDENTITY: &str =
     "UPDATE identities SET openid = $1, unionid = $2 WHERE platform = $3 AND appid = $4 \
      AND openid = $5 AND NOT EXISTS (SELECT 1 FROM identities o WHERE o.platform = $3 \
-     AND o.appid = $4 AND o.openid = $1) RETURNING id, user_id";
+     AND o.appid = $4 AND o.openid = $1) AND ($6 = 0 OR $2 IS NULL OR NOT EXISTS \
+     (SELECT 1 FROM identities u WHERE u.platform = $3 AND u.unionid = $2 \
+     AND u.user_id <> identities.user_id)) RETURNING id, user_id";
+
+/// Whether an identity exists: the cheap read before a take-over's write.
+pub(crate) const IDENTITY_EXISTS: &str =
+    "SELECT 1 FROM identities WHERE platform = $1 AND appid = $2 AND openid = $3";
 
 /// Ends the sessions of one identity (found through the index on user_id).
 pub(crate) const DELETE_IDENTITY_SESSIONS: &str =
@@ -777,6 +784,7 @@ mod tests {
             FIND_IDENTITY,
             FIND_UNIONID_USER,
             TAKE_OVER_IDENTITY,
+            IDENTITY_EXISTS,
             DELETE_IDENTITY_SESSIONS,
             INSERT_USER,
             INSERT_IDENTITY,

@@ -225,6 +225,17 @@ impl LoginStore for SqliteStore {
         take: &TakeOver<'_>,
         audit: Audit<'_>,
     ) -> StoreResult<Option<Adoption>> {
+        // Most logins that could take one over have nothing to take: a read, not a write.
+        let exists = sqlx::query(sql::IDENTITY_EXISTS)
+            .bind(take.platform.as_str())
+            .bind(take.appid.as_str())
+            .bind(&take.from.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(unavailable)?;
+        if exists.is_none() {
+            return Ok(None);
+        }
         let mut tx = self.begin().await?;
         let adopted: Option<(i64, i64)> = sqlx::query_as(sql::TAKE_OVER_IDENTITY)
             .bind(&take.to.0)
@@ -232,6 +243,7 @@ impl LoginStore for SqliteStore {
             .bind(take.platform.as_str())
             .bind(take.appid.as_str())
             .bind(&take.from.0)
+            .bind(i64::from(take.link_by_unionid))
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;

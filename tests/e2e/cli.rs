@@ -609,4 +609,23 @@ fn decrypt_phone_opens_douyins_and_alipays_messages_with_the_apps_key() {
     );
     assert_ne!(code, 0);
     assert!(text.contains("another Alipay key"), "{text}");
+    // The right Alipay key, another AES key: said plainly too.
+    std::fs::write(&aes_file, "AQECAwQFBgcICQoLDA0ODw==").unwrap();
+    let (code, text) = wxlogin(
+        dir.path(),
+        &[
+            "decrypt-phone",
+            "--platform",
+            "alipay",
+            "--data",
+            &message,
+            "--key-file",
+            aes_file.to_str().unwrap(),
+            "--alipay-public-key",
+            &public,
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(text.contains("does not open with this AES key"), "{text}");
 }

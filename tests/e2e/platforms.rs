@@ -939,8 +939,21 @@ async fn an_alipay_phone_number_is_verified_with_alipays_key_and_opened_with_the
     let (_, me) = app.me(&token).await;
     assert_eq!(me["data"]["phone"], "15900001111");
 
-    // A rotated AES key is the one used from then on.
+    // Alipay's message under another key than ours (rotated on its console, not here): 503
+    // misconfigured, never the client's fault.
     const NEW_KEY: &str = "EBESExQVFhcYGRobHB0eHw==";
+    let (_, sim) = register(APP, Some(NEW_KEY));
+    app.sim("/_sim/apps", sim).await;
+    let message = phone(json!({ "phone": "15900003333" })).await["response"].clone();
+    let (status, body) = app
+        .post("/phone", json!({ "response": message }), Some(&token))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (503, Some("wechat_misconfigured")),
+        "{body}"
+    );
+    // A rotated AES key is the one used from then on.
     let (_, sim) = register(APP, Some(NEW_KEY));
     app.sim("/_sim/apps", sim).await;
     let (status, reply) = app
@@ -1301,5 +1314,62 @@ async fn an_alipay_app_moving_from_user_id_to_open_id_keeps_its_users() {
     let (token, _) = login("lan").await;
     let (again, ids) = identities_of(&app, &token).await;
     assert_eq!((again, ids.len()), (lan, 1));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_douyin_guest_is_not_taken_over_when_its_unionid_already_has_an_account() {
+    const OTHER: &str = "tt00000000000000b2";
+    let app = spawn_with(Options {
+        apps: vec![
+            (APPID, SECRET),
+            ("douyin/tt0123456789abcdef", "douyin-secret"),
+            ("douyin/tt00000000000000b2", "douyin-secret-2"),
+        ],
+        ..Options::default()
+    })
+    .await;
+    // Mei has an account through the first app (her unionid with it).
+    let issued = code_for(&app, "douyin", DOUYIN_APPID, "mei").await;
+    let (_, body) = login_to(&app, DOUYIN_APPID, &issued["code"]).await;
+    let (mei, _) = identities_of(&app, body["data"]["token"].as_str().unwrap()).await;
+    // A guest on the second app, then Mei signs in there: a login would join her account by
+    // unionid, so the guest is left as it is, and she logs in as herself.
+    let guest = app
+        .sim(
+            "/_sim/codes",
+            json!({ "platform": "douyin", "appid": OTHER, "user": "d9", "signed_in": false }),
+        )
+        .await;
+    let (status, body) = app
+        .post(
+            "/login",
+            json!({ "appid": OTHER, "anonymous_code": guest["anonymous_code"] }),
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let guest_token = body["data"]["token"].as_str().unwrap().to_owned();
+    let (guest_user, _) = identities_of(&app, &guest_token).await;
+    let signed = app
+        .sim(
+            "/_sim/codes",
+            json!({ "platform": "douyin", "appid": OTHER, "user": "mei", "device": "d9" }),
+        )
+        .await;
+    let (status, body) = app
+        .post(
+            "/login",
+            json!({ "appid": OTHER, "code": signed["code"], "anonymous_code": signed["anonymous_code"] }),
+            None,
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let (user, ids) = identities_of(&app, body["data"]["token"].as_str().unwrap()).await;
+    assert_eq!(user, mei, "joined by unionid");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let (status, _) = app.me(&guest_token).await;
+    assert_eq!(status, 200, "the guest account is left as it is");
+    assert_ne!(guest_user, mei);
     app.shutdown().await;
 }

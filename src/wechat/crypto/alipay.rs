@@ -7,9 +7,12 @@
 //! error with `subCode`/`subMsg`. Sources: Alipay's open-docs `my.getPhoneNumber.md` and its
 //! server-side decryption guide (docs/platforms-research/douyin-alipay.md §2.6).
 //!
-//! We take only signed, encrypted messages (an unsigned one could come from anyone). Once the
-//! message is well shaped, every failure — signature, key, padding, UTF-8, JSON — is the one
-//! [`AlipayPhoneError::Failed`], so a caller learns nothing it could use as an oracle.
+//! We take only signed, encrypted messages (an unsigned one could come from anyone). A
+//! well-shaped message whose signature is not Alipay's is [`AlipayPhoneError::Failed`]. One
+//! that is Alipay's but does not open (key, padding, UTF-8, JSON) is
+//! [`AlipayPhoneError::Unopened`]: the ciphertext is authentic, so the app's AES key is not the
+//! one on Alipay's console — ours to fix, and no oracle (no one else can make a ciphertext
+//! that passes the signature).
 
 use super::MAX_ENCRYPTED_LEN;
 use crate::wechat::alipay;
@@ -27,9 +30,12 @@ pub enum AlipayPhoneError {
     /// Not `my.getPhoneNumber`'s message: say exactly what is wrong.
     #[error("{0}")]
     Malformed(&'static str),
-    /// The signature, the decryption or the plaintext failed. Deliberately one variant.
-    #[error("the phone number could not be verified and decrypted with this app's keys")]
+    /// The signature is not Alipay's (another key, or a changed message).
+    #[error("the phone number is not signed by Alipay's key")]
     Failed,
+    /// Alipay's message that this app's AES key does not open.
+    #[error("Alipay's message does not open with this app's AES key")]
+    Unopened,
     /// Alipay answered with an error instead of a number (its `subCode`, e.g.
     /// `isv.invalid-auth-relations`).
     #[error("Alipay gave no phone number: {0}")]
@@ -64,7 +70,7 @@ pub fn open_phone(
     alipay_public_key: &[u8],
     aes_key_text: &str,
 ) -> Result<String, AlipayPhoneError> {
-    use AlipayPhoneError::{Failed, Malformed};
+    use AlipayPhoneError::{Failed, Malformed, Unopened};
     if message.len() > MAX_ENCRYPTED_LEN {
         return Err(Malformed("response is too large"));
     }
@@ -98,14 +104,14 @@ pub fn open_phone(
     if !alipay::verify(alipay_public_key, signed.as_bytes(), &sign) {
         return Err(Failed);
     }
-    let key = aes_key(aes_key_text).ok_or(Failed)?;
+    let key = aes_key(aes_key_text).ok_or(Unopened)?;
     let plain = Aes128CbcDec::new(&key.into(), &[0u8; 16].into())
         .decrypt_padded_vec_mut::<Pkcs7>(&data)
-        .map_err(|_| Failed)?;
-    let plain: Plain = serde_json::from_slice(&plain).map_err(|_| Failed)?;
+        .map_err(|_| Unopened)?;
+    let plain: Plain = serde_json::from_slice(&plain).map_err(|_| Unopened)?;
     match (plain.code.as_deref(), plain.mobile) {
         (Some("10000"), Some(mobile)) if valid_mobile(&mobile) => Ok(mobile),
-        (Some("10000"), _) => Err(Failed),
+        (Some("10000"), _) => Err(Unopened),
         (_, _) => Err(AlipayPhoneError::Refused(
             plain.sub_code.unwrap_or_else(|| "unknown".into()),
         )),
@@ -160,10 +166,11 @@ mod tests {
             open_phone(&message, &public, APP_AES_KEY).as_deref(),
             Ok("15976719050")
         );
-        // Another AES key, a changed signature, a changed ciphertext: one error.
+        // Another AES key: Alipay's message, not ours to open. A changed signature or
+        // ciphertext: not Alipay's.
         assert_eq!(
             open_phone(&message, &public, "AQECAwQFBgcICQoLDA0ODw=="),
-            Err(AlipayPhoneError::Failed)
+            Err(AlipayPhoneError::Unopened)
         );
         let mut m: serde_json::Value = serde_json::from_str(&message).unwrap();
         let sign = m["sign"].as_str().unwrap().to_owned();
