@@ -28,8 +28,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// Bodies of `POST /admin/apps` and `PUT /admin/apps/{appid}`: up to three keys of 8192
+/// characters each, which the general 64 KiB limit could refuse written as JSON escapes.
+const APP_BODY_LIMIT: usize = 256 * 1024;
+
 pub(super) fn router(tokens: AdminTokens) -> OpenApiRouter<AppState> {
     let tokens = Arc::new(tokens);
+    let apps = OpenApiRouter::new()
+        .routes(routes!(list_apps, add_app))
+        .routes(routes!(rotate_app, remove_app))
+        .layer(axum::extract::DefaultBodyLimit::max(APP_BODY_LIMIT));
     let api = OpenApiRouter::new()
         .routes(routes!(find_users))
         .routes(routes!(get_user, delete_user))
@@ -45,8 +53,7 @@ pub(super) fn router(tokens: AdminTokens) -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks))
         .routes(routes!(redrive))
         .routes(routes!(dashboard))
-        .routes(routes!(list_apps, add_app))
-        .routes(routes!(rotate_app, remove_app))
+        .merge(apps)
         .routes(routes!(app_access_token))
         .route_layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
@@ -659,7 +666,7 @@ pub(super) struct NewAppBody {
     request_body = NewAppBody,
     responses((status = 200, body = Envelope<AppItem>),
         (status = 400, description = "bad_request: an unknown platform, a malformed appid or secret, an appid the config file or the registry has already", body = ErrorBody),
-        responses::Unauthorized, AdminNotFound, responses::Unavailable))]
+        responses::Unauthorized, AdminNotFound, responses::TooLarge, responses::Unavailable))]
 pub(super) async fn add_app(
     State(state): State<AppState>,
     ApiBody(body): ApiBody<NewAppBody>,
@@ -706,7 +713,7 @@ pub(super) struct RotateBody {
         (status = 400, description = "bad_request: a malformed secret, or a config-file app", body = ErrorBody),
         responses::Unauthorized,
         (status = 404, description = "not_found: no such registry app (or the admin API is off)", body = ErrorBody),
-        responses::Unavailable))]
+        responses::TooLarge, responses::Unavailable))]
 pub(super) async fn rotate_app(
     State(state): State<AppState>,
     ApiPath(appid): ApiPath<String>,
@@ -763,6 +770,13 @@ pub(super) async fn app_access_token(
     ApiPath(appid): ApiPath<String>,
     ApiQuery(query): ApiQuery<AccessTokenQuery>,
 ) -> Reply<AccessTokenData> {
+    if query
+        .failed
+        .as_ref()
+        .is_some_and(|f| f.chars().count() > 1024)
+    {
+        return Err(ApiError::BadRequest("`failed` is not a token".into()));
+    }
     let (access_token, expires_in) = state
         .registry
         .access_token(&appid, query.failed.as_deref())

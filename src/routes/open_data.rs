@@ -29,6 +29,10 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, ApiErr
     }
 }
 
+/// The longest `response` taken (the schema's `maxLength`): Alipay's message is a few hundred
+/// characters (its signature 344 for a 2048-bit key, 684 for 4096).
+const MAX_ALIPAY_RESPONSE: usize = 2048;
+
 #[derive(Deserialize, ToSchema)]
 pub(super) struct PhoneBody {
     /// The code from the getPhoneNumber button's event (`e.detail.code`). Required, except for
@@ -37,7 +41,7 @@ pub(super) struct PhoneBody {
     code: Option<String>,
     /// Alipay only: `my.getPhoneNumber`'s `res.response` string, as it is (signed by Alipay and
     /// encrypted under the app's AES key).
-    #[schema(value_type = Option<String>, required = false, max_length = 32768)]
+    #[schema(value_type = Option<String>, required = false, max_length = 2048)]
     response: Option<String>,
     /// `true`: ask WeChat even when the user's bound number is fresh.
     #[schema(required = false)]
@@ -66,7 +70,7 @@ pub(super) async fn phone(
     // the session's platform takes — a code, or Alipay's response — the service says, after.)
     let proof = match body.response.as_deref().map(str::trim) {
         Some(response) if !response.is_empty() => {
-            if response.len() > crate::wechat::crypto::MAX_ENCRYPTED_LEN {
+            if response.chars().count() > MAX_ALIPAY_RESPONSE {
                 return Err(ApiError::BadRequest("`response` is too large".into()));
             }
             PhoneProof::AlipayResponse(response)
