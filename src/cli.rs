@@ -194,6 +194,16 @@ pub enum AdminCommand {
     },
     /// Counts of users, sessions and used codes.
     Stats,
+    /// The webhook outbox: counts and the newest deliveries.
+    Webhooks {
+        /// pending or dead (default: both).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Send a dead webhook delivery again (its id from `webhooks`).
+    Redrive { id: i64 },
     /// The app registry: apps added, rotated and removed at run time.
     Apps {
         #[command(subcommand)]
@@ -685,6 +695,13 @@ async fn admin(base: &str, command: AdminCommand) -> anyhow::Result<()> {
             http.get(path).query(&query)
         }
         AdminCommand::Stats => http.get(format!("{base}/admin/stats")),
+        AdminCommand::Webhooks { state, limit } => {
+            let mut query = Vec::new();
+            query.extend(state.map(|v| ("state", v)));
+            query.extend(limit.map(|v| ("limit", v.to_string())));
+            http.get(format!("{base}/admin/webhooks")).query(&query)
+        }
+        AdminCommand::Redrive { id } => http.post(format!("{base}/admin/webhooks/{id}/redrive")),
         AdminCommand::Apps { command } => match command {
             AppsCommand::List => http.get(format!("{base}/admin/apps")),
             AppsCommand::Add {

@@ -484,8 +484,11 @@ async fn a_webhook_out_of_retries_is_dead_until_an_operator_re_drives_it() {
     // Re-driven once the receiver is fixed: delivered, with the same id.
     receiver.otherwise(Answer::Status(200));
     let id = row["id"].as_i64().unwrap();
-    let (s, _) = admin(&app, "POST", &format!("/admin/webhooks/{id}/redrive"), None).await;
-    assert_eq!(s, 200);
+    // From the command line too: the dead row, then its re-drive.
+    let (ok, text) = app.admin_cli(OPS, &["webhooks", "--state", "dead"]).await;
+    assert!(ok && text.contains("HTTP 500"), "{text}");
+    let (ok, text) = app.admin_cli(OPS, &["redrive", &id.to_string()]).await;
+    assert!(ok, "{text}");
     let got = receiver
         .wait_for(None, "the re-driven webhook", |g| g.len() > attempts)
         .await;
