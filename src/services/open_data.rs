@@ -105,25 +105,49 @@ impl OpenData {
                 "`response` is Alipay's: send the getPhoneNumber button's `code`",
             ));
         };
-        if !refresh {
-            if let Some(stored) = self.users.fresh_phone(s.user_id).await? {
-                return Ok(stored);
-            }
+        if let Some(stored) = self.stored_phone(s, refresh).await? {
+            return Ok(stored);
         }
         let info = self
-            .tokens
-            .with_token(&app, |token| {
+            .exchange_phone_code(&app, |token| {
                 let wechat = self.wechat.clone();
                 let code = code.to_owned();
                 async move { wechat.phone_number(&token, &code).await }
             })
+            .await?;
+        self.users.bind_phone(s.user_id, &info, client).await?;
+        Ok(info)
+    }
+
+    /// The user's bound number while it is fresh (`WXLOGIN_PHONE_REUSE`), unless `refresh`.
+    async fn stored_phone(
+        &self,
+        s: &SessionRecord,
+        refresh: bool,
+    ) -> ServiceResult<Option<PhoneInfo>> {
+        if refresh {
+            return Ok(None);
+        }
+        self.users.fresh_phone(s.user_id).await
+    }
+
+    /// The platform's phone API with the app's token (`call`), its code errors the client's.
+    async fn exchange_phone_code<T, F, Fut>(
+        &self,
+        app: &AppCredentials,
+        call: F,
+    ) -> ServiceResult<T>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, WechatError>>,
+    {
+        self.tokens
+            .with_token(app, call)
             .await
             .map_err(|e| match e {
                 WechatError::InvalidCode | WechatError::CodeUsed => ServiceError::InvalidPhoneCode,
                 other => other.into(),
-            })?;
-        self.users.bind_phone(s.user_id, &info, client).await?;
-        Ok(info)
+            })
     }
 
     /// Douyin: the button's code exchanged with the app's client_token (refreshed as WeChat's
@@ -147,23 +171,16 @@ impl OpenData {
         // Checked when the app was configured; read before the code is spent at Douyin.
         let key = crypto::douyin::private_key(secrecy::ExposeSecret::expose_secret(private_key))
             .map_err(|_| ServiceError::Wechat(WechatError::BadCredentials(0)))?;
-        if !refresh {
-            if let Some(stored) = self.users.fresh_phone(s.user_id).await? {
-                return Ok(stored);
-            }
+        if let Some(stored) = self.stored_phone(s, refresh).await? {
+            return Ok(stored);
         }
         let data = self
-            .tokens
-            .with_token(&app, |token| {
+            .exchange_phone_code(&app, |token| {
                 let wechat = self.wechat.clone();
                 let code = code.to_owned();
                 async move { wechat.douyin_phone_data(&token, &code).await }
             })
-            .await
-            .map_err(|e| match e {
-                WechatError::InvalidCode | WechatError::CodeUsed => ServiceError::InvalidPhoneCode,
-                other => other.into(),
-            })?;
+            .await?;
         // Douyin's answer that our key cannot open: the key is not the one whose public half
         // is on Douyin's console (or the answer is damaged). Ours to fix, never the client's.
         let info = crypto::douyin::open_phone(&data, &key, s.appid.as_str()).map_err(|e| {

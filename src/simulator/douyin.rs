@@ -4,7 +4,7 @@
 //! watermark, RSA PKCS#1 v1.5-encrypted under the app's public key, which the simulator holds
 //! as the developer uploads it to Douyin's console).
 
-use super::state::{SimState, CODE_TTL_MS};
+use super::state::SimState;
 use crate::domain::Platform;
 use crate::wechat::crypto::douyin;
 use axum::extract::State;
@@ -100,20 +100,10 @@ pub(super) async fn phone_number(
         return open_error(28001007, "invalid parameter");
     }
     let now = sim.now();
-    let (phone, country) = {
-        let mut inner = sim.lock();
-        let Some(pc) = inner
-            .phone_codes
-            .get_mut(&code)
-            .filter(|p| p.appid == appid)
-        else {
-            return open_error(28001007, "invalid parameter");
-        };
-        if pc.used || now - pc.issued_at >= CODE_TTL_MS {
-            return open_error(28005187, "code expired");
-        }
-        pc.used = true;
-        (pc.phone.clone(), pc.country_code.clone())
+    let (phone, country) = match sim.redeem_phone_code(&appid, &code) {
+        Ok(found) => found,
+        Err(true) => return open_error(28005187, "code expired"),
+        Err(false) => return open_error(28001007, "invalid parameter"),
     };
     let Some(public) = sim.lock().douyin_keys.get(&appid).cloned() else {
         return open_error(28001007, "no public key uploaded for this app");

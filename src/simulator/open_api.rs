@@ -41,6 +41,27 @@ impl SimState {
         }
     }
 
+    /// Spends a phone code of `appid`: its number and country code; `Err(true)` for a used or
+    /// expired code, `Err(false)` for one it never issued to this app.
+    pub(super) fn redeem_phone_code(
+        &self,
+        appid: &str,
+        code: &str,
+    ) -> Result<(String, Value), bool> {
+        let now = self.now();
+        let mut inner = self.lock();
+        let pc = inner
+            .phone_codes
+            .get_mut(code)
+            .filter(|p| p.appid == appid)
+            .ok_or(false)?;
+        if pc.used || now - pc.issued_at >= CODE_TTL_MS {
+            return Err(true);
+        }
+        pc.used = true;
+        Ok((pc.phone.clone(), pc.country_code.clone()))
+    }
+
     /// Which app a token belongs to, or WeChat's errcode for it.
     pub(super) fn check_token(&self, token: &str) -> Result<String, (i64, &'static str)> {
         let now = self.now();
@@ -144,25 +165,14 @@ pub(super) async fn phone_number(
     let Some(code) = body.and_then(|Json(b)| b.code).filter(|c| !c.is_empty()) else {
         return wechat_error(41008, "missing code");
     };
-    let now = sim.now();
-    let mut inner = sim.lock();
-    let Some(pc) = inner
-        .phone_codes
-        .get_mut(&code)
-        .filter(|p| p.appid == appid)
-    else {
+    let Ok((phone, country)) = sim.redeem_phone_code(&appid, &code) else {
         return wechat_error(40029, "invalid code");
     };
-    if pc.used || now - pc.issued_at >= CODE_TTL_MS {
-        return wechat_error(40029, "invalid code");
-    }
-    pc.used = true;
-    let country = pc.country_code.clone();
-    let phone_number = full_number(&country, &pc.phone);
+    let now = sim.now();
     ok_reply(json!({
         "phone_info": {
-            "phoneNumber": phone_number,
-            "purePhoneNumber": pc.phone,
+            "phoneNumber": full_number(&country, &phone),
+            "purePhoneNumber": phone,
             "countryCode": country,
             "watermark": { "timestamp": now / 1000, "appid": appid },
         }
