@@ -109,7 +109,7 @@ impl AppRegistry {
     }
 
     /// Replaces a registry app's secret (an Alipay app's private key, and Alipay's public key
-    /// and the AES key when given): the next exchange uses it (its cached access_token is
+    /// and the phone key when given): the next exchange uses it (its cached access_token is
     /// dropped here and in Redis). Sessions stay.
     pub async fn rotate(
         &self,
@@ -172,7 +172,7 @@ impl AppRegistry {
     }
 
     /// The app's current token for its platform's server APIs, for a business backend that
-    /// calls them (WeChat's recommended 中控服务器: one refresher, here across every instance,
+    /// calls them (WeChat's recommended 中控服务器: one refresher, across instances with Redis,
     /// so no backend's own fetch replaces the token under the others). `failed`: a token the
     /// platform just refused, dropped (if still current) before answering. Config-file and
     /// registry apps alike; Alipay has none (404 `unsupported`).
@@ -243,20 +243,24 @@ fn checked_keys(
 /// The platform's own phone key: `alipay_aes_key` on Alipay, `douyin_private_key` on Douyin,
 /// usable (checked as the config file's are); none elsewhere.
 fn checked_phone_key(platform: Platform, key: PhoneKey) -> ServiceResult<Option<SecretString>> {
-    let key = match (platform, key.alipay_aes_key, key.douyin_private_key) {
-        (_, None, None) => return Ok(None),
-        (Platform::Alipay, Some(k), None) | (Platform::Douyin, None, Some(k)) => k,
-        (_, Some(_), _) => {
-            return Err(ServiceError::BadInput(
-                "only an Alipay app takes `alipay_aes_key`",
-            ))
-        }
-        (_, None, Some(_)) => {
-            return Err(ServiceError::BadInput(
-                "only a Douyin app takes `douyin_private_key`",
-            ))
-        }
-    };
+    let key =
+        match (platform, key.alipay_aes_key, key.douyin_private_key) {
+            (_, None, None) => return Ok(None),
+            (Platform::Alipay, Some(k), None) | (Platform::Douyin, None, Some(k)) => k,
+            (_, Some(_), Some(_)) => return Err(ServiceError::BadInput(
+                "send one phone key: `alipay_aes_key` (Alipay) or `douyin_private_key` (Douyin)",
+            )),
+            (_, Some(_), None) => {
+                return Err(ServiceError::BadInput(
+                    "only an Alipay app takes `alipay_aes_key`",
+                ))
+            }
+            (_, None, Some(_)) => {
+                return Err(ServiceError::BadInput(
+                    "only a Douyin app takes `douyin_private_key`",
+                ))
+            }
+        };
     if key.expose_secret().len() > MAX_KEY {
         return Err(ServiceError::BadInput("the phone key is too long"));
     }
