@@ -278,8 +278,9 @@ fn file_value(
     }
 }
 
-/// One `[[apps]]` table of the file.
-#[derive(Debug, serde::Deserialize)]
+/// One `[[apps]]` table of the file. No `Debug`: its fields hold secrets and keys in plain
+/// text.
+#[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileApp {
     /// `weixin` when absent.
