@@ -157,6 +157,10 @@ impl Application {
             .users
             .cache()
             .map(|cache| tokio::spawn(cache.run(stop.clone())));
+        let session_memory = state
+            .session_memory
+            .clone()
+            .map(|memory| tokio::spawn(memory.run(stop.clone())));
         drop(state);
         let operator = operator
             .map(|(listener, router)| tokio::spawn(serve(listener, router, stop.clone(), limits)));
@@ -167,7 +171,7 @@ impl Application {
         let _ = maintenance.await;
         let _ = webhooks.await;
         let _ = apps.await;
-        if let Some(task) = user_cache {
+        for task in user_cache.into_iter().chain(session_memory) {
             let _ = task.await;
         }
         store.close().await;

@@ -5,6 +5,7 @@
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::coord::session_cache::SessionCache;
+use crate::coord::session_memory::SessionMemory;
 use crate::coord::Coord;
 use crate::services::access_tokens::AccessTokens;
 use crate::services::apps::Apps;
@@ -34,6 +35,8 @@ pub struct Services {
     pub limits: Limits,
     pub maintenance: Maintenance,
     pub webhooks: Arc<Webhooks>,
+    /// On PostgreSQL + Redis: sessions in this instance's memory (its bus task runs in `app`).
+    pub session_memory: Option<Arc<SessionMemory>>,
     /// Proxies whose `X-Forwarded-For` is believed (read by the client-address extractor).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where avatar URLs point: `<public_url>/avatars/…`, or `avatars/…` relative to the
@@ -79,10 +82,25 @@ impl AppState {
             config.default_appid.clone(),
             store.clone(),
         ));
+        // On PostgreSQL + Redis, sessions and users in memory, kept true over Redis (SQLite has
+        // its own cache in front of the store; without Redis there is no way to hear of other
+        // instances' changes).
+        let memory_size = match (config.database_url.backend(), &coord) {
+            (crate::store::Backend::Postgres, Some(_)) => {
+                std::num::NonZeroUsize::new(config.session_cache_size)
+            }
+            _ => None,
+        };
+        let session_memory = coord
+            .as_ref()
+            .zip(memory_size)
+            .map(|(coord, size)| SessionMemory::new(coord.clone(), size));
         let sessions = Sessions::new(
             store.clone(),
             apps.clone(),
-            coord.clone().map(SessionCache::new),
+            coord
+                .clone()
+                .map(|coord| SessionCache::new(coord, session_memory.clone())),
             clock.clone(),
             policy,
         );
@@ -96,19 +114,10 @@ impl AppState {
             _ => None,
         };
         let webhooks = Arc::new(Webhooks::new(store.clone(), clock.clone(), settings)?);
-        // On PostgreSQL + Redis, users in memory, kept true over Redis (SQLite has its own
-        // cache in front of the store; without Redis there is no way to hear of other
-        // instances' changes).
-        let user_cache = match (
-            config.database_url.backend(),
-            &coord,
-            std::num::NonZeroUsize::new(config.session_cache_size),
-        ) {
-            (crate::store::Backend::Postgres, Some(coord), Some(size)) => {
-                Some(UserCache::new(coord.clone(), size))
-            }
-            _ => None,
-        };
+        let user_cache = coord
+            .as_ref()
+            .zip(memory_size)
+            .map(|(coord, size)| UserCache::new(coord.clone(), size));
         let users = Users::new(
             store.clone(),
             sessions.clone(),
@@ -165,6 +174,7 @@ impl AppState {
             limits,
             maintenance: Maintenance::new(store, clock, policy, config.event_retention),
             webhooks,
+            session_memory,
             trusted_proxies: config.trusted_proxies.clone(),
             public_url: config.public_url.clone(),
         })))

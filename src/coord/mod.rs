@@ -20,13 +20,15 @@
 //! shared values and rate-limit counters. The shared session cache is [`session_cache`].
 //! Depends on the domain and store records only.
 
+pub mod bus;
 pub mod session_cache;
+pub mod session_memory;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,28 @@ return 0"#;
 
 /// The session cache's buckets on a Redis Cluster (one cache epoch each).
 const BUCKETS: usize = 256;
+
+/// PUBLISH through the one node every bus message goes through: the Redis, or on a cluster the
+/// master that owns the channel's slot (so every subscriber sees the bus in that node's order).
+async fn publish_ordered(conn: Conn, channel: String, message: String) -> redis::RedisResult<()> {
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(&channel).arg(message);
+    match conn {
+        Conn::Single(mut c) => cmd.query_async::<i64>(&mut *c).await.map(drop),
+        Conn::Cluster(mut c) => {
+            use redis::cluster_routing::{
+                get_slot, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+            };
+            let route = Route::new(get_slot(channel.as_bytes()), SlotAddr::Master);
+            c.route_command(
+                &cmd,
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+            )
+            .await
+            .map(drop)
+        }
+    }
+}
 
 pub enum Lock {
     Acquired(String),
@@ -90,11 +114,11 @@ enum Target {
 }
 
 impl Target {
-    /// The target, and a client for subscriptions.
-    fn parse(url: &str) -> anyhow::Result<(Self, redis::Client)> {
+    /// The target, and the clients subscriptions may use (each node of a cluster in turn).
+    fn parse(url: &str) -> anyhow::Result<(Self, Vec<redis::Client>)> {
         let Some(rest) = url.strip_prefix("redis+cluster://") else {
             let client = redis::Client::open(url)?;
-            return Ok((Self::Single(client.clone()), client));
+            return Ok((Self::Single(client.clone()), vec![client]));
         };
         let (auth, hosts) = match rest.rsplit_once('@') {
             Some((auth, hosts)) => (format!("{auth}@"), hosts),
@@ -110,7 +134,10 @@ impl Target {
             !nodes.is_empty(),
             "WXLOGIN_REDIS_URL: redis+cluster:// names no node"
         );
-        let pubsub = redis::Client::open(nodes[0].as_str())?;
+        let pubsub = nodes
+            .iter()
+            .map(|n| redis::Client::open(n.as_str()))
+            .collect::<Result<Vec<_>, _>>()?;
         let client = redis::cluster::ClusterClientBuilder::new(nodes)
             .connection_timeout(Duration::from_secs(1))
             .response_timeout(OP_TIMEOUT)
@@ -137,9 +164,12 @@ impl Target {
 
 pub struct Coord {
     conn: RwLock<Option<Conn>>,
-    /// Where subscriptions connect: the Redis, or a cluster's first node (classic pub/sub is
-    /// cluster-wide).
-    pubsub: redis::Client,
+    /// Where subscriptions connect: the Redis, or a cluster's nodes, the next one after a
+    /// subscription is lost (classic pub/sub is cluster-wide).
+    pubsub: Vec<redis::Client>,
+    next_pubsub: AtomicUsize,
+    /// The acknowledged broadcast behind the in-memory session cache.
+    pub bus: bus::Bus,
     /// A Redis Cluster: the session cache's keys carry hash tags.
     cluster: bool,
     prefix: String,
@@ -162,6 +192,8 @@ impl Coord {
         let coord = Arc::new(Self {
             conn: RwLock::new(None),
             pubsub,
+            next_pubsub: AtomicUsize::new(0),
+            bus: bus::Bus::new(),
             cluster: matches!(target, Target::Cluster(_)),
             prefix: prefix.to_owned(),
             started: Instant::now(),
@@ -263,14 +295,80 @@ impl Coord {
     /// A subscription to this deployment's `channel`, on a connection of its own. The stream
     /// ends when that connection is lost.
     pub async fn subscribe(&self, channel: &str) -> redis::RedisResult<redis::aio::PubSubStream> {
-        let mut pubsub =
-            tokio::time::timeout(Duration::from_secs(2), self.pubsub.get_async_pubsub())
-                .await
-                .map_err(|_| {
-                    redis::RedisError::from((redis::ErrorKind::IoError, "subscribe timed out"))
-                })??;
-        pubsub.subscribe(self.key("ch", channel)).await?;
-        Ok(pubsub.into_on_message())
+        let n = self.next_pubsub.load(Ordering::SeqCst);
+        let client = &self.pubsub[n % self.pubsub.len()];
+        let subscribed = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(self.key("ch", channel)).await?;
+            Ok(pubsub)
+        })
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "subscribe timed out")))
+        .and_then(|r| r);
+        if subscribed.is_err() {
+            // On a cluster, the next attempt tries the next node.
+            let _ = self
+                .next_pubsub
+                .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        Ok(subscribed?.into_on_message())
+    }
+
+    /// Publishes on the bus ([`bus`]); `false` if Redis could not be told.
+    pub async fn publish_bus(&self, message: String) -> bool {
+        let channel = self.key("ch", bus::CHANNEL);
+        self.run(|c| publish_ordered(c, channel, message))
+            .await
+            .is_some()
+    }
+
+    /// Tells every instance that these sessions ended (`hashes`) or that all did, and with
+    /// `wait`, returns once no instance answers them from memory. `false` if Redis could not
+    /// be told. Nothing to do when no instance keeps sessions in memory.
+    pub async fn announce(&self, what: bus::Ended<'_>, wait: bool) -> bool {
+        if !self.bus.enabled() {
+            return true;
+        }
+        let (message, seq, done) = self.bus.ended(&what);
+        if !self.publish_bus(message).await {
+            self.bus.forget(seq);
+            return false;
+        }
+        if wait {
+            self.bus.wait(seq, done, Instant::now()).await;
+        } else {
+            self.bus.forget(seq);
+        }
+        true
+    }
+
+    /// After missed writes, every instance's memory is cleared as every cache epoch moved;
+    /// waits as a revocation does.
+    async fn clear_memories(&self, conn: &Conn) -> redis::RedisResult<()> {
+        if !self.bus.enabled() {
+            return Ok(());
+        }
+        let (message, seq, done) = self.bus.ended(&bus::Ended::All);
+        let channel = self.key("ch", bus::CHANNEL);
+        match tokio::time::timeout(OP_TIMEOUT, publish_ordered(conn.clone(), channel, message))
+            .await
+        {
+            Ok(Ok(())) => {
+                self.bus.wait(seq, done, Instant::now()).await;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.bus.forget(seq);
+                Err(e)
+            }
+            Err(_) => {
+                self.bus.forget(seq);
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::IoError,
+                    "publish timed out",
+                )))
+            }
+        }
     }
 
     fn elapsed_ms(&self) -> u64 {
@@ -305,7 +403,12 @@ impl Coord {
         };
         let missed = self.missed.load(Ordering::SeqCst);
         if missed > self.covered.load(Ordering::SeqCst) {
-            match tokio::time::timeout(OP_TIMEOUT, self.bump_epochs(&conn)).await {
+            let bumped = tokio::time::timeout(OP_TIMEOUT, self.bump_epochs(&conn)).await;
+            let cleared = match bumped {
+                Ok(Ok(())) => Ok(self.clear_memories(&conn).await),
+                other => other,
+            };
+            match cleared {
                 Ok(Ok(_)) => {
                     self.covered.fetch_max(missed, Ordering::SeqCst);
                 }

@@ -11,7 +11,12 @@
 //! - The cached session never holds the `session_key`: routes that need it read the store.
 //! - A token's entry and its bucket's epoch share a hash tag on a Redis Cluster
 //!   ([`Coord::session_keys`]), so the MGET and the fill script stay on one slot.
+//! - On PostgreSQL, what Redis confirms is also kept in this instance's memory
+//!   ([`super::session_memory`]); every revocation then also goes over the bus and waits for
+//!   it ([`super::bus`]).
 
+use super::bus::Ended;
+use super::session_memory::{Generation, SessionMemory};
 use super::Coord;
 use crate::domain::{AppId, OpenId, TokenHash, UnionId};
 use crate::store::SessionRecord;
@@ -85,9 +90,10 @@ impl CachedSession {
     }
 }
 
-/// The cache epoch a lookup saw; a fill after it is kept only if the epoch has not moved.
+/// The cache epoch a lookup saw (and memory's generation before it); a fill after it is kept
+/// only if neither moved.
 #[derive(Debug, Clone)]
-pub struct Epoch(String);
+pub struct Epoch(String, Option<Generation>);
 
 /// What the shared cache knows of a token.
 pub enum Lookup {
@@ -100,15 +106,22 @@ pub enum Lookup {
 }
 
 #[derive(Clone)]
-pub struct SessionCache(Arc<Coord>);
+pub struct SessionCache(Arc<Coord>, Option<Arc<SessionMemory>>);
 
 impl SessionCache {
-    pub fn new(coord: Arc<Coord>) -> Self {
-        Self(coord)
+    /// The shared cache, and this instance's memory in front of it (on PostgreSQL).
+    pub fn new(coord: Arc<Coord>, memory: Option<Arc<SessionMemory>>) -> Self {
+        Self(coord, memory)
+    }
+
+    /// The session as this instance's memory has it, when memory may answer.
+    pub fn recall(&self, hash: &TokenHash) -> Option<SessionRecord> {
+        self.1.as_ref()?.get(hash)
     }
 
     /// `None` when Redis is unavailable.
     pub async fn get(&self, hash: &TokenHash) -> Option<(Lookup, Epoch)> {
+        let generation = self.1.as_ref().map(|m| m.generation());
         let (epoch_key, key) = self.0.session_keys(&hash.0);
         let (epoch, value): (Option<String>, Option<String>) = self
             .0
@@ -120,19 +133,31 @@ impl SessionCache {
                     .await
             })
             .await?;
-        let epoch = epoch.unwrap_or_else(|| "0".into());
+        let epoch = Epoch(epoch.unwrap_or_else(|| "0".into()), generation);
         let Some(value) = value else {
-            return Some((Lookup::Miss, Epoch(epoch)));
+            return Some((Lookup::Miss, epoch));
         };
         if value == TOMBSTONE {
-            return Some((Lookup::Revoked, Epoch(epoch)));
+            return Some((Lookup::Revoked, epoch));
         }
         let parsed = value
             .split_once('|')
-            .filter(|(e, _)| *e == epoch)
+            .filter(|(e, _)| *e == epoch.0)
             .and_then(|(_, json)| serde_json::from_str::<CachedSession>(json).ok())
             .and_then(CachedSession::into_record);
-        Some((parsed.map_or(Lookup::Miss, Lookup::Hit), Epoch(epoch)))
+        match parsed {
+            Some(s) => {
+                self.remember(hash, &s, &epoch);
+                Some((Lookup::Hit(s), epoch))
+            }
+            None => Some((Lookup::Miss, epoch)),
+        }
+    }
+
+    fn remember(&self, hash: &TokenHash, s: &SessionRecord, seen: &Epoch) {
+        if let (Some(memory), Some(generation)) = (&self.1, seen.1) {
+            memory.put(hash, s, generation);
+        }
     }
 
     /// Caches `session` for at most `ttl` (and never past [`SESSION_TTL`]), unless the token
@@ -149,29 +174,58 @@ impl SessionCache {
             return;
         };
         let ms = ttl.min(SESSION_TTL).as_millis().max(1) as u64;
-        let seen = seen.0.clone();
-        self.0
+        let epoch = seen.0.clone();
+        let kept = self
+            .0
             .run(|mut c| async move {
                 Script::new(SET_UNLESS_REVOKED)
                     .key(key)
                     .key(epoch_key)
                     .arg(json)
                     .arg(ms)
-                    .arg(seen)
+                    .arg(epoch)
                     .invoke_async::<i64>(&mut c)
                     .await
             })
             .await;
+        if kept == Some(1) {
+            self.remember(hash, session, seen);
+        }
     }
 
-    /// Turns every cached entry into a miss on every instance (a new epoch). `false` if Redis
-    /// could not be told (the epoch bump on recovery then covers it).
+    /// Turns every cached entry into a miss on every instance (a new epoch, and memory
+    /// cleared everywhere). `false` if Redis could not be told (the epoch bump on recovery
+    /// then covers it).
     pub async fn invalidate_all(&self) -> bool {
         let coord = self.0.clone();
-        self.0
+        let bumped = self
+            .0
             .run(|c| async move { coord.bump_epochs(&c).await })
             .await
-            .is_some()
+            .is_some();
+        if let Some(memory) = &self.1 {
+            memory.clear();
+        }
+        bumped && self.0.announce(Ended::All, true).await
+    }
+
+    /// Ends these sessions on every instance: a tombstone each in Redis, then (when instances
+    /// keep sessions in memory) the bus, waited for when `wait`. `false` if Redis could not be
+    /// told all of it.
+    pub async fn end(&self, hashes: &[TokenHash], wait: bool) -> bool {
+        let mut told = true;
+        for hash in hashes {
+            told &= self.revoke(hash).await;
+        }
+        if hashes.is_empty() {
+            return told;
+        }
+        let names: Vec<String> = hashes.iter().map(|h| h.0.clone()).collect();
+        // After the tombstones: a read here that saw the entry before them is not kept.
+        if let Some(memory) = &self.1 {
+            memory.evict(&names);
+        }
+        told & self.0.announce(Ended::Sessions(&names), wait).await
     }
 
     /// Whether Redis answers this instance now (a round trip, which also moves the epoch if
@@ -183,9 +237,9 @@ impl SessionCache {
             .is_some()
     }
 
-    /// Marks the token revoked for every instance. `false` if Redis could not be told (the
-    /// epoch bump on recovery then covers it).
-    pub async fn revoke(&self, hash: &TokenHash) -> bool {
+    /// Marks the token revoked in Redis. `false` if Redis could not be told (the epoch bump on
+    /// recovery then covers it).
+    async fn revoke(&self, hash: &TokenHash) -> bool {
         let (_, key) = self.0.session_keys(&hash.0);
         let ms = (SESSION_TTL * 2).as_millis() as u64;
         self.0

@@ -88,8 +88,7 @@ impl Sessions {
     pub async fn verify(&self, token: &SessionToken) -> ServiceResult<SessionRecord> {
         let result = self.verify_inner(token).await;
         let outcome = match &result {
-            Ok((_, true)) => ("ok", "cache"),
-            Ok((_, false)) => ("ok", "store"),
+            Ok((_, source)) => ("ok", *source),
             Err(ServiceError::Unauthorized) => ("unauthorized", "-"),
             Err(_) => ("store_unavailable", "-"),
         };
@@ -97,9 +96,24 @@ impl Sessions {
         result.map(|(s, _)| s)
     }
 
-    async fn verify_inner(&self, token: &SessionToken) -> ServiceResult<(SessionRecord, bool)> {
+    /// The session, and where it came from: `memory` (this instance's, on PostgreSQL + Redis),
+    /// `cache` (Redis) or `store`.
+    async fn verify_inner(
+        &self,
+        token: &SessionToken,
+    ) -> ServiceResult<(SessionRecord, &'static str)> {
         let now = self.clock.now_ms();
         let hash = token.hash();
+        // Memory answers only what needs nothing else: a live session not due for a touch.
+        // Anything else (expired by its copy here, a touch due) asks Redis and the store.
+        if let Some(s) = self.cache.as_ref().and_then(|c| c.recall(&hash)) {
+            if self.policy.is_live(&s, now)
+                && now - s.last_seen_at < self.policy.touch_interval_ms()
+                && self.apps.serves(&s.appid)
+            {
+                return Ok((s, "memory"));
+            }
+        }
         let cached = match &self.cache {
             Some(cache) => cache.get(&hash).await,
             None => None,
@@ -121,7 +135,7 @@ impl Sessions {
         if let Some(epoch) = epoch.filter(|_| touch || !from_cache) {
             self.fill(&hash, &session, now, &epoch).await;
         }
-        Ok((session, from_cache))
+        Ok((session, if from_cache { "cache" } else { "store" }))
     }
 
     async fn load(&self, hash: &TokenHash) -> ServiceResult<SessionRecord> {
@@ -229,23 +243,23 @@ impl Sessions {
     }
 
     /// Tells every instance that these sessions ended, or says it could not: a revocation is
-    /// answered 200 only once no instance will accept the token (SPEC §8). When this instance
-    /// cannot reach Redis, others may still answer the token from the shared cache for up to
-    /// [`SESSION_TTL`](crate::coord::session_cache::SESSION_TTL), so the caller gets
+    /// answered 200 only once no instance will accept the token (SPEC §8): on PostgreSQL that
+    /// includes waiting until every instance dropped it from memory (`coord/bus.rs`). When this
+    /// instance cannot reach Redis, others may still answer the token from the shared cache
+    /// for up to [`SESSION_TTL`](crate::coord::session_cache::SESSION_TTL), so the caller gets
     /// `StoreUnavailable` (503, retry). Any later round trip this instance makes to Redis
-    /// first moves the cache epoch, which ends every older entry; so a retry that gets through
-    /// (with nothing left to revoke, it still makes one) completes the revocation.
+    /// first moves the cache epoch and clears every instance's memory, which ends every older
+    /// entry; so a retry that gets through (with nothing left to revoke, it still makes one)
+    /// completes the revocation.
     pub async fn broadcast_end(&self, hashes: &[TokenHash]) -> ServiceResult<()> {
         let Some(cache) = &self.cache else {
             return Ok(());
         };
-        let mut told = true;
-        for hash in hashes {
-            told &= cache.revoke(hash).await;
-        }
-        if hashes.is_empty() {
-            told = cache.reachable().await;
-        }
+        let told = if hashes.is_empty() {
+            cache.reachable().await
+        } else {
+            cache.end(hashes, true).await
+        };
         if told {
             Ok(())
         } else {
@@ -261,8 +275,12 @@ impl Sessions {
     /// the cap): tell every instance, as far as Redis lets us. Unlike a revocation, the login
     /// is not failed for it: its code is spent, and the client is the one replacing the token.
     pub async fn ended(&self, hashes: &[TokenHash]) {
-        for hash in hashes {
-            self.announce(hash).await;
+        if let Some(cache) = &self.cache {
+            if !cache.end(hashes, false).await {
+                tracing::warn!(
+                    "redis did not take a revocation; the cache epoch will be bumped on recovery"
+                );
+            }
         }
     }
 
@@ -300,17 +318,6 @@ impl Sessions {
             if !cache.invalidate_all().await {
                 tracing::warn!(
                     "redis did not take a cache invalidation; the cache epoch will be bumped on recovery"
-                );
-            }
-        }
-    }
-
-    /// Tells every instance's cache that this token is gone (after the store has it deleted).
-    async fn announce(&self, hash: &TokenHash) {
-        if let Some(cache) = &self.cache {
-            if !cache.revoke(hash).await {
-                tracing::warn!(
-                    "redis did not take a revocation; the cache epoch will be bumped on recovery"
                 );
             }
         }

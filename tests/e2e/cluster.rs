@@ -252,3 +252,41 @@ async fn a_profile_or_phone_change_on_a_shows_on_b_that_had_the_user_in_memory()
     b.stop(Duration::from_secs(5)).await;
     app.shutdown().await;
 }
+
+/// On PostgreSQL + Redis, an instance answers a token it has seen from its own memory (shown by
+/// taking the session away behind its back: expired in the database and dropped from Redis),
+/// and a logout on another instance still ends it there before that logout is answered.
+#[tokio::test]
+async fn b_answers_a_token_from_memory_and_a_logout_on_a_ends_it_there_before_a_answers() {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    if app.database_url().starts_with("sqlite:") {
+        eprintln!("skipped: sessions in memory are PostgreSQL + Redis's");
+        app.shutdown().await;
+        return;
+    }
+    let token = app.token_for("remembered").await;
+    let me_on_b = || async {
+        call(&app, b.addr, "GET", "/me", Some(&token), json!({}))
+            .await
+            .0
+    };
+    assert!(
+        app.remembered_at(b.addr, &token).await,
+        "B never answered from memory a session only its memory had"
+    );
+    assert_eq!(me_on_b().await, 200);
+    let (s, _) = call(&app, app.addr, "POST", "/logout", Some(&token), json!({})).await;
+    assert_eq!(s, 200);
+    // Not a moment later: the logout was answered only once B had dropped the token.
+    assert_eq!(me_on_b().await, 401);
+    assert_eq!(
+        call(&app, b.addr, "GET", "/auth", Some(&token), json!({}))
+            .await
+            .0,
+        401
+    );
+    b.stop(Duration::from_secs(2)).await;
+    app.shutdown().await;
+}

@@ -607,6 +607,74 @@ impl TestApp {
         assert_eq!(r.status(), 204);
     }
 
+    /// Behind every instance's back (PostgreSQL only): sets a session's absolute expiry in the
+    /// database and drops its entry from Redis's shared cache, so only an instance's memory can
+    /// still answer it. Returns the expiry it had.
+    #[allow(dead_code)]
+    pub async fn expire_behind_the_back(&self, token: &str, expires_at: i64) -> i64 {
+        use sha2::Digest;
+        let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+        let before: i64 =
+            sqlx::query_scalar("SELECT expires_at FROM sessions WHERE token_hash = $1")
+                .bind(&hash)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        sqlx::query("UPDATE sessions SET expires_at = $1 WHERE token_hash = $2")
+            .bind(expires_at)
+            .bind(&hash)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let url = self.config.redis_url.as_ref().expect("a test with Redis");
+        for node in redis_nodes(url.expose()) {
+            let client = redis::Client::open(node).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}*s:{hash}", self.config.redis_prefix))
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            for key in keys {
+                let _: i64 = redis::cmd("DEL")
+                    .arg(key)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+            }
+        }
+        before
+    }
+
+    /// Whether the instance at `addr` answers `token` from its memory: it still accepts the
+    /// session after [`expire_behind_the_back`](Self::expire_behind_the_back) (which is then
+    /// undone). An instance answers from memory once its first ping came back through Redis
+    /// (its lease), so this tries for a while.
+    #[allow(dead_code)]
+    pub async fn remembered_at(&self, addr: std::net::SocketAddr, token: &str) -> bool {
+        for _ in 0..20 {
+            assert_eq!(
+                call_at(&self.http, addr, "GET", "/me", Some(token), None)
+                    .await
+                    .0,
+                200
+            );
+            let expires_at = self.expire_behind_the_back(token, 1).await;
+            let status = call_at(&self.http, addr, "GET", "/me", Some(token), None)
+                .await
+                .0;
+            self.expire_behind_the_back(token, expires_at).await;
+            if status == 200 {
+                return true;
+            }
+            assert_eq!(status, 401);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// Rows in a table of this test's database.
     pub async fn count_rows(&self, table: &str) -> i64 {
         self.count(&format!("SELECT COUNT(*) FROM {table}")).await

@@ -492,3 +492,51 @@ async fn a_revocation_that_cannot_reach_redis_is_not_answered_200_while_a_peer_a
     a.stop(Duration::from_secs(2)).await;
     app.shutdown().await;
 }
+
+/// An instance that loses its link to Redis stops answering from memory: a logout on another
+/// instance is answered (it cannot hear the lost one's acknowledgement, so it waits out the
+/// lease) and the lost instance refuses the token at once, though it had it in memory.
+#[tokio::test]
+async fn a_peer_cut_off_from_redis_does_not_answer_a_revoked_token_from_memory() {
+    let app = spawn_app().await;
+    let Some(redis_url) = app.redis_url() else {
+        eprintln!(
+            "skipped: needs PostgreSQL + Redis (WXLOGIN_TEST_POSTGRES_URL, WXLOGIN_TEST_REDIS_URL)"
+        );
+        return;
+    };
+    if app.database_url().starts_with("sqlite:") || redis_url.starts_with("redis+cluster://") {
+        eprintln!("skipped: sessions in memory are PostgreSQL's, and one cut link cannot stand between an instance and a Redis Cluster");
+        app.shutdown().await;
+        return;
+    }
+    let url = url::Url::parse(&redis_url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
+    let link = Cuttable::to(target).await;
+    let mut via_link = url.clone();
+    via_link.set_port(Some(link.addr.port())).unwrap();
+    let b = app
+        .spawn_peer_with(|c| c.redis_url = Some(wxlogin::domain::SecretUrl::new(via_link.as_str())))
+        .await;
+    let token = app.token_for("cut off").await;
+    assert!(
+        app.remembered_at(b.addr, &token).await,
+        "B answers the token from memory"
+    );
+    link.cut();
+    let (status, _) = app.post("/logout", json!({}), Some(&token)).await;
+    assert_eq!(
+        status, 200,
+        "the logout does not depend on the lost instance"
+    );
+    assert_eq!(
+        call_at(&app.http, b.addr, "GET", "/me", Some(&token), None)
+            .await
+            .0,
+        401,
+        "the instance cut off refuses the revoked token"
+    );
+    link.restore();
+    b.stop(Duration::from_secs(2)).await;
+    app.shutdown().await;
+}
