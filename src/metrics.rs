@@ -8,6 +8,7 @@
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -47,20 +48,65 @@ const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Counts and times every request by route template and status.
 pub async fn track_http(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let started = Instant::now();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("wxlogin_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("wxlogin_http_request_duration_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed().as_secs_f64();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = HTTP.handles(route, &method, response.status().as_u16());
+    requests.increment(1);
+    duration.record(elapsed);
     response
+}
+
+/// The request metrics' handles by route, method and status, so that a request costs two
+/// lookups in a small map rather than registering its labels with the recorder again.
+static HTTP: HttpHandles = HttpHandles(std::sync::Mutex::new(None));
+
+/// Route template → its duration histogram and its counters by method and status.
+type ByRoute = std::collections::HashMap<String, (Histogram, ByStatus)>;
+type ByStatus = std::collections::HashMap<(axum::http::Method, u16), Counter>;
+
+struct HttpHandles(std::sync::Mutex<Option<ByRoute>>);
+
+impl HttpHandles {
+    fn handles(
+        &self,
+        route: &str,
+        method: &axum::http::Method,
+        status: u16,
+    ) -> (Counter, Histogram) {
+        let counter = || {
+            metrics::counter!(
+                "wxlogin_http_requests_total",
+                "route" => route.to_owned(),
+                "method" => method.to_string(),
+                "status" => status.to_string()
+            )
+        };
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let routes = map.get_or_insert_with(Default::default);
+        match routes.get_mut(route) {
+            Some((duration, by_status)) => {
+                let requests = by_status
+                    .entry((method.clone(), status))
+                    .or_insert_with(counter)
+                    .clone();
+                (requests, duration.clone())
+            }
+            None => {
+                let duration = metrics::histogram!(
+                    "wxlogin_http_request_duration_seconds",
+                    "route" => route.to_owned()
+                );
+                let requests = counter();
+                let by_status = ByStatus::from([((method.clone(), status), requests.clone())]);
+                routes.insert(route.to_owned(), (duration.clone(), by_status));
+                (requests, duration)
+            }
+        }
+    }
 }
 
 pub fn login(outcome: &'static str) {

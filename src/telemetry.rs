@@ -39,7 +39,11 @@ fn caps() -> Targets {
 
 pub fn init(format: LogFormat) {
     let filter = user_filter(std::env::var("RUST_LOG").ok().as_deref()).and(caps());
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a log file or collector gets plain text (and
+    // the server skips styling every request's span).
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let layer = match format {
         LogFormat::Human => layer.boxed(),
         LogFormat::Json => layer
