@@ -119,8 +119,8 @@ pub struct Config {
     pub data_key_old: Option<SecretString>,
     pub session_idle_timeout: Duration,
     pub session_max_lifetime: Duration,
-    /// Sessions (and as many users) kept in memory in front of a single-node store; on PostgreSQL
-    /// + Redis, users kept in memory (`services/user_cache.rs`); 0 = none.
+    /// Sessions (and as many users) kept in memory: in front of a single-node store, or on
+    /// PostgreSQL + Redis (`coord/session_memory.rs`, `services/user_cache.rs`); 0 = none.
     pub session_cache_size: usize,
     pub log_format: LogFormat,
     /// Per client IP on `/login`; `None` = off.

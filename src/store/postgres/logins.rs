@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 /// Logins in one call at most: each is ~10 statements inside one transaction.
 const MAX_BATCH: usize = 32;
 /// Batches in flight at once (each holds one pooled connection while it runs).
-const WORKERS: usize = 4;
+const WORKERS: usize = 2;
 /// Logins waiting for a worker at most; past it, a login waits to queue.
 const QUEUE: usize = 1024;
 /// Code checks in one query at most, and their workers.
