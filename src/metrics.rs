@@ -6,6 +6,7 @@
 //! dashboard's last hour).
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{Counter, Histogram};
@@ -49,12 +50,22 @@ const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Counts and times every request by route template and status.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
+    // Any method is accepted on the wire; the label set stays bounded.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
     let started = Instant::now();
     let response = next.run(req).await;
     let elapsed = started.elapsed().as_secs_f64();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, duration) = HTTP.handles(route, &method, response.status().as_u16());
+    let (requests, duration) = HTTP.handles(route, method, response.status().as_u16());
     requests.increment(1);
     duration.record(elapsed);
     response
@@ -66,22 +77,17 @@ static HTTP: HttpHandles = HttpHandles(std::sync::Mutex::new(None));
 
 /// Route template → its duration histogram and its counters by method and status.
 type ByRoute = std::collections::HashMap<String, (Histogram, ByStatus)>;
-type ByStatus = std::collections::HashMap<(axum::http::Method, u16), Counter>;
+type ByStatus = std::collections::HashMap<(&'static str, u16), Counter>;
 
 struct HttpHandles(std::sync::Mutex<Option<ByRoute>>);
 
 impl HttpHandles {
-    fn handles(
-        &self,
-        route: &str,
-        method: &axum::http::Method,
-        status: u16,
-    ) -> (Counter, Histogram) {
+    fn handles(&self, route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
         let counter = || {
             metrics::counter!(
                 "wxlogin_http_requests_total",
                 "route" => route.to_owned(),
-                "method" => method.to_string(),
+                "method" => method,
                 "status" => status.to_string()
             )
         };
@@ -90,7 +96,7 @@ impl HttpHandles {
         match routes.get_mut(route) {
             Some((duration, by_status)) => {
                 let requests = by_status
-                    .entry((method.clone(), status))
+                    .entry((method, status))
                     .or_insert_with(counter)
                     .clone();
                 (requests, duration.clone())
@@ -101,7 +107,7 @@ impl HttpHandles {
                     "route" => route.to_owned()
                 );
                 let requests = counter();
-                let by_status = ByStatus::from([((method.clone(), status), requests.clone())]);
+                let by_status = ByStatus::from([((method, status), requests.clone())]);
                 routes.insert(route.to_owned(), (duration.clone(), by_status));
                 (requests, duration)
             }

@@ -85,16 +85,14 @@ impl AppState {
         // On PostgreSQL + Redis, sessions and users in memory, kept true over Redis (SQLite has
         // its own cache in front of the store; without Redis there is no way to hear of other
         // instances' changes).
-        let memory_size = match (config.database_url.backend(), &coord) {
-            (crate::store::Backend::Postgres, Some(_)) => {
-                std::num::NonZeroUsize::new(config.session_cache_size)
-            }
+        // The bus runs on every PostgreSQL + Redis instance, even one that keeps nothing in
+        // memory (`WXLOGIN_SESSION_CACHE_SIZE=0`): its revocations must reach those that do.
+        let scale_out = match (config.database_url.backend(), &coord) {
+            (crate::store::Backend::Postgres, Some(coord)) => Some(coord),
             _ => None,
         };
-        let session_memory = coord
-            .as_ref()
-            .zip(memory_size)
-            .map(|(coord, size)| SessionMemory::new(coord.clone(), size));
+        let memory_size = std::num::NonZeroUsize::new(config.session_cache_size);
+        let session_memory = scale_out.map(|coord| SessionMemory::new(coord.clone(), memory_size));
         let sessions = Sessions::new(
             store.clone(),
             apps.clone(),
@@ -114,8 +112,7 @@ impl AppState {
             _ => None,
         };
         let webhooks = Arc::new(Webhooks::new(store.clone(), clock.clone(), settings)?);
-        let user_cache = coord
-            .as_ref()
+        let user_cache = scale_out
             .zip(memory_size)
             .map(|(coord, size)| UserCache::new(coord.clone(), size));
         let users = Users::new(

@@ -3,8 +3,8 @@
 //! before it is answered.
 //!
 //! One Redis channel carries three kinds of message, all published through one Redis node (a
-//! single Redis, or on a cluster the master that owns the bus's slot), so every subscriber
-//! sees them in the one order that node processed them:
+//! single Redis, or on a cluster the master that owns the bus counter's slot), so every
+//! subscriber sees them in the one order that node processed them:
 //! - `p <instance> <t>`: a ping every [`PING_EVERY`]. An instance that receives its own ping
 //!   sent at `t` (its own clock) knows it has processed every message published before that
 //!   ping, and holds a **lease** until `t + LEASE`. It answers from memory only while it holds
@@ -12,6 +12,11 @@
 //! - `r <instance> <seq> <hash>…` / `c <instance> <seq>`: sessions ended / everything ended.
 //!   Every receiver drops them from memory, then acknowledges.
 //! - `a <to> <seq> <from>`: the acknowledgement.
+//!
+//! Redis numbers every message as it publishes it (one script: `INCR`, then `PUBLISH "<n> <message>"`).
+//! A subscriber that sees a number other than the next (a message lost on a Redis Cluster's
+//! internal link, a Redis restarted empty) clears its memory and starts its lease over, so a lost
+//! revocation can never be outlived by a lease renewed after it.
 //!
 //! Why a revoker may answer once it has waited [`LEASE`] after its publication returned, even
 //! if someone never acknowledged: an instance B still answering from memory at that moment
@@ -44,6 +49,15 @@ pub enum Ended<'a> {
     All,
 }
 
+/// What Redis's numbering says of a message.
+#[derive(Debug, PartialEq)]
+pub enum Sequence {
+    /// The next one (or the first since subscribing).
+    Next,
+    /// Something was lost before it: memory must be cleared.
+    Gap,
+}
+
 /// A message read from the bus.
 #[derive(Debug, PartialEq)]
 pub enum Message {
@@ -64,6 +78,12 @@ pub enum Message {
 }
 
 impl Message {
+    /// A message as Redis published it: its number, then the message.
+    pub fn parse_numbered(text: &str) -> Option<(u64, Self)> {
+        let (n, rest) = text.split_once(' ')?;
+        Some((n.parse().ok()?, Self::parse(rest)?))
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         let mut words = text.split(' ');
         let kind = words.next()?;
@@ -129,6 +149,10 @@ pub struct Bus {
     live_since: AtomicU64,
     /// Milliseconds since `base` until which the lease holds.
     lease_until: AtomicU64,
+    /// When this instance's own ping last came back (ms since `base`).
+    own_ping_seen: AtomicU64,
+    /// The number of the last message read since subscribing (0: none yet).
+    last_number: AtomicU64,
     /// Whether anything here reads the bus (an in-memory session cache is configured).
     enabled: AtomicBool,
     peers: Mutex<Peers>,
@@ -149,6 +173,8 @@ impl Bus {
             live: AtomicBool::new(false),
             live_since: AtomicU64::new(0),
             lease_until: AtomicU64::new(0),
+            own_ping_seen: AtomicU64::new(0),
+            last_number: AtomicU64::new(0),
             enabled: AtomicBool::new(false),
             peers: Mutex::new(Peers::default()),
         }
@@ -183,11 +209,35 @@ impl Bus {
     /// The subscription is up (`true`) or lost (`false`). Either way the lease starts over.
     pub fn set_live(&self, live: bool) {
         self.lease_until.store(0, Ordering::SeqCst);
+        self.last_number.store(0, Ordering::SeqCst);
         self.live_since.store(self.now_ms(), Ordering::SeqCst);
         self.live.store(live, Ordering::SeqCst);
         if !live {
             self.peers().seen.clear();
         }
+    }
+
+    /// Checks a message's number against the last one's. On a gap the lease ends at once (the
+    /// caller clears memory); later pings renew it.
+    pub fn number(&self, n: u64) -> Sequence {
+        let last = self.last_number.swap(n, Ordering::SeqCst);
+        if last == 0 || n == last + 1 {
+            Sequence::Next
+        } else {
+            self.lease_until.store(0, Ordering::SeqCst);
+            Sequence::Gap
+        }
+    }
+
+    /// The subscription is up but this instance's pings stopped coming back (a stalled
+    /// connection): time to subscribe again.
+    pub fn stalled(&self) -> bool {
+        let heard = self
+            .own_ping_seen
+            .load(Ordering::SeqCst)
+            .max(self.live_since.load(Ordering::SeqCst));
+        self.live.load(Ordering::SeqCst)
+            && self.now_ms().saturating_sub(heard) > 3 * LEASE.as_millis() as u64
     }
 
     pub fn ping(&self) -> String {
@@ -231,18 +281,23 @@ impl Bus {
     pub fn receive(&self, message: &Message) -> Option<String> {
         match message {
             Message::Ping { from, sent } if *from == self.id => {
+                self.own_ping_seen.store(self.now_ms(), Ordering::SeqCst);
                 self.lease_until
                     .fetch_max(sent + LEASE.as_millis() as u64, Ordering::SeqCst);
                 None
             }
             Message::Ping { from, .. } => {
-                self.peers().seen.insert(from.clone(), Instant::now());
+                let mut peers = self.peers();
+                peers.seen.retain(|_, at| at.elapsed() < 2 * LEASE);
+                peers.seen.insert(from.clone(), Instant::now());
                 None
             }
             Message::Ended { from, seq, .. } if *from == self.id => {
                 // Our own message is back: whoever may hold a lease pinged before it, and we
                 // have seen those pings, if we have been listening for long enough.
-                let listened = self.now_ms() - self.live_since.load(Ordering::SeqCst);
+                let listened = self
+                    .now_ms()
+                    .saturating_sub(self.live_since.load(Ordering::SeqCst));
                 let window = 2 * LEASE;
                 let mut peers = self.peers();
                 let expected = (self.live.load(Ordering::SeqCst)
@@ -307,6 +362,31 @@ mod tests {
         for junk in ["", "p", "p x", "p x y", "z a 1", "a x 1"] {
             assert_eq!(Message::parse(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_gap_in_redis_numbering_ends_the_lease_until_the_next_ping() {
+        let mut bus = Bus::new();
+        bus.base = bus.base.checked_sub(2 * LEASE).unwrap();
+        bus.set_live(true);
+        let (n, ping) = Message::parse_numbered(&format!("41 {}", bus.ping())).unwrap();
+        assert_eq!(n, 41);
+        assert_eq!(bus.number(n), Sequence::Next, "the first since subscribing");
+        bus.receive(&ping);
+        assert_eq!(bus.number(42), Sequence::Next);
+        assert!(bus.leased());
+        // 43 was lost (a revocation, perhaps): no lease until a ping after it comes back.
+        assert_eq!(bus.number(44), Sequence::Gap);
+        assert!(!bus.leased());
+        assert_eq!(bus.number(45), Sequence::Next);
+        bus.receive(&Message::parse(&bus.ping()).unwrap());
+        assert!(bus.leased());
+        // Redis restarted empty: its numbers start again, which is a gap too.
+        assert_eq!(bus.number(1), Sequence::Gap);
+        // A new subscription starts counting afresh.
+        bus.set_live(true);
+        assert_eq!(bus.number(7), Sequence::Next);
+        assert_eq!(Message::parse_numbered("x p a 1"), None);
     }
 
     #[test]

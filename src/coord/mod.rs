@@ -42,26 +42,27 @@ return 0"#;
 /// The session cache's buckets on a Redis Cluster (one cache epoch each).
 const BUCKETS: usize = 256;
 
-/// PUBLISH through the one node every bus message goes through: the Redis, or on a cluster the
-/// master that owns the channel's slot (so every subscriber sees the bus in that node's order).
-async fn publish_ordered(conn: Conn, channel: String, message: String) -> redis::RedisResult<()> {
-    let mut cmd = redis::cmd("PUBLISH");
-    cmd.arg(&channel).arg(message);
-    match conn {
-        Conn::Single(mut c) => cmd.query_async::<i64>(&mut *c).await.map(drop),
-        Conn::Cluster(mut c) => {
-            use redis::cluster_routing::{
-                get_slot, Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
-            };
-            let route = Route::new(get_slot(channel.as_bytes()), SlotAddr::Master);
-            c.route_command(
-                &cmd,
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-            )
-            .await
-            .map(drop)
-        }
-    }
+/// Numbers a bus message and publishes it, in one script on the node that holds the bus's
+/// counter (KEYS[1]: the Redis, or on a cluster the master of its slot), so every subscriber
+/// reads the bus in that node's order and can tell when a message was lost ([`bus`]).
+const PUBLISH_NUMBERED: &str = r#"
+local n = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], n .. ' ' .. ARGV[2])
+return n"#;
+
+async fn publish_ordered(
+    mut conn: Conn,
+    counter: String,
+    channel: String,
+    message: String,
+) -> redis::RedisResult<()> {
+    Script::new(PUBLISH_NUMBERED)
+        .key(counter)
+        .arg(channel)
+        .arg(message)
+        .invoke_async::<i64>(&mut conn)
+        .await
+        .map(drop)
 }
 
 pub enum Lock {
@@ -181,6 +182,8 @@ pub struct Coord {
     /// failure racing a bump is never wiped out by it.
     missed: AtomicU64,
     covered: AtomicU64,
+    /// One caller at a time owes the recovery (the epoch bump and the memories' clear).
+    recovering: tokio::sync::Mutex<()>,
     healthy: AtomicBool,
 }
 
@@ -200,6 +203,7 @@ impl Coord {
             open_until: AtomicU64::new(0),
             missed: AtomicU64::new(0),
             covered: AtomicU64::new(0),
+            recovering: tokio::sync::Mutex::new(()),
             healthy: AtomicBool::new(true),
         });
         if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), target.connect()).await {
@@ -314,10 +318,18 @@ impl Coord {
         Ok(subscribed?.into_on_message())
     }
 
+    /// The bus's channel and its counter (tagged: one slot on a cluster).
+    fn bus_names(&self) -> (String, String) {
+        (
+            format!("{}{{bus}}n", self.prefix),
+            self.key("ch", bus::CHANNEL),
+        )
+    }
+
     /// Publishes on the bus ([`bus`]); `false` if Redis could not be told.
     pub async fn publish_bus(&self, message: String) -> bool {
-        let channel = self.key("ch", bus::CHANNEL);
-        self.run(|c| publish_ordered(c, channel, message))
+        let (counter, channel) = self.bus_names();
+        self.run(|c| publish_ordered(c, counter, channel, message))
             .await
             .is_some()
     }
@@ -349,10 +361,9 @@ impl Coord {
             return Ok(());
         }
         let (message, seq, done) = self.bus.ended(&bus::Ended::All);
-        let channel = self.key("ch", bus::CHANNEL);
-        match tokio::time::timeout(OP_TIMEOUT, publish_ordered(conn.clone(), channel, message))
-            .await
-        {
+        let (counter, channel) = self.bus_names();
+        let publish = publish_ordered(conn.clone(), counter, channel, message);
+        match tokio::time::timeout(OP_TIMEOUT, publish).await {
             Ok(Ok(())) => {
                 self.bus.wait(seq, done, Instant::now()).await;
                 Ok(())
@@ -401,20 +412,27 @@ impl Coord {
             self.missed.fetch_add(1, Ordering::SeqCst);
             return None;
         };
-        let missed = self.missed.load(Ordering::SeqCst);
-        if missed > self.covered.load(Ordering::SeqCst) {
-            let bumped = tokio::time::timeout(OP_TIMEOUT, self.bump_epochs(&conn)).await;
-            let cleared = match bumped {
-                Ok(Ok(())) => Ok(self.clear_memories(&conn).await),
-                other => other,
-            };
-            match cleared {
-                Ok(Ok(_)) => {
-                    self.covered.fetch_max(missed, Ordering::SeqCst);
-                }
-                _ => {
-                    self.trip();
-                    return None;
+        if self.missed.load(Ordering::SeqCst) > self.covered.load(Ordering::SeqCst) {
+            // One caller recovers; the others wait for it, then find nothing owed.
+            let _one = self.recovering.lock().await;
+            if self.elapsed_ms() < self.open_until.load(Ordering::SeqCst) {
+                return None;
+            }
+            let missed = self.missed.load(Ordering::SeqCst);
+            if missed > self.covered.load(Ordering::SeqCst) {
+                let bumped = tokio::time::timeout(OP_TIMEOUT, self.bump_epochs(&conn)).await;
+                let cleared = match bumped {
+                    Ok(Ok(())) => Ok(self.clear_memories(&conn).await),
+                    other => other,
+                };
+                match cleared {
+                    Ok(Ok(_)) => {
+                        self.covered.fetch_max(missed, Ordering::SeqCst);
+                    }
+                    _ => {
+                        self.trip();
+                        return None;
+                    }
                 }
             }
         }

@@ -197,6 +197,15 @@ impl SessionCache {
     /// cleared everywhere). `false` if Redis could not be told (the epoch bump on recovery
     /// then covers it).
     pub async fn invalidate_all(&self) -> bool {
+        // In a task of its own, so a caller that goes away (a client hanging up) cannot stop it
+        // halfway, with memories still holding what it was ending.
+        let this = self.clone();
+        tokio::spawn(async move { this.invalidate_all_now().await })
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn invalidate_all_now(&self) -> bool {
         let coord = self.0.clone();
         let bumped = self
             .0
@@ -213,12 +222,20 @@ impl SessionCache {
     /// keep sessions in memory) the bus, waited for when `wait`. `false` if Redis could not be
     /// told all of it.
     pub async fn end(&self, hashes: &[TokenHash], wait: bool) -> bool {
+        if hashes.is_empty() {
+            return true;
+        }
+        // In a task of its own, as `invalidate_all`.
+        let (this, hashes) = (self.clone(), hashes.to_vec());
+        tokio::spawn(async move { this.end_now(&hashes, wait).await })
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn end_now(&self, hashes: &[TokenHash], wait: bool) -> bool {
         let mut told = true;
         for hash in hashes {
             told &= self.revoke(hash).await;
-        }
-        if hashes.is_empty() {
-            return told;
         }
         let names: Vec<String> = hashes.iter().map(|h| h.0.clone()).collect();
         // After the tombstones: a read here that saw the entry before them is not kept.

@@ -12,7 +12,7 @@
 //! - It never holds a session_key, and an entry is used for at most [`TTL`]; liveness (idle and
 //!   absolute expiry) is still decided by the session policy on every check.
 
-use super::bus::{Message, CHANNEL, PING_EVERY};
+use super::bus::{Message, Sequence, CHANNEL, LEASE, PING_EVERY};
 use super::Coord;
 use crate::domain::TokenHash;
 use crate::store::SessionRecord;
@@ -27,9 +27,13 @@ use tokio_util::sync::CancellationToken;
 /// The longest an entry is used, whatever the bus says.
 pub const TTL: Duration = Duration::from_secs(10);
 
+type Entries = Option<LruCache<TokenHash, (SessionRecord, Instant)>>;
+
 pub struct SessionMemory {
     coord: Arc<Coord>,
-    entries: Mutex<LruCache<TokenHash, (SessionRecord, Instant)>>,
+    /// `None` with `WXLOGIN_SESSION_CACHE_SIZE=0`: nothing is kept, but this instance still
+    /// pings, acknowledges and announces its revocations, for the instances that keep sessions.
+    entries: Mutex<Entries>,
     /// Moves on every eviction: a read that saw another value may be stale and is not kept.
     generation: AtomicU64,
 }
@@ -39,11 +43,11 @@ pub struct SessionMemory {
 pub struct Generation(u64);
 
 impl SessionMemory {
-    pub fn new(coord: Arc<Coord>, capacity: NonZeroUsize) -> Arc<Self> {
+    pub fn new(coord: Arc<Coord>, capacity: Option<NonZeroUsize>) -> Arc<Self> {
         coord.bus.enable();
         Arc::new(Self {
             coord,
-            entries: Mutex::new(LruCache::new(capacity)),
+            entries: Mutex::new(capacity.map(LruCache::new)),
             generation: AtomicU64::new(0),
         })
     }
@@ -52,7 +56,7 @@ impl SessionMemory {
         self.coord.bus.leased() && self.coord.is_healthy()
     }
 
-    fn entries(&self) -> MutexGuard<'_, LruCache<TokenHash, (SessionRecord, Instant)>> {
+    fn entries(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -62,6 +66,7 @@ impl SessionMemory {
             return None;
         }
         let mut entries = self.entries();
+        let entries = entries.as_mut()?;
         match entries.get(hash) {
             Some((s, at)) if at.elapsed() < TTL => Some(s.clone()),
             Some(_) => {
@@ -82,6 +87,9 @@ impl SessionMemory {
             return;
         }
         let mut entries = self.entries();
+        let Some(entries) = entries.as_mut() else {
+            return;
+        };
         // Checked under the lock the evictions take, so an eviction cannot slip in between.
         if self.generation.load(Ordering::SeqCst) == seen.0 {
             let mut s = s.clone();
@@ -93,15 +101,19 @@ impl SessionMemory {
     pub fn evict(&self, hashes: &[String]) {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::SeqCst);
-        for h in hashes {
-            entries.pop(&TokenHash(h.clone()));
+        if let Some(entries) = entries.as_mut() {
+            for h in hashes {
+                entries.pop(&TokenHash(h.clone()));
+            }
         }
     }
 
     pub fn clear(&self) {
         let mut entries = self.entries();
         self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.clear();
+        if let Some(entries) = entries.as_mut() {
+            entries.clear();
+        }
     }
 
     /// Keeps the bus subscription up until `stop`: pings, drops what revocations name and
@@ -113,12 +125,18 @@ impl SessionMemory {
                     self.clear();
                     self.coord.bus.set_live(true);
                     let pinger = tokio::spawn(ping(self.coord.clone()));
+                    let mut check = tokio::time::interval(LEASE);
                     let stopped = loop {
                         tokio::select! {
                             () = stop.cancelled() => break true,
                             message = messages.next() => match message {
                                 Some(m) => self.handle(&m),
                                 None => break false,
+                            },
+                            // A subscription that stalled without ending (a half-open
+                            // connection) would leave memory bypassed for good: start again.
+                            _ = check.tick() => if self.coord.bus.stalled() {
+                                break false;
                             },
                         }
                     };
@@ -142,13 +160,17 @@ impl SessionMemory {
     }
 
     fn handle(&self, m: &redis::Msg) {
-        let Some(message) = m
+        let Some((n, message)) = m
             .get_payload::<String>()
             .ok()
-            .and_then(|text| Message::parse(&text))
+            .and_then(|text| Message::parse_numbered(&text))
         else {
             return;
         };
+        if self.coord.bus.number(n) == Sequence::Gap {
+            tracing::warn!("session memory: a bus message was lost; memory cleared");
+            self.clear();
+        }
         if let Message::Ended { from, hashes, .. } = &message {
             if from != self.coord.bus.id() {
                 match hashes {
