@@ -413,33 +413,45 @@ impl Cuttable {
     }
 }
 
-#[tokio::test]
-async fn a_revocation_that_cannot_reach_redis_is_not_answered_200_while_a_peer_accepts_the_token() {
+/// The test's instance on PostgreSQL + Redis, and a peer that reaches Redis through a link the
+/// test can cut; `None` (the test skipped) on SQLite, without Redis, or on a Redis Cluster.
+async fn a_peer_behind_a_link() -> Option<(TestApp, wxlogin::app::Running, Cuttable)> {
     let app = spawn_app().await;
     let Some(redis_url) = app.redis_url() else {
         eprintln!(
             "skipped: needs PostgreSQL + Redis (WXLOGIN_TEST_POSTGRES_URL, WXLOGIN_TEST_REDIS_URL)"
         );
-        return;
+        app.shutdown().await;
+        return None;
     };
     if app.database_url().starts_with("sqlite:") {
         eprintln!("skipped: two instances need PostgreSQL");
-        return;
+        app.shutdown().await;
+        return None;
     }
     if redis_url.starts_with("redis+cluster://") {
         // A cluster client finds every node from the cluster itself, past any one link; a
         // master lost is `a_redis_cluster_master_killed_…`.
         eprintln!("skipped: one cut link cannot stand between an instance and a Redis Cluster");
-        return;
+        app.shutdown().await;
+        return None;
     }
     let url = url::Url::parse(&redis_url).unwrap();
     let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
     let link = Cuttable::to(target).await;
     let mut via_link = url.clone();
     via_link.set_port(Some(link.addr.port())).unwrap();
-    let a = app
+    let peer = app
         .spawn_peer_with(|c| c.redis_url = Some(wxlogin::domain::SecretUrl::new(via_link.as_str())))
         .await;
+    Some((app, peer, link))
+}
+
+#[tokio::test]
+async fn a_revocation_that_cannot_reach_redis_is_not_answered_200_while_a_peer_accepts_the_token() {
+    let Some((app, a, link)) = a_peer_behind_a_link().await else {
+        return;
+    };
     let token = app.token_for("partitioned").await;
     // The peer (`app`) has the session in the shared cache.
     assert_eq!(me_status(&app, &token).await, 200);
@@ -498,26 +510,9 @@ async fn a_revocation_that_cannot_reach_redis_is_not_answered_200_while_a_peer_a
 /// lease) and the lost instance refuses the token at once, though it had it in memory.
 #[tokio::test]
 async fn a_peer_cut_off_from_redis_does_not_answer_a_revoked_token_from_memory() {
-    let app = spawn_app().await;
-    let Some(redis_url) = app.redis_url() else {
-        eprintln!(
-            "skipped: needs PostgreSQL + Redis (WXLOGIN_TEST_POSTGRES_URL, WXLOGIN_TEST_REDIS_URL)"
-        );
+    let Some((app, b, link)) = a_peer_behind_a_link().await else {
         return;
     };
-    if app.database_url().starts_with("sqlite:") || redis_url.starts_with("redis+cluster://") {
-        eprintln!("skipped: sessions in memory are PostgreSQL's, and one cut link cannot stand between an instance and a Redis Cluster");
-        app.shutdown().await;
-        return;
-    }
-    let url = url::Url::parse(&redis_url).unwrap();
-    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(6379));
-    let link = Cuttable::to(target).await;
-    let mut via_link = url.clone();
-    via_link.set_port(Some(link.addr.port())).unwrap();
-    let b = app
-        .spawn_peer_with(|c| c.redis_url = Some(wxlogin::domain::SecretUrl::new(via_link.as_str())))
-        .await;
     let token = app.token_for("cut off").await;
     assert!(
         app.remembered_at(b.addr, &token).await,
