@@ -470,6 +470,36 @@ async fn start_wxlogin_with(
     }
 }
 
+/// The hello ceiling (this bench binary re-executed) on the server's core: its port and process.
+async fn start_hello() -> (u16, Proc) {
+    let exe = std::env::current_exe().unwrap();
+    let port = free_port();
+    let hello = spawn_on(
+        SERVER_CORE,
+        exe.to_str().unwrap(),
+        &["hello-server", &port.to_string()],
+        &[],
+    );
+    wait_up(port).await;
+    (port, hello)
+}
+
+/// The login ceiling on the server's core, with a simulator of its own: its port, the
+/// simulator's port, and both processes.
+async fn start_login_ceiling() -> (u16, u16, Proc, Proc) {
+    let exe = std::env::current_exe().unwrap();
+    let (sim, sim_proc) = start_simulator(env!("CARGO_BIN_EXE_wxlogin")).await;
+    let port = free_port();
+    let server = spawn_on(
+        SERVER_CORE,
+        exe.to_str().unwrap(),
+        &["login-ceiling", &port.to_string(), &sim.to_string()],
+        &[],
+    );
+    wait_up(port).await;
+    (port, sim, server, sim_proc)
+}
+
 /// `exe simulator` with the bench's app, on the others' core: its port and process.
 async fn start_simulator(exe: &str) -> (u16, Proc) {
     let sim = free_port();
@@ -605,16 +635,7 @@ async fn run() {
         _ => {}
     }
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let hello_port = free_port();
-    let exe = exe.to_str().unwrap();
-    let hello = spawn_on(
-        SERVER_CORE,
-        exe,
-        &["hello-server", &hello_port.to_string()],
-        &[],
-    );
-    wait_up(hello_port).await;
+    let (hello_port, hello) = start_hello().await;
     let ceiling = drive(
         hello_port,
         Load::Get {
@@ -628,19 +649,7 @@ async fn run() {
     drop(hello);
 
     // The login ceiling: one pooled upstream call per login, nothing stored.
-    let (sim, ceiling_sim) = start_simulator(env!("CARGO_BIN_EXE_wxlogin")).await;
-    let login_ceiling_port = free_port();
-    let login_ceiling_server = spawn_on(
-        SERVER_CORE,
-        exe,
-        &[
-            "login-ceiling",
-            &login_ceiling_port.to_string(),
-            &sim.to_string(),
-        ],
-        &[],
-    );
-    wait_up(login_ceiling_port).await;
+    let (login_ceiling_port, sim, login_ceiling_server, ceiling_sim) = start_login_ceiling().await;
     let login_ceiling = drive(
         login_ceiling_port,
         Load::Login {
@@ -948,29 +957,9 @@ async fn run_goals() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    let exe_path = std::env::current_exe().unwrap();
-    let exe = exe_path.to_str().unwrap();
-    let hello_port = free_port();
-    let _hello = spawn_on(
-        SERVER_CORE,
-        exe,
-        &["hello-server", &hello_port.to_string()],
-        &[],
-    );
-    wait_up(hello_port).await;
-    let (ceiling_sim, _ceiling_sim_proc) = start_simulator(env!("CARGO_BIN_EXE_wxlogin")).await;
-    let login_ceiling_port = free_port();
-    let _login_ceiling = spawn_on(
-        SERVER_CORE,
-        exe,
-        &[
-            "login-ceiling",
-            &login_ceiling_port.to_string(),
-            &ceiling_sim.to_string(),
-        ],
-        &[],
-    );
-    wait_up(login_ceiling_port).await;
+    let (hello_port, _hello) = start_hello().await;
+    let (login_ceiling_port, ceiling_sim, _login_ceiling, _ceiling_sim_proc) =
+        start_login_ceiling().await;
     let wx = start_wxlogin(dir.path(), None).await;
     // Users of their own, so that the rounds' logins never push these sessions over the cap.
     let tokens = tokens_for(&wx, "me").await;

@@ -72,46 +72,50 @@ pub async fn track_http(req: Request, next: Next) -> Response {
 }
 
 /// The request metrics' handles by route, method and status, so that a request costs two
-/// lookups in a small map rather than registering its labels with the recorder again.
-static HTTP: HttpHandles = HttpHandles(std::sync::Mutex::new(None));
+/// lookups in a small map (under a read lock: worker threads do not wait on each other) rather
+/// than registering its labels with the recorder again.
+static HTTP: HttpHandles = HttpHandles(std::sync::RwLock::new(None));
 
 /// Route template → its duration histogram and its counters by method and status.
 type ByRoute = std::collections::HashMap<String, (Histogram, ByStatus)>;
 type ByStatus = std::collections::HashMap<(&'static str, u16), Counter>;
 
-struct HttpHandles(std::sync::Mutex<Option<ByRoute>>);
+struct HttpHandles(std::sync::RwLock<Option<ByRoute>>);
 
 impl HttpHandles {
     fn handles(&self, route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
-        let counter = || {
-            metrics::counter!(
-                "wxlogin_http_requests_total",
-                "route" => route.to_owned(),
-                "method" => method,
-                "status" => status.to_string()
-            )
+        let known = {
+            let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+            map.as_ref().and_then(|routes| {
+                let (duration, by_status) = routes.get(route)?;
+                Some((by_status.get(&(method, status))?.clone(), duration.clone()))
+            })
         };
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let routes = map.get_or_insert_with(Default::default);
-        match routes.get_mut(route) {
-            Some((duration, by_status)) => {
-                let requests = by_status
-                    .entry((method, status))
-                    .or_insert_with(counter)
-                    .clone();
-                (requests, duration.clone())
-            }
-            None => {
-                let duration = metrics::histogram!(
-                    "wxlogin_http_request_duration_seconds",
-                    "route" => route.to_owned()
-                );
-                let requests = counter();
-                let by_status = ByStatus::from([((method, status), requests.clone())]);
-                routes.insert(route.to_owned(), (duration.clone(), by_status));
-                (requests, duration)
-            }
+        if let Some(handles) = known {
+            return handles;
         }
+        // A route, method and status seen for the first time: registered once.
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let routes = map.get_or_insert_with(Default::default);
+        let (duration, by_status) = routes.entry(route.to_owned()).or_insert_with(|| {
+            let duration = metrics::histogram!(
+                "wxlogin_http_request_duration_seconds",
+                "route" => route.to_owned()
+            );
+            (duration, ByStatus::default())
+        });
+        let requests = by_status
+            .entry((method, status))
+            .or_insert_with(|| {
+                metrics::counter!(
+                    "wxlogin_http_requests_total",
+                    "route" => route.to_owned(),
+                    "method" => method,
+                    "status" => status.to_string()
+                )
+            })
+            .clone();
+        (requests, duration.clone())
     }
 }
 

@@ -18,6 +18,18 @@ async fn two_instances() -> Option<(TestApp, wxlogin::app::Running)> {
     Some((app, peer))
 }
 
+/// [`two_instances`] on PostgreSQL (what keeps users and sessions in each instance's memory).
+async fn two_instances_on_postgres(what: &str) -> Option<(TestApp, wxlogin::app::Running)> {
+    let (app, b) = two_instances().await?;
+    if app.database_url().starts_with("sqlite:") {
+        eprintln!("skipped: {what} in memory are PostgreSQL + Redis's");
+        b.stop(Duration::from_secs(2)).await;
+        app.shutdown().await;
+        return None;
+    }
+    Some((app, b))
+}
+
 async fn call(
     app: &TestApp,
     addr: std::net::SocketAddr,
@@ -179,14 +191,9 @@ async fn two_hundred_phone_calls_over_two_instances_with_an_expired_token_make_a
 /// at once (well inside the cache's 10 s TTL), and never gets lost behind a read in flight.
 #[tokio::test]
 async fn a_profile_or_phone_change_on_a_shows_on_b_that_had_the_user_in_memory() {
-    let Some((app, b)) = two_instances().await else {
+    let Some((app, b)) = two_instances_on_postgres("users").await else {
         return;
     };
-    if app.database_url().starts_with("sqlite:") {
-        eprintln!("skipped: the in-memory user cache is PostgreSQL + Redis's");
-        app.shutdown().await;
-        return;
-    }
     let token = app.token_for("profiled").await;
     let me_on_b = || async {
         call(&app, b.addr, "GET", "/me", Some(&token), json!({}))
@@ -258,14 +265,9 @@ async fn a_profile_or_phone_change_on_a_shows_on_b_that_had_the_user_in_memory()
 /// and a logout on another instance still ends it there before that logout is answered.
 #[tokio::test]
 async fn b_answers_a_token_from_memory_and_a_logout_on_a_ends_it_there_before_a_answers() {
-    let Some((app, b)) = two_instances().await else {
+    let Some((app, b)) = two_instances_on_postgres("sessions").await else {
         return;
     };
-    if app.database_url().starts_with("sqlite:") {
-        eprintln!("skipped: sessions in memory are PostgreSQL + Redis's");
-        app.shutdown().await;
-        return;
-    }
     let token = app.token_for("remembered").await;
     let me_on_b = || async {
         call(&app, b.addr, "GET", "/me", Some(&token), json!({}))
