@@ -108,6 +108,9 @@ pub struct Apps {
     default: Option<AppId>,
     store: Arc<dyn AppStore>,
     served: RwLock<Arc<Served>>,
+    /// One refresh at a time, read and applied together: a periodic refresh that read the
+    /// registry before an app was added must not apply its older list after the add's own.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Apps {
@@ -125,6 +128,7 @@ impl Apps {
             default,
             store,
             served: RwLock::new(Arc::new(served)),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -137,6 +141,7 @@ impl Apps {
 
     /// Re-reads the registry. On failure the apps served so far stay served.
     pub async fn refresh(&self) -> ServiceResult<()> {
+        let _one = self.refreshing.lock().await;
         let registry = self.store.apps().await?;
         let served = Served::build(&self.config, registry);
         *self.served.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(served);
