@@ -632,6 +632,7 @@ async fn run() {
         Ok("goals") => return run_goals().await,
         Ok("sessions") => return run_sessions().await,
         Ok("soak") => return run_soak().await,
+        Ok("profile") => return run_profile().await,
         _ => {}
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1072,6 +1073,69 @@ async fn run_goals() {
         mean_of(2), range(2), met(2, 50.0),
         mean_of(3), range(3), met(3, 80.0),
     );
+}
+
+/// `WXLOGIN_BENCH_ONLY=profile`: one load on one server, long enough to profile it. Starts
+/// wxlogin on SQLite (on PostgreSQL + Redis with `WXLOGIN_BENCH_PROFILE_STORE=postgres`), prints
+/// its process id, waits 3 s (attach `perf record -p PID` then), and drives
+/// `WXLOGIN_BENCH_PROFILE` (`me`, the default, or `login`) for `WXLOGIN_BENCH_PROFILE_SECS` (20).
+async fn run_profile() {
+    let load_kind = std::env::var("WXLOGIN_BENCH_PROFILE").unwrap_or_else(|_| "me".into());
+    let secs: u64 = std::env::var("WXLOGIN_BENCH_PROFILE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let dir = tempfile::tempdir().unwrap();
+    let pg = match std::env::var("WXLOGIN_BENCH_PROFILE_STORE").as_deref() {
+        Ok("postgres") => Some(
+            postgres_and_redis()
+                .await
+                .expect("PostgreSQL and Redis must answer"),
+        ),
+        _ => None,
+    };
+    let env: Vec<(&str, String)> = match &pg {
+        Some((pg, redis)) => {
+            pin_services(OTHERS_CORE);
+            vec![
+                ("WXLOGIN_DATABASE_URL", pg.clone()),
+                ("WXLOGIN_REDIS_URL", redis.clone()),
+                (
+                    "WXLOGIN_REDIS_PREFIX",
+                    format!("wxl_bench_{}:", std::process::id()),
+                ),
+            ]
+        }
+        None => Vec::new(),
+    };
+    let wx = start_wxlogin_with(dir.path(), None, &env).await;
+    let load = if load_kind == "login" {
+        // Enough codes for the run at well above this machine's rate.
+        let codes = issue_codes(wx.sim, 12_000 * secs as usize).await;
+        Load::Login {
+            codes: Arc::new(std::sync::Mutex::new(codes)),
+        }
+    } else {
+        let tokens = tokens_for(&wx, "me").await;
+        let load = Load::Get {
+            path: "/me".into(),
+            tokens,
+        };
+        drive(wx.port, load.clone(), CONNS, 1).await;
+        load
+    };
+    println!("pid {} ({load_kind}): starting in 3 s", wx.pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let out = drive(wx.port, load, CONNS, secs).await;
+    println!(
+        "{load_kind}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+        out.rps, out.p50_ms, out.p99_ms, out.errors
+    );
+    drop(wx);
+    if let Some((url, _)) = &pg {
+        pin_services("0-1");
+        drop_database(url).await;
+    }
 }
 
 /// `WXLOGIN_BENCH_ONLY=scale`: SQLite and PostgreSQL + Redis with one instance each (in turns,
