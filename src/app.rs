@@ -17,8 +17,6 @@ use crate::state::AppState;
 use crate::store::cached::CachedStore;
 use crate::store::metered::MeteredStore;
 use crate::store::{Backend, SharedStore};
-use axum::extract::Request;
-use axum::http::{header, HeaderValue};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,9 +25,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 /// How often expired sessions and used codes are deleted.
 const CLEANUP_EVERY: Duration = Duration::from_secs(600);
@@ -231,59 +226,21 @@ async fn open_store(
     })
 }
 
-/// The layers around every route: request ids, a trace span per request (path only: a query
-/// string is never logged, whatever a client puts there), a panic turned into a 500 (which the
-/// routes' middleware logs), `Cache-Control: no-store`.
+/// The layers around every route: request ids, the request span, the 5xx log, `Cache-Control:
+/// no-store` and the request metrics ([`crate::routes::ObserveLayer`]), and inside them a panic
+/// turned into a 500 (which that layer logs).
 fn with_layers(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
-            .layer(axum::middleware::map_request(drop_unfit_request_id))
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                }),
-            )
-            .layer(PropagateRequestIdLayer::x_request_id())
-            // Replies carry tokens and personal data: no cache may keep them. (Avatars, public
-            // and content-addressed, say otherwise themselves.)
-            .layer(SetResponseHeaderLayer::if_not_present(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            ))
-            .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-                tracing::error!("a request handler panicked");
-                axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(
-                    crate::error::Cause::new("handler panicked"),
-                ))
-            })),
+            .layer(crate::routes::ObserveLayer)
+            .layer(CatchPanicLayer::custom(
+                |_: Box<dyn std::any::Any + Send>| {
+                    axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(
+                        crate::error::Cause::new("a request handler panicked"),
+                    ))
+                },
+            )),
     )
-}
-
-/// A client's `x-request-id` is kept (and echoed, and logged) only if it is short and plain:
-/// at most 64 characters of letters, digits and `-_.:`. Anything else is dropped, and the
-/// request gets a fresh UUID, so a client cannot write into every log line of its request.
-async fn drop_unfit_request_id(mut req: Request) -> Request {
-    let fit = |v: &[u8]| {
-        !v.is_empty()
-            && v.len() <= 64
-            && v.iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    };
-    let headers = req.headers_mut();
-    let all_fit = headers
-        .get_all("x-request-id")
-        .iter()
-        .all(|v| fit(v.as_bytes()));
-    if !all_fit || headers.get_all("x-request-id").iter().count() > 1 {
-        headers.remove("x-request-id");
-    }
-    req
 }
 
 /// A server running in a task of this process: its address and a handle to stop it. Dropping

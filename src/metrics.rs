@@ -5,14 +5,10 @@
 //! A leaf: every layer may record here; it imports only its sibling leaf `recent` (the
 //! dashboard's last hour).
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -47,28 +43,11 @@ pub fn handle() -> PrometheusHandle {
 /// How often histogram samples are folded into their buckets.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Counts and times every request by route template and status.
-pub async fn track_http(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    // Any method is accepted on the wire; the label set stays bounded.
-    let method = match *req.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
-    };
-    let started = Instant::now();
-    let response = next.run(req).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, duration) = HTTP.handles(route, method, response.status().as_u16());
+/// One request, counted and timed by route template, method and status.
+pub fn http_request(route: &str, method: &'static str, status: u16, elapsed: Duration) {
+    let (requests, duration) = HTTP.handles(route, method, status);
     requests.increment(1);
-    duration.record(elapsed);
-    response
+    duration.record(elapsed.as_secs_f64());
 }
 
 /// The request metrics' handles by route, method and status, so that a request costs two

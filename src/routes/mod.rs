@@ -17,6 +17,7 @@ mod session;
 
 pub use avatar::image_of;
 pub use extract::{decode_body, token_text};
+pub(crate) use middleware::ObserveLayer;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -71,15 +72,15 @@ pub fn routers(
     }
 }
 
-/// The routes with their docs, metrics, fallbacks, body limit and 5xx logging.
+/// The routes with their docs, fallbacks and body limit, each route noting its template for the
+/// request metrics.
 fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (router, openapi) = api.split_for_parts();
     router
         .merge(docs::router(openapi))
-        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
+        .route_layer(middleware::NoteRouteLayer)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(middleware::log_server_errors))
         .with_state(state)
 }
