@@ -57,12 +57,22 @@ pub(crate) const FIND_UNIONID_USER: &str =
     "SELECT i.user_id, u.status FROM identities i JOIN users u ON u.id = i.user_id \
      WHERE i.platform = $1 AND i.unionid = $2 AND u.status <> 'deleted' ORDER BY i.user_id LIMIT 1";
 
+// No `RETURNING` in the inserts of SQLite's writer thread: SQLite runs a `RETURNING` through a
+// temporary table (a b-tree opened and closed per statement); that thread reads the new row's id
+// with `last_insert_rowid` instead. (PostgreSQL logs in through `wxlogin_login_v1`.)
 pub(crate) const INSERT_USER: &str =
-    "INSERT INTO users (status, created_at, last_login_at) VALUES ('active', $1, $1) RETURNING id";
+    "INSERT INTO users (status, created_at, last_login_at) VALUES ('active', $1, $1)";
 
 pub(crate) const INSERT_IDENTITY: &str =
     "INSERT INTO identities (user_id, platform, appid, openid, unionid, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+macro_rules! insert_event {
+    () => {
+        "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, detail, at, actor) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    };
+}
 
 /// A unionid that arrives after the identity was made (app bound to an Open Platform later).
 pub(crate) const SET_IDENTITY_UNIONID: &str = "UPDATE identities SET unionid = $1 WHERE id = $2";
@@ -75,13 +85,18 @@ pub(crate) const TOUCH_USER_LOGIN: &str =
 pub(crate) const INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, user_id, identity_id, platform, appid, session_key, \
      ip, user_agent, created_at, last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)";
 
-/// The user's sessions beyond the newest `$2`, deleted to make room under the cap.
-pub(crate) const TRIM_SESSIONS: &str = "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE user_id = $1 \
-     ORDER BY id DESC LIMIT 1000000000 OFFSET $2) RETURNING id, token_hash, user_id, platform, appid";
+/// The user's sessions beyond the newest `$2`, to be deleted to make room under the cap
+/// ([`DELETE_SESSION_ROW`] each; no `DELETE … RETURNING`, which SQLite runs through temporary
+/// tables, for what is usually nothing).
+pub(crate) const SESSIONS_OVER_CAP: &str =
+    "SELECT id, token_hash, user_id, platform, appid FROM sessions \
+     WHERE user_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2";
 
-pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, detail, at, actor) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id";
+pub(crate) const DELETE_SESSION_ROW: &str = "DELETE FROM sessions WHERE id = $1";
+
+pub(crate) const INSERT_EVENT: &str = concat!(insert_event!(), " RETURNING id");
+/// [`INSERT_EVENT`] for SQLite's writer thread (no `RETURNING`, as above).
+pub(crate) const INSERT_EVENT_ROW: &str = insert_event!();
 
 /// A first login's two events in one statement: `user_created`, then `login`.
 pub(crate) const INSERT_NEW_USER_EVENTS: &str = "INSERT INTO events (type, user_id, platform, appid, ip, user_agent, \
@@ -791,8 +806,10 @@ mod tests {
             SET_IDENTITY_UNIONID,
             TOUCH_USER_LOGIN,
             INSERT_SESSION,
-            TRIM_SESSIONS,
+            SESSIONS_OVER_CAP,
+            DELETE_SESSION_ROW,
             INSERT_EVENT,
+            INSERT_EVENT_ROW,
             INSERT_NEW_USER_EVENTS,
             INSERT_NEW_USER_EVENTS_RETURNING,
             INSERT_OUTBOX,

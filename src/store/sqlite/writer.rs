@@ -206,8 +206,8 @@ fn commit_batch(
 }
 
 fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent<'_>) -> rusqlite::Result<()> {
-    tx.prepare_cached(sql::INSERT_EVENT)?.query_row(
-        rusqlite::params![
+    tx.prepare_cached(sql::INSERT_EVENT_ROW)?
+        .execute(rusqlite::params![
             e.kind.as_str(),
             e.user_id,
             e.platform,
@@ -217,9 +217,8 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, e: &NewEvent<'_>) -> rusqlite::R
             e.detail,
             e.at,
             e.actor
-        ],
-        |_| Ok(()),
-    )
+        ])
+        .map(drop)
 }
 
 /// Runs a revoking statement (`RETURNING` the ended sessions) and writes an event for each.
@@ -230,8 +229,23 @@ fn end_sessions(
     reason: &str,
     audit: Audit<'_>,
 ) -> rusqlite::Result<Vec<Ended>> {
-    let ended: Vec<Ended> = tx
-        .prepare_cached(sql_text)?
+    let ended = sessions(tx, sql_text, params)?;
+    for e in &ended {
+        insert_event(
+            tx,
+            &NewEvent::for_session(EventType::SessionRevoked, e, audit, reason),
+        )?;
+    }
+    Ok(ended)
+}
+
+/// The sessions a statement names (`id, token_hash, user_id, platform, appid`).
+fn sessions(
+    tx: &rusqlite::Transaction<'_>,
+    sql_text: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<Ended>> {
+    tx.prepare_cached(sql_text)?
         .query_map(params, |r| {
             Ok(Ended {
                 id: r.get("id")?,
@@ -241,14 +255,26 @@ fn end_sessions(
                 appid: r.get("appid")?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
-    for e in &ended {
+        .collect()
+}
+
+/// The user's sessions beyond the newest `keep`, ended (`limit`) with their events.
+fn trim_sessions(
+    tx: &rusqlite::Transaction<'_>,
+    user_id: i64,
+    keep: i64,
+    audit: Audit<'_>,
+) -> rusqlite::Result<Vec<Ended>> {
+    let over = sessions(tx, sql::SESSIONS_OVER_CAP, rusqlite::params![user_id, keep])?;
+    for e in &over {
+        tx.prepare_cached(sql::DELETE_SESSION_ROW)?
+            .execute([e.id])?;
         insert_event(
             tx,
-            &NewEvent::for_session(EventType::SessionRevoked, e, audit, reason),
+            &NewEvent::for_session(EventType::SessionRevoked, e, audit, "limit"),
         )?;
     }
-    Ok(ended)
+    Ok(over)
 }
 
 /// The statements of one login, as PostgreSQL's `wxlogin_login_v1` (migration 0006; the same SQL and
@@ -301,17 +327,20 @@ fn login_statements(
                     (user, status, false)
                 }
                 None => {
-                    let id: i64 = tx
-                        .prepare_cached(sql::INSERT_USER)?
-                        .query_row(params![j.now], |r| r.get(0))?;
-                    (id, "active".to_owned(), true)
+                    tx.prepare_cached(sql::INSERT_USER)?
+                        .execute(params![j.now])?;
+                    (tx.last_insert_rowid(), "active".to_owned(), true)
                 }
             };
-            let identity: i64 = tx.prepare_cached(sql::INSERT_IDENTITY)?.query_row(
-                params![user, platform, j.appid.as_str(), j.openid.0, unionid, j.now],
-                |r| r.get(0),
-            )?;
-            (identity, user, status, new_user)
+            tx.prepare_cached(sql::INSERT_IDENTITY)?.execute(params![
+                user,
+                platform,
+                j.appid.as_str(),
+                j.openid.0,
+                unionid,
+                j.now
+            ])?;
+            (tx.last_insert_rowid(), user, status, new_user)
         }
     };
     let audit = Audit {
@@ -349,13 +378,7 @@ fn login_statements(
     }
     if !new_user {
         let keep = i64::from(j.max_sessions.max(1) - 1);
-        revoked.extend(end_sessions(
-            tx,
-            sql::TRIM_SESSIONS,
-            params![user_id, keep],
-            "limit",
-            audit,
-        )?);
+        revoked.extend(trim_sessions(tx, user_id, keep, audit)?);
     }
     tx.prepare_cached(sql::INSERT_SESSION)?.execute(params![
         j.token_hash.0,
