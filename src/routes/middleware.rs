@@ -10,7 +10,8 @@
 //!   and the request gets a fresh UUID, so a client cannot write into every log line of its
 //!   request;
 //! - one `request` span per request (method, path — never the query string, whatever a client
-//!   puts there — and the request id), entered whenever the request's work runs;
+//!   puts there — and the request id), entered whenever the request's work runs; at debug
+//!   level, a line when a request starts and one when it is answered (status, latency);
 //! - each 5xx logged once, inside that span, with the cause the error carried
 //!   ([`ServerFailure`]) — the one place server failures are logged;
 //! - replies carry tokens and personal data, so no cache may keep them: `Cache-Control:
@@ -68,10 +69,13 @@ where
             "request",
             method = %req.method(),
             path = %req.uri().path(),
-            request_id = id.to_str().unwrap_or("-"),
+            request_id = %id.to_str().unwrap_or("-"),
         );
         let method = method_label(req.method());
-        let inner = span.in_scope(|| self.inner.call(req));
+        let inner = span.in_scope(|| {
+            tracing::debug!("request started");
+            self.inner.call(req)
+        });
         ObserveFuture {
             inner,
             span,
@@ -108,6 +112,12 @@ where
             Err(e) => return Poll::Ready(Err(e)),
         };
         let status = response.status();
+        let elapsed = this.started.elapsed();
+        tracing::debug!(
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request finished"
+        );
         if status.is_server_error() {
             match response.extensions().get::<ServerFailure>() {
                 Some(f) => {
@@ -120,7 +130,7 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
-        crate::metrics::http_request(route, this.method, status.as_u16(), this.started.elapsed());
+        crate::metrics::http_request(route, this.method, status.as_u16(), elapsed);
         let headers = response.headers_mut();
         if let Some(id) = this.id.take() {
             headers.entry(&REQUEST_ID).or_insert(id);

@@ -24,6 +24,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct LoginOutcome {
@@ -96,17 +97,21 @@ impl LoginService {
                 None => {
                     let this = Arc::clone(self);
                     let (app, hash) = (app.clone(), code_hash.clone());
-                    let task = tokio::spawn(async move {
-                        let result = this
-                            .exchange_once(&app, &code, &hash, previous.as_ref(), &client)
-                            .await;
-                        this.record_failure(&app, &result, &client).await;
-                        this.inflight
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&hash);
-                        result
-                    });
+                    let task = tokio::spawn(
+                        async move {
+                            let result = this
+                                .exchange_once(&app, &code, &hash, previous.as_ref(), &client)
+                                .await;
+                            this.record_failure(&app, &result, &client).await;
+                            this.inflight
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&hash);
+                            result
+                        }
+                        // Its log lines carry the request's span (and so its request id).
+                        .in_current_span(),
+                    );
                     let flight = async move {
                         task.await.unwrap_or_else(|e| {
                             tracing::error!(error = %e, "the login task failed");

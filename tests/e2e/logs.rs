@@ -78,6 +78,7 @@ async fn a_trace_level_log_of_a_full_run_contains_no_secret() {
     run(&wx, &["code", "session_key"]);
     let login: Value = http
         .post(format!("{base}/login"))
+        .header("x-request-id", "log-check-1")
         .json(&json!({ "code": wx["code"] }))
         .send()
         .await
@@ -149,6 +150,15 @@ async fn a_trace_level_log_of_a_full_run_contains_no_secret() {
         });
         assert!(!lifted, "RUST_LOG lifted a cap: {line}");
     }
+    // The login's own line is in its request's span, under the id the client sent.
+    assert!(
+        without_colours(&text)
+            .lines()
+            .any(|l| l.contains("request_id=log-check-1")
+                && l.contains("path=/login")
+                && l.contains("new_user=true")),
+        "the login's line carries its request:\n{text}"
+    );
     assert!(
         text.contains("X-Forwarded-For came from a peer that is not in WXLOGIN_TRUSTED_PROXIES"),
         "an ignored X-Forwarded-For is reported"

@@ -35,6 +35,9 @@ async fn metrics_count_logins_wechat_calls_token_checks_and_store_latency() {
             .0,
         200
     );
+    // A path no route has is counted too, under one label whatever the path.
+    let missing = app.http.get(app.url("/no/such/page")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
     let text = app
         .http
         .get(app.url("/metrics"))
@@ -45,6 +48,7 @@ async fn metrics_count_logins_wechat_calls_token_checks_and_store_latency() {
         .await
         .unwrap();
     for needle in [
+        "wxlogin_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}",
         "wxlogin_logins_total{outcome=\"ok\"}",
         "wxlogin_logins_total{outcome=\"invalid_code\"}",
         "wxlogin_wechat_calls_total{api=\"jscode2session\",errcode=\"0\"}",
