@@ -64,6 +64,7 @@ where
     }
 
     fn call(&mut self, mut req: Request) -> Self::Future {
+        let started = Instant::now();
         let id = request_id(req.headers_mut());
         let span = tracing::info_span!(
             "request",
@@ -81,7 +82,7 @@ where
             span,
             id: Some(id),
             method,
-            started: Instant::now(),
+            started,
         }
     }
 }
