@@ -227,12 +227,12 @@ async fn open_store(
 }
 
 /// The layers around every route: request ids, the request span, the 5xx log, `Cache-Control:
-/// no-store` and the request metrics ([`crate::routes::ObserveLayer`]), and inside them a panic
+/// no-store` and the request metrics ([`crate::routes::Observe`]), and inside them a panic
 /// turned into a 500 (which that layer logs).
 fn with_layers(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
-            .layer(crate::routes::ObserveLayer)
+            .layer(tower::layer::layer_fn(crate::routes::Observe::new))
             .layer(CatchPanicLayer::custom(
                 |_: Box<dyn std::any::Any + Send>| {
                     axum::response::IntoResponse::into_response(crate::error::ApiError::Internal(

@@ -28,27 +28,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
-use tower::{Layer, Service};
+use tower::Service;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// The layer for [`Observe`].
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ObserveLayer;
-
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
-    }
-}
 
 /// Request ids, the request span, the 5xx log, `Cache-Control` and the request metrics (see
 /// the module's documentation).
 #[derive(Clone, Debug)]
 pub(crate) struct Observe<S> {
     inner: S,
+}
+
+impl<S> Observe<S> {
+    /// Wraps the router (`tower::layer::layer_fn(Observe::new)`).
+    pub(crate) fn new(inner: S) -> Self {
+        Self { inner }
+    }
 }
 
 impl<S, B> Service<Request> for Observe<S>
@@ -180,23 +175,18 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The layer for [`NoteRoute`].
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct NoteRouteLayer;
-
-impl<S> Layer<S> for NoteRouteLayer {
-    type Service = NoteRoute<S>;
-
-    fn layer(&self, inner: S) -> NoteRoute<S> {
-        NoteRoute { inner }
-    }
-}
-
 /// A route layer: puts the route template that matched (known only inside the router) on the
 /// response, for [`Observe`]'s metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct NoteRoute<S> {
     inner: S,
+}
+
+impl<S> NoteRoute<S> {
+    /// Wraps a route (`tower::layer::layer_fn(NoteRoute::new)`).
+    pub(crate) fn new(inner: S) -> Self {
+        Self { inner }
+    }
 }
 
 impl<S> Service<Request> for NoteRoute<S>

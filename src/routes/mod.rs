@@ -17,7 +17,7 @@ mod session;
 
 pub use avatar::image_of;
 pub use extract::{decode_body, token_text};
-pub(crate) use middleware::ObserveLayer;
+pub(crate) use middleware::Observe;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -78,7 +78,7 @@ fn finish(api: OpenApiRouter<AppState>, state: AppState) -> Router {
     let (router, openapi) = api.split_for_parts();
     router
         .merge(docs::router(openapi))
-        .route_layer(middleware::NoteRouteLayer)
+        .route_layer(tower::layer::layer_fn(middleware::NoteRoute::new))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -230,13 +230,24 @@ fn end_sessions(
     audit: Audit<'_>,
 ) -> rusqlite::Result<Vec<Ended>> {
     let ended = sessions(tx, sql_text, params)?;
-    for e in &ended {
+    revoked_events(tx, &ended, reason, audit)?;
+    Ok(ended)
+}
+
+/// A `session_revoked` event for each of the ended sessions.
+fn revoked_events(
+    tx: &rusqlite::Transaction<'_>,
+    ended: &[Ended],
+    reason: &str,
+    audit: Audit<'_>,
+) -> rusqlite::Result<()> {
+    for e in ended {
         insert_event(
             tx,
             &NewEvent::for_session(EventType::SessionRevoked, e, audit, reason),
         )?;
     }
-    Ok(ended)
+    Ok(())
 }
 
 /// The sessions a statement names (`id, token_hash, user_id, platform, appid`).
@@ -269,11 +280,8 @@ fn trim_sessions(
     for e in &over {
         tx.prepare_cached(sql::DELETE_SESSION_ROW)?
             .execute([e.id])?;
-        insert_event(
-            tx,
-            &NewEvent::for_session(EventType::SessionRevoked, e, audit, "limit"),
-        )?;
     }
+    revoked_events(tx, &over, "limit", audit)?;
     Ok(over)
 }
 
