@@ -150,23 +150,32 @@ impl LoginService {
             match coord.lock(&lock, ttl).await {
                 Lock::Acquired(nonce) => {
                     let result = self.exchange(app, code, code_hash, previous, client).await;
-                    coord.unlock(&lock, &nonce).await;
+                    // A code that logged in keeps its lock until the lock expires: a replay,
+                    // here or on another instance, finds it held and the store's `code_used` at
+                    // once, and a login costs one Redis call fewer. A failed exchange may not
+                    // have spent the code; its lock goes, so a retry need not wait.
+                    if result.is_err() {
+                        coord.unlock(&lock, &nonce).await;
+                    }
                     return result;
                 }
                 Lock::Unavailable => {
                     return self.exchange(app, code, code_hash, previous, client).await
                 }
-                Lock::Held => {
-                    while coord.is_locked(&lock).await == Some(true) && Instant::now() < deadline {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
+                Lock::Held => loop {
+                    // Held by a login that used the code (kept), or by one still running.
                     if self.store.is_code_used(code_hash).await? {
                         return Err(ServiceError::CodeUsed);
                     }
-                    if Instant::now() >= deadline {
-                        return Err(ServiceError::Wechat(WechatError::Timeout));
+                    match coord.is_locked(&lock).await {
+                        Some(true) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(20)).await
+                        }
+                        Some(true) => return Err(ServiceError::Wechat(WechatError::Timeout)),
+                        // Released (that attempt failed) or Redis unreachable: try again.
+                        _ => break,
                     }
-                }
+                },
             }
         }
     }

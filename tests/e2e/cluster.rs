@@ -129,6 +129,52 @@ async fn one_code_sent_to_a_and_b_concurrently_makes_one_wechat_call() {
     app.shutdown().await;
 }
 
+/// A code that logged in keeps its lock (until the lock expires) as the mark of a spent code: the
+/// same code replayed on either instance is `code_used` without another WeChat call, and a code
+/// whose exchange failed is free again at once for the retry.
+#[tokio::test]
+async fn a_replayed_code_is_code_used_on_both_instances_and_a_failed_one_can_be_retried_on_the_other(
+) {
+    let Some((app, b)) = two_instances().await else {
+        return;
+    };
+    let code = app.code("ray").await;
+    let body = json!({ "code": code });
+    assert_eq!(
+        call(&app, app.addr, "POST", "/login", None, body.clone())
+            .await
+            .0,
+        200
+    );
+    let before = app.calls("/sns/jscode2session").await;
+    for addr in [b.addr, app.addr] {
+        let (status, reply) = call(&app, addr, "POST", "/login", None, body.clone()).await;
+        assert_eq!(
+            (status, reply["error"].as_str()),
+            (401, Some("code_used")),
+            "{reply}"
+        );
+    }
+    assert_eq!(app.calls("/sns/jscode2session").await, before);
+
+    // WeChat unavailable on A's attempt: the code is not spent, and B may use it.
+    let code = app.code("ray").await;
+    let body = json!({ "code": code });
+    app.fault(json!({ "api": "/sns/jscode2session", "errcode": -1, "times": 2 }))
+        .await;
+    let (status, _) = call(&app, app.addr, "POST", "/login", None, body.clone()).await;
+    assert_eq!(status, 503);
+    app.http
+        .delete(app.sim_url("/_sim/faults"))
+        .send()
+        .await
+        .unwrap();
+    let (status, reply) = call(&app, b.addr, "POST", "/login", None, body).await;
+    assert_eq!(status, 200, "{reply}");
+    b.stop(Duration::from_secs(2)).await;
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn thirty_concurrent_first_logins_split_over_a_and_b_make_one_user_row() {
     let Some((app, b)) = two_instances().await else {
